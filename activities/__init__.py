@@ -1,0 +1,1 @@
+"""Temporal activities: database, notification and PDF side effects for Portico workflows."""

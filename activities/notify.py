@@ -1,0 +1,240 @@
+"""Email (SMTP via aiosmtplib) and SMS (official twilio client). Each send is recorded under a
+dedupe key first checked, so a retried activity does not message anyone twice; without SMTP or
+Twilio settings the message lands in the dev outbox instead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage as MimeMessage
+from email.utils import make_msgid
+from html import unescape
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from bots.parse import bare_phone
+from portico import quiet_hours
+from portico.files import FileStore
+from portico.models import Approval, OutboundMessage, SmsOptOut
+from portico.settings import Settings
+from workflows.types import EmailMessage, SmsMessage
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def email_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_email(env: Environment, template: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, plain text, html) from `emails/<template>.html` and its (inherited) blocks."""
+    tmpl = env.get_template(f"emails/{template}.html")
+    ctx = tmpl.new_context(context)
+    html = "".join(tmpl.root_render_func(ctx))  # also collects the blocks of parent templates
+
+    def part(name: str) -> str:
+        # The templates autoescape for HTML; the subject and text part are plain text.
+        return unescape("".join(ctx.blocks[name][0](ctx))).strip()
+
+    return " ".join(part("subject").split()), part("text") + "\n", html
+
+
+def twilio_client(settings: Settings) -> Any:
+    """The official client; PORTICO_TWILIO_API_BASE points its REST calls elsewhere (tests)."""
+    from twilio.rest import Client
+
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token)
+    if settings.twilio_api_base:
+        client.api.base_url = settings.twilio_api_base.rstrip("/")
+    return client
+
+
+class NotifyActivities:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock  # injectable so quiet hours test with fixed times
+        self.quiet_hours = quiet_hours.parse_quiet_hours(settings.quiet_hours)
+        self.default_zone = ZoneInfo(settings.default_timezone)
+        self.env = email_environment()
+        self.files = FileStore(settings.files_dir)
+        self._twilio: Any = None
+
+    async def _already_sent(self, dedupe_key: str) -> bool:
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(OutboundMessage.id).where(OutboundMessage.dedupe_key == dedupe_key)
+            )
+            return found is not None
+
+    async def _record(self, **values: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(OutboundMessage(**values))
+        # an IntegrityError here means a concurrent attempt recorded it first: fine
+
+    @activity.defn(name="send_email")
+    async def send_email(self, message: EmailMessage) -> None:
+        if await self._already_sent(message.dedupe_key):
+            return
+        if "@" not in message.to:
+            raise ApplicationError(f"Not an email address: {message.to}", type="InvalidRecipient")
+        context = {"public_url": self.settings.public_url, **message.context}
+        subject, text, html = render_email(self.env, message.template, context)
+        mime = MimeMessage()
+        mime["From"] = self.settings.mail_from
+        mime["To"] = message.to
+        mime["Subject"] = subject
+        mime["Message-ID"] = make_msgid(domain="portico")
+        mime.set_content(text)
+        mime.add_alternative(html, subtype="html")
+        if message.attach_signed_pdf_of is not None:
+            await self._attach_signed_pdf(mime, message.attach_signed_pdf_of)
+        transport = "outbox"
+        if self.settings.smtp_host:
+            await aiosmtplib.send(
+                mime,
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port or 25,
+                username=self.settings.smtp_username,
+                password=self.settings.smtp_password,
+                start_tls=self.settings.smtp_starttls,
+                timeout=30,
+            )
+            transport = "smtp"
+        with contextlib.suppress(IntegrityError):
+            await self._record(
+                dedupe_key=message.dedupe_key,
+                channel="email",
+                to=message.to,
+                subject=subject,
+                body=text,
+                html=html,
+                transport=transport,
+                provider_id=mime["Message-ID"],
+            )
+
+    async def _attach_signed_pdf(self, mime: MimeMessage, approval_id: int) -> None:
+        async with self.sessions() as session:
+            approval = await session.get(Approval, approval_id)
+        if approval is None or not approval.signed_pdf_path:
+            return
+        data = self.files.read(approval.signed_pdf_path)
+        mime.add_attachment(
+            data, maintype="application", subtype="pdf", filename=f"signed-{approval_id}.pdf"
+        )
+
+    @activity.defn(name="send_sms")
+    async def send_sms(self, message: SmsMessage) -> None:
+        """Send one SMS, unless the recipient opted out (recorded, then reported to the workflow
+        as a non-retryable OptedOut so the audit trail shows it) or, for a non-urgent text, it is
+        night where they are (QuietHours: see `_hold_for_quiet_hours`)."""
+        if await self._already_sent(message.dedupe_key):
+            return
+        if await self._opted_out(message.to):
+            await self._record_sms(message, "opted_out", None)
+            raise ApplicationError(
+                "The recipient replied STOP to our texts; SMS not sent.",
+                type="OptedOut",
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        if not message.urgent:
+            self._hold_for_quiet_hours(message.to)
+        transport, provider_id = "outbox", None
+        if self.settings.twilio_enabled:
+            provider_id = await asyncio.to_thread(self._send_twilio, message)
+            transport = "twilio"
+        await self._record_sms(message, transport, provider_id)
+
+    async def _record_sms(
+        self, message: SmsMessage, transport: str, provider_id: str | None
+    ) -> None:
+        with contextlib.suppress(IntegrityError):  # a concurrent attempt recorded it first
+            await self._record(
+                dedupe_key=message.dedupe_key,
+                channel="sms",
+                to=message.to,
+                subject=None,
+                body=message.body,
+                html=None,
+                transport=transport,
+                provider_id=provider_id,
+            )
+
+    async def _opted_out(self, to: str) -> bool:
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(SmsOptOut.opted_out).where(SmsOptOut.phone == bare_phone(to))
+            )
+        return bool(found)
+
+    def _hold_for_quiet_hours(self, to: str) -> None:
+        """Fail this attempt with a retry at the end of the recipient's night.
+
+        Quiet hours depend on time zone data and the wall clock, which a workflow must not read
+        (replays would decide differently), so the activity decides: it raises a *retryable*
+        QuietHours error whose `next_retry_delay` tells Temporal when to try again. Temporal
+        honours that delay beyond the retry policy's maximum interval, the workflow's 2-day SMS
+        schedule-to-close window covers any night, and nothing sleeps in a worker meanwhile.
+        """
+        zone = quiet_hours.zone_for(to, self.default_zone)
+        delay = quiet_hours.delay_until_allowed(self.clock(), zone, self.quiet_hours)
+        if delay is not None:
+            raise ApplicationError(
+                f"Quiet hours in {zone.key}; sending in {delay}.",
+                type="QuietHours",
+                next_retry_delay=delay,
+                category=ApplicationErrorCategory.BENIGN,
+            )
+
+    def _send_twilio(self, message: SmsMessage) -> str:
+        from twilio.base.exceptions import TwilioRestException
+
+        if self._twilio is None:
+            self._twilio = twilio_client(self.settings)
+        sender: dict[str, str] = {}
+        if self.settings.twilio_messaging_service_sid:
+            sender["messaging_service_sid"] = self.settings.twilio_messaging_service_sid
+        else:
+            sender["from_"] = self._sender_for(message.to)
+        try:
+            sent = self._twilio.messages.create(to=message.to, body=message.body, **sender)
+        except TwilioRestException as err:
+            if err.code == 21610:  # the recipient replied STOP to this sender at Twilio's end
+                raise ApplicationError(
+                    "The recipient has unsubscribed from our texts; SMS not sent.",
+                    type="OptedOut",
+                    non_retryable=True,
+                    category=ApplicationErrorCategory.BENIGN,
+                ) from err
+            if err.status == 400:  # invalid number, unsubscribed recipient: retrying won't help
+                raise ApplicationError(str(err.msg), type="InvalidRecipient") from err
+            raise
+        return str(sent.sid)
+
+    def _sender_for(self, to: str) -> str:
+        sender = self.settings.twilio_from_number or ""
+        if to.startswith("whatsapp:") and not sender.startswith("whatsapp:"):
+            return f"whatsapp:{sender}"
+        return sender

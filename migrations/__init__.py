@@ -1,0 +1,1 @@
+"""Alembic migrations: the only way Portico's schema changes (see `portico.migrate`)."""

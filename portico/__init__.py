@@ -1,0 +1,1 @@
+"""Portico core: settings, storage, tokens, CLI and the dev runner shared by every layer."""

@@ -1,0 +1,100 @@
+"""The tamper-evident audit trail: each event stores sha256(previous hash + canonical JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_payload(
+    *, seq: int, event_key: str, at: datetime, type: str, actor: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields an event's hash covers."""
+    return {
+        "seq": seq,
+        "event_key": event_key,
+        "at": at.isoformat(),
+        "type": type,
+        "actor": actor,
+        "data": data,
+    }
+
+
+def chain_hash(prev_hash: str, payload: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(payload)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int
+    problem: str
+
+
+def verify_chain(events: list[Any]) -> list[ChainProblem]:
+    """Re-check stored events (ordered by seq); an empty list means the chain is intact."""
+    problems: list[ChainProblem] = []
+    prev = GENESIS
+    for expected_seq, event in enumerate(events, start=1):
+        if event.seq != expected_seq:
+            problems.append(ChainProblem(event.seq, f"expected event #{expected_seq}"))
+        if event.prev_hash != prev:
+            problems.append(ChainProblem(event.seq, "previous hash does not match"))
+        payload = event_payload(
+            seq=event.seq,
+            event_key=event.event_key,
+            at=event.at,
+            type=event.type,
+            actor=event.actor,
+            data=event.data,
+        )
+        if chain_hash(event.prev_hash, payload) != event.hash:
+            problems.append(ChainProblem(event.seq, "content does not match its hash"))
+        prev = event.hash
+    return problems
+
+
+async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> list[str]:
+    """Re-check an approval's hash chain and its signed PDF; returns the problems found."""
+    from sqlalchemy import select
+
+    from portico.files import FileStore
+    from portico.models import Approval, AuditEvent
+
+    async with sessions() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None:
+            return [f"approval {approval_id} does not exist"]
+        events = list(
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.approval_id == approval_id)
+                .order_by(AuditEvent.seq)
+            )
+        )
+    problems = [f"event #{p.seq}: {p.problem}" for p in verify_chain(events)]
+    if not events:
+        problems.append("no audit events recorded")
+    recorded = [e.data.get("sha256") for e in events if e.type == "signed_pdf"]
+    if approval.signed_pdf_path:
+        try:
+            data = FileStore(files_dir).read(approval.signed_pdf_path)
+        except (OSError, ValueError):
+            problems.append("the signed PDF file is missing")
+        else:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != approval.signed_pdf_sha256:
+                problems.append("the signed PDF does not match its recorded SHA-256")
+            if recorded and recorded[-1] != actual:
+                problems.append("the signed PDF does not match the SHA-256 in the audit trail")
+    elif approval.status == "approved" and recorded:
+        problems.append("the signed PDF is recorded in the audit trail but missing")
+    return problems

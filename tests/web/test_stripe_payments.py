@@ -1,0 +1,262 @@
+"""Stripe through the official client against a local fake (CONTRACT §4, §6): the Pay button
+opens a Checkout Session (card + ACH, idempotency key on every create, balance or a partial
+amount), and signed webhook events move the invoice exactly once, ACH settling later."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_stack
+from tests.fake_stripe import FakeStripe, signed
+from tests.helpers import wait_until
+from tests.portal_support import CSRF, Browser, create_invoice, mails_to, seed_client
+from workflows.invoice import InvoiceWorkflow
+
+SECRET = "whsec_test_0123456789abcdef"
+
+
+@pytest.fixture
+async def fake_stripe() -> AsyncIterator[FakeStripe]:
+    fake = await FakeStripe().start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def stripe_stack(settings, sessions, dev_env, fake_stripe) -> AsyncIterator[Any]:
+    configured = settings.model_copy(
+        update={
+            "stripe_secret_key": "sk_test_fake_key",
+            "stripe_webhook_secret": SECRET,
+            "stripe_api_base": fake_stripe.base_url,
+        }
+    )
+    async for s in start_stack(configured, sessions, dev_env.client):
+        yield s
+
+
+def local(url: str) -> str:
+    return url.removeprefix("http://portico.test")
+
+
+async def pay(browser: Browser, pay_path: str, amount: str = "", attempt: str | None = None):
+    status, html, _ = await browser.get(pay_path)
+    assert status == 200
+    fields = {"csrf": CSRF.search(html).group(1), "amount": amount}
+    fields["attempt"] = attempt or re.search(r'name="attempt" value="([^"]+)"', html).group(1)
+    return await browser.post(pay_path + "/checkout", fields, allow_redirects=False)
+
+
+async def webhook(stack, event: dict, secret: str = SECRET, **kw) -> tuple[int, dict]:
+    payload, headers = signed(event, secret, **kw)
+    response = await stack.http.post("/webhooks/stripe", data=payload, headers=headers)
+    return response.status, await response.json()
+
+
+async def setup_invoice(stack, **kw) -> tuple[dict, str]:
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"], **kw)
+    return invoice, local(invoice["pay_url"])
+
+
+async def test_pay_opens_checkout_with_card_and_ach_and_idempotency_keys(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        status, html, response = await browser.get(path)
+        assert '<label for="amount">Amount (USD)</label>' in html and 'value="1200.00"' in html
+        assert ">Pay</button>" in html
+        assert fake_stripe.base_url in response.headers["Content-Security-Policy"]
+
+        status, _, response = await pay(browser, path, attempt="attempt-one-1")
+        assert status == 303
+        session = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        request = fake_stripe.requests[0]
+        assert request["mode"] == "payment"
+        assert [request["payment_method_types[0]"], request["payment_method_types[1]"]] == [
+            "card",
+            "us_bank_account",
+        ]
+        assert request["line_items[0][price_data][unit_amount]"] == "120000"
+        assert request["metadata[invoice_id]"] == str(invoice["id"])
+        assert request["customer_email"] == "dana@client.test"
+        assert fake_stripe.authorizations[0] == "Bearer sk_test_fake_key"
+        assert fake_stripe.idempotency_keys[0].startswith(f"portico-checkout-{invoice['id']}-")
+        assert session["amount_total"] == 120000
+
+        # the same form sent twice (a double click) is the same Checkout Session
+        status, _, again = await pay(browser, path, attempt="attempt-one-1")
+        assert again.headers["Location"] == response.headers["Location"]
+        assert fake_stripe.idempotency_keys[1] == fake_stripe.idempotency_keys[0]
+
+        # a part of the balance
+        status, _, partial = await pay(browser, path, amount="250.00")
+        assert status == 303
+        assert fake_stripe.requests[-1]["line_items[0][price_data][unit_amount]"] == "25000"
+        assert all(fake_stripe.idempotency_keys)
+        assert len(set(fake_stripe.idempotency_keys)) == 2
+
+        status, html, _ = await pay(browser, path, amount="1200.01")
+        assert status == 422 and "at most $1,200.00" in html
+        status, html, _ = await pay(browser, path, amount="0.10")
+        assert status == 422
+        status, html, _ = await pay(browser, path, amount="12,0x")
+        assert status == 422
+        assert len(fake_stripe.requests) == 3
+    finally:
+        await browser.close()
+
+
+async def test_card_payments_partial_then_full(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path, amount="250.00")
+        first = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        status, answer = await webhook(
+            stack, fake_stripe.event("checkout.session.completed", first, payment_status="paid")
+        )
+        assert status == 200 and answer["result"] == "applied"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert shown["status"] == "partially_paid" and shown["paid_cents"] == 25000
+        assert shown["payments"][0]["method"] == "card"
+        assert shown["payments"][0]["status"] == "succeeded"
+
+        status, html, _ = await browser.get(path)
+        assert 'value="950.00"' in html  # the rest is filled in next time
+        _, _, response = await pay(browser, path)
+        rest = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        assert rest["amount_total"] == 95000
+        await webhook(
+            stack, fake_stripe.event("checkout.session.completed", rest, payment_status="paid")
+        )
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert shown["status"] == "paid" and shown["paid_cents"] == 120000
+        status, html, _ = await browser.get(path)
+        assert ">Pay</button>" not in html and "Paid" in html
+
+        receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+        assert [r.subject.split(":")[1].split(" for")[0].strip() for r in receipts] == [
+            "$250.00",
+            "$950.00",
+        ]
+        staff = await mails_to(stack, "office@firm.test")
+        assert len([m for m in staff if "Payment received" in m.subject]) == 2
+        handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
+        assert (await asyncio.wait_for(handle.result(), 20)).status == "paid"
+    finally:
+        await browser.close()
+
+
+async def test_webhook_signatures_are_checked(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path)
+        session = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+    finally:
+        await browser.close()
+    event = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    status, answer = await webhook(stack, event, secret="whsec_forged")
+    assert status == 400 and answer["error"]["code"] == "bad_signature"
+    status, answer = await webhook(stack, event, timestamp=int(time.time()) - 3600)
+    assert status == 400 and answer["error"]["code"] == "bad_signature"
+    response = await stack.http.post("/webhooks/stripe", data=b"{}")
+    assert response.status == 400
+    payload, headers = signed(event, SECRET)
+    tampered = payload.replace('"amount_total": 120000', '"amount_total": 1')
+    response = await stack.http.post("/webhooks/stripe", data=tampered, headers=headers)
+    assert response.status == 400
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["payments"] == [] and shown["status"] == "open"
+    status, answer = await webhook(stack, event)
+    assert status == 200 and answer["result"] == "applied"
+    status, answer = await webhook(stack, {**event, "id": "evt_other", "type": "customer.created"})
+    assert status == 200 and answer["result"] == "ignored"
+
+
+async def test_duplicate_deliveries_change_nothing_even_concurrently(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path, amount="100.00")
+        one = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        _, _, response = await pay(browser, path, amount="200.00")
+        two = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+    finally:
+        await browser.close()
+    event = fake_stripe.event("checkout.session.completed", one, payment_status="paid")
+    assert (await webhook(stack, event))[1]["result"] == "applied"
+    assert (await webhook(stack, event))[1]["result"] == "duplicate"
+
+    event = fake_stripe.event("checkout.session.completed", two, payment_status="paid")
+    answers = await asyncio.gather(*(webhook(stack, event) for _ in range(6)))
+    assert all(status == 200 for status, _ in answers)
+    results = sorted(answer["result"] for _, answer in answers)
+    assert results == ["applied"] + ["duplicate"] * 5
+
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["paid_cents"] == 30000 and len(shown["payments"]) == 2
+    receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+    assert len(receipts) == 2
+
+
+async def test_ach_is_pending_until_it_settles_or_fails(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    other, other_path = await setup_invoice(stack, number="INV-2002")
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path)
+        ach = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        _, _, response = await pay(browser, other_path)
+        failing = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+
+        completed = fake_stripe.event("checkout.session.completed", ach, payment_status="unpaid")
+        assert (await webhook(stack, completed))[1]["result"] == "applied"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert shown["status"] == "open" and shown["paid_cents"] == 0
+        assert shown["pending_cents"] == 120000 and shown["balance_cents"] == 0
+        assert shown["payments"][0]["status"] == "pending"
+        assert shown["payments"][0]["method"] == "us_bank_account"
+        status, html, _ = await browser.get(path)
+        assert "is processing" in html and ">Pay</button>" not in html
+        processing = await mails_to(stack, "dana@client.test")
+        assert any("Payment processing" in m.subject for m in processing)
+
+        settled = fake_stripe.event(
+            "checkout.session.async_payment_succeeded", ach, payment_status="paid"
+        )
+        assert (await webhook(stack, settled))[1]["result"] == "applied"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert shown["status"] == "paid" and shown["paid_cents"] == 120000
+        assert [p["status"] for p in shown["payments"]] == ["succeeded"]
+
+        await webhook(
+            stack, fake_stripe.event("checkout.session.completed", failing, payment_status="unpaid")
+        )
+        await webhook(stack, fake_stripe.event("checkout.session.async_payment_failed", failing))
+        shown = await stack.api("GET", f"/invoices/{other['id']}", 200)
+        assert shown["status"] == "open" and shown["paid_cents"] == 0
+        assert shown["pending_cents"] == 0 and shown["balance_cents"] == 120000
+        assert shown["payments"][0]["status"] == "failed"
+        failed = await wait_until(lambda: _subjects(stack, "dana@client.test", "Payment failed"))
+        assert "INV-2002" in failed[0]
+        status, html, _ = await browser.get(other_path)
+        assert ">Pay</button>" in html  # the client can try again
+    finally:
+        await browser.close()
+
+
+async def _subjects(stack, to: str, prefix: str) -> list[str]:
+    return [m.subject for m in await mails_to(stack, to) if m.subject.startswith(prefix)]

@@ -1,0 +1,54 @@
+"""Fake activities registered under the real names: they record what the workflow asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.types import EmailMessage, SignedPdfResult, SmsMessage, SyncApprovalInput
+
+
+@dataclass
+class Recorder:
+    syncs: list[SyncApprovalInput] = field(default_factory=list)
+    emails: list[EmailMessage] = field(default_factory=list)
+    sms: list[SmsMessage] = field(default_factory=list)
+    pdfs: list[int] = field(default_factory=list)
+    undeliverable: set[str] = field(default_factory=set)
+    pdf_fails: bool = False
+
+    @activity.defn(name="sync_approval")
+    async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
+        self.syncs.append(snapshot)
+
+    @activity.defn(name="send_email")
+    async def send_email(self, message: EmailMessage) -> None:
+        if message.to in self.undeliverable:
+            raise ApplicationError("mailbox does not exist", type="InvalidRecipient")
+        self.emails.append(message)
+
+    @activity.defn(name="send_sms")
+    async def send_sms(self, message: SmsMessage) -> None:
+        self.sms.append(message)
+
+    @activity.defn(name="build_signed_pdf")
+    async def build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
+        self.pdfs.append(approval_id)
+        if self.pdfs and self.pdf_fails:
+            raise ApplicationError("document is damaged", type="InvalidPdf", non_retryable=True)
+        return SignedPdfResult(path=f"signed/{approval_id}.pdf", sha256="ab" * 32, pages=2)
+
+    def activities(self) -> list:
+        return [self.sync_approval, self.send_email, self.send_sms, self.build_signed_pdf]
+
+    def events(self) -> list[str]:
+        return [s.event.type for s in self.syncs if s.event]
+
+    def emails_to(self, address: str, template: str | None = None) -> list[EmailMessage]:
+        return [
+            e
+            for e in self.emails
+            if e.to == address and (template is None or e.template == template)
+        ]

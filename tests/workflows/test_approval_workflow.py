@@ -1,0 +1,353 @@
+"""ApprovalWorkflow on the time-skipping server: routing, timers, staff actions, validation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from portico.temporal import with_converter
+from tests.workflows.fakes import Recorder
+from workflows.approval import ApprovalWorkflow
+from workflows.types import (
+    ApprovalInput,
+    ApproveRequest,
+    ApproverInput,
+    DeclineRequest,
+    DocumentInfo,
+    Evidence,
+    ExtendRequest,
+    RemindRequest,
+    StaffContact,
+    ViewedSignal,
+    VoidRequest,
+)
+
+
+@dataclass
+class Run:
+    env: WorkflowEnvironment
+    rec: Recorder
+    handle: WorkflowHandle
+    inp: ApprovalInput
+
+    async def approve(self, approver_id: int, **kw) -> str:
+        req = ApproveRequest(
+            approver_id=approver_id,
+            signature_name=kw.pop("name", f"Signer {approver_id}"),
+            consent=kw.pop("consent", True),
+            evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="pytest"),
+            **kw,
+        )
+        result = await self.handle.execute_update(ApprovalWorkflow.approve, req)
+        return result.approval_status
+
+    async def decline(self, approver_id: int, reason: str) -> str:
+        result = await self.handle.execute_update(
+            ApprovalWorkflow.decline, DeclineRequest(approver_id=approver_id, reason=reason)
+        )
+        return result.approval_status
+
+    async def state(self):
+        return await self.handle.query(ApprovalWorkflow.status)
+
+    async def statuses(self) -> list[str]:
+        return [a.status for a in (await self.state()).approvers]
+
+
+def make_input(approval_id: int, created_at, *, routing: str, n: int = 3, **kw) -> ApprovalInput:
+    approvers = [
+        ApproverInput(
+            id=approval_id * 10 + i,
+            name=f"Approver {i}",
+            email=f"a{i}@client.test",
+            phone=f"+1555000000{i}",
+            sign_url=f"http://portico.test/s/token{i}",
+            sms_code=f"{4820 + i}",
+        )
+        for i in range(1, n + 1)
+    ]
+    return ApprovalInput(
+        approval_id=approval_id,
+        document=DocumentInfo(
+            id=1, kind="change_order", title="Extra outlets", number="CO-17", amount_cents=125000
+        ),
+        approvers=approvers,
+        routing=routing,
+        created_at=created_at,
+        notify_staff=[StaffContact(email="office@firm.test", phone="+15559990000")],
+        **kw,
+    )
+
+
+def client(env: WorkflowEnvironment):
+    return with_converter(env.client)
+
+
+@asynccontextmanager
+async def started(
+    env: WorkflowEnvironment,
+    routing: str,
+    undeliverable: set[str] | None = None,
+    pdf_fails: bool = False,
+    **kw,
+) -> AsyncIterator[Run]:
+    rec = Recorder(undeliverable=undeliverable or set(), pdf_fails=pdf_fails)
+    queue = f"approvals-{uuid.uuid4()}"
+    approval_id = uuid.uuid4().int % 1_000_000
+    inp = make_input(approval_id, await env.get_current_time(), routing=routing, **kw)
+    async with Worker(
+        client(env), task_queue=queue, workflows=[ApprovalWorkflow], activities=rec.activities()
+    ):
+        handle = await client(env).start_workflow(
+            ApprovalWorkflow.run,
+            inp,
+            id=f"approval-{approval_id}",
+            task_queue=queue,
+        )
+        run = Run(env, rec, handle, inp)
+        try:
+            await wait_for(lambda: rec.syncs)
+            yield run
+        finally:
+            # A workflow left open would hold the shared test server's clock for later tests.
+            description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def rejected(coro) -> ApplicationError:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await coro
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
+
+
+async def test_sequential_notifies_one_at_a_time_and_completes(time_env):
+    async with started(time_env, "sequential") as run:
+        await wait_for(lambda: run.rec.emails and run.rec.sms)
+        assert [e.to for e in run.rec.emails] == ["a1@client.test"]
+        assert await run.statuses() == ["pending", "waiting", "waiting"]
+        assert run.rec.sms[0].body.endswith(
+            "Reply YES 4821 to approve or NO 4821 <reason> to decline."
+        )
+
+        err = await rejected(run.approve(run.inp.approvers[1].id))
+        assert err.type == "NotYourTurn"
+        assert await run.statuses() == ["pending", "waiting", "waiting"]
+
+        assert await run.approve(run.inp.approvers[0].id) == "partially_approved"
+        await wait_for(lambda: run.rec.emails_to("a2@client.test", "request"))
+        assert run.rec.emails_to("a3@client.test") == []
+        assert await run.statuses() == ["approved", "pending", "waiting"]
+
+        assert await run.approve(run.inp.approvers[1].id) == "partially_approved"
+        assert await run.approve(run.inp.approvers[2].id) == "approved"
+        result = await run.handle.result()
+        assert result.status == "approved"
+        assert [a.status for a in result.approvers] == ["approved"] * 3
+        assert run.rec.pdfs == [run.inp.approval_id]
+        assert run.rec.emails_to("office@firm.test", "staff_approved")
+        copies = [e for e in run.rec.emails if e.template == "completed_copy"]
+        assert {e.to for e in copies} == {"a1@client.test", "a2@client.test", "a3@client.test"}
+        assert all(e.attach_signed_pdf_of == run.inp.approval_id for e in copies)
+        assert run.rec.events()[:2] == ["created", "sent"]
+        assert "signed_pdf" in run.rec.events()
+
+
+async def test_any_routing_first_approval_wins_and_others_are_told(time_env):
+    async with started(time_env, "any") as run:
+        await wait_for(lambda: len(run.rec.emails) == 3)
+        assert await run.statuses() == ["pending"] * 3
+        assert await run.approve(run.inp.approvers[1].id) == "approved"
+        result = await run.handle.result()
+        assert [a.status for a in result.approvers] == ["skipped", "approved", "skipped"]
+        told = {e.to for e in run.rec.emails if e.template == "no_longer_needed"}
+        assert told == {"a1@client.test", "a3@client.test"}
+
+
+async def test_all_routing_needs_everyone(time_env):
+    async with started(time_env, "all", n=2) as run:
+        await wait_for(lambda: len(run.rec.emails) == 2)
+        assert await run.approve(run.inp.approvers[1].id) == "partially_approved"
+        err = await rejected(run.approve(run.inp.approvers[1].id))
+        assert err.type == "AlreadyDecided"
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        assert (await run.handle.result()).status == "approved"
+
+
+async def test_decline_needs_a_reason_and_ends_the_request(time_env):
+    async with started(time_env, "all") as run:
+        err = await rejected(run.decline(run.inp.approvers[0].id, "   "))
+        assert err.type == "ReasonRequired"
+        assert (await run.state()).status == "pending"
+        assert await run.decline(run.inp.approvers[0].id, "Too expensive") == "declined"
+        result = await run.handle.result()
+        assert [a.status for a in result.approvers] == ["declined", "skipped", "skipped"]
+        assert result.approvers[0].decline_reason == "Too expensive"
+        staff = run.rec.emails_to("office@firm.test", "staff_declined")
+        assert staff and staff[0].context["reason"] == "Too expensive"
+        assert any("DECLINED" in s.body for s in run.rec.sms if s.to == "+15559990000")
+
+
+async def test_web_approval_needs_consent_and_a_typed_name(time_env):
+    async with started(time_env, "any") as run:
+        first = run.inp.approvers[0].id
+        assert (await rejected(run.approve(first, consent=False))).type == "ConsentRequired"
+        assert (await rejected(run.approve(first, name=" "))).type == "SignatureRequired"
+        assert (await run.state()).status == "pending"
+        assert await run.approve(first) == "approved"
+
+
+async def test_expiry_fires_after_the_deadline(time_env):
+    async with started(time_env, "sequential", expires_in_days=3) as run:
+        await time_env.sleep(timedelta(days=2, hours=23))
+        assert (await run.state()).status == "pending"
+        await time_env.sleep(timedelta(hours=2))
+        result = await run.handle.result()
+        assert result.status == "expired"
+        assert [a.status for a in result.approvers] == ["skipped"] * 3
+        assert run.rec.emails_to("office@firm.test", "staff_expired")
+        assert run.rec.events()[-1] == "expired"
+
+
+async def test_reminders_follow_the_cadence_and_warn_before_expiry(time_env):
+    async with started(time_env, "any", n=1, expires_in_days=7, remind_every_days=2) as run:
+        await time_env.sleep(timedelta(days=5))
+        reminders = run.rec.emails_to("a1@client.test", "reminder")
+        assert len(reminders) == 2  # day 2 and day 4
+        await time_env.sleep(timedelta(days=1, hours=12))
+        assert len(run.rec.emails_to("a1@client.test", "reminder")) == 3  # day 6
+        assert len(run.rec.emails_to("a1@client.test", "expiry_warning")) == 1
+        assert [s for s in run.rec.sms if "expiring soon" in s.body]
+        assert all(not s.urgent for s in run.rec.sms if "reminder" in s.body)
+        await time_env.sleep(timedelta(days=1))
+        assert (await run.handle.result()).status == "expired"
+
+
+async def test_extend_rearms_the_timer_and_keeps_signatures(time_env):
+    async with started(time_env, "sequential", n=2, expires_in_days=2) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "partially_approved"
+        before = (await run.state()).expires_at
+        state = await run.handle.execute_update(ApprovalWorkflow.extend, ExtendRequest(days=5))
+        assert state.expires_at == before + timedelta(days=5)
+        await time_env.sleep(timedelta(days=3))
+        state = await run.state()
+        assert state.status == "partially_approved"
+        assert [a.status for a in state.approvers] == ["approved", "pending"]
+        assert await run.approve(run.inp.approvers[1].id) == "approved"
+        err = await rejected(
+            run.handle.execute_update(ApprovalWorkflow.extend, ExtendRequest(days=1))
+        )
+        assert err.type == "RequestClosed"
+
+
+async def test_extend_rejects_bad_days_and_requests_without_expiry(time_env):
+    async with started(time_env, "any", n=1, expires_in_days=2) as run:
+        for days in (0, 181):
+            err = await rejected(
+                run.handle.execute_update(ApprovalWorkflow.extend, ExtendRequest(days=days))
+            )
+            assert err.type == "InvalidDays"
+    async with started(time_env, "any", n=1) as run:
+        err = await rejected(run.handle.execute_update(ApprovalWorkflow.extend, ExtendRequest(3)))
+        assert err.type == "NoExpiry"
+
+
+async def test_remind_sends_now_and_may_extend(time_env):
+    async with started(time_env, "all", n=2, expires_in_days=10) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "partially_approved"
+        before = (await run.state()).expires_at
+        state = await run.handle.execute_update(
+            ApprovalWorkflow.remind, RemindRequest(extend_days=3)
+        )
+        assert state.expires_at == before + timedelta(days=3)
+        await wait_for(lambda: run.rec.emails_to("a2@client.test", "reminder"))
+        assert run.rec.emails_to("a1@client.test", "reminder") == []  # already approved
+
+
+async def test_void_ends_the_request_and_tells_approvers_when_asked(time_env):
+    async with started(time_env, "sequential") as run:
+        await wait_for(lambda: run.rec.emails)
+        state = await run.handle.execute_update(
+            ApprovalWorkflow.void, VoidRequest(reason="Scope changed", notify_client=True)
+        )
+        assert state.status == "void"
+        result = await run.handle.result()
+        assert result.void_reason == "Scope changed"
+        assert [a.status for a in result.approvers] == ["skipped"] * 3
+        notices = [e for e in run.rec.emails if e.template == "void_notice"]
+        assert [e.to for e in notices] == ["a1@client.test"]  # the only one who had the link
+
+
+async def test_viewed_signal_marks_the_approver_and_tells_staff_once(time_env):
+    async with started(time_env, "any", n=2) as run:
+        await run.handle.signal(
+            ApprovalWorkflow.viewed, ViewedSignal(approver_id=run.inp.approvers[0].id)
+        )
+        await run.handle.signal(
+            ApprovalWorkflow.viewed, ViewedSignal(approver_id=run.inp.approvers[0].id)
+        )
+        await wait_for(lambda: run.rec.emails_to("office@firm.test", "staff_first_open"))
+        assert await run.statuses() == ["viewed", "pending"]
+        assert run.rec.events().count("viewed") == 1
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        assert len(run.rec.emails_to("office@firm.test", "staff_first_open")) == 1
+
+
+async def test_more_than_five_approvers_is_refused(time_env):
+    rec = Recorder()
+    queue = f"approvals-{uuid.uuid4()}"
+    inp = make_input(99, await time_env.get_current_time(), routing="all", n=6)
+    async with Worker(
+        client(time_env),
+        task_queue=queue,
+        workflows=[ApprovalWorkflow],
+        activities=rec.activities(),
+    ):
+        handle = await client(time_env).start_workflow(
+            ApprovalWorkflow.run, inp, id=f"approval-six-{uuid.uuid4()}", task_queue=queue
+        )
+        from temporalio.client import WorkflowFailureError
+
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        assert "1 to 5 approvers" in str(info.value.cause)
+        assert rec.emails == [] and rec.syncs == []
+
+
+async def test_undeliverable_email_is_recorded_not_fatal(time_env):
+    async with started(time_env, "any", n=2, undeliverable={"a1@client.test"}) as run:
+        await wait_for(lambda: "delivery_failed" in run.rec.events())
+        await wait_for(lambda: run.rec.emails_to("a2@client.test") and len(run.rec.sms) == 2)
+        assert sorted(s.to for s in run.rec.sms) == ["+15550000001", "+15550000002"]
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        assert (await run.handle.result()).status == "approved"
+
+
+async def test_a_failed_signed_pdf_does_not_undo_the_approval(time_env):
+    async with started(time_env, "any", n=1, pdf_fails=True) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        assert (await run.handle.result()).status == "approved"
+        assert "signed_pdf_failed" in run.rec.events()
+        assert run.rec.emails_to("office@firm.test", "staff_approved")

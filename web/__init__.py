@@ -1,0 +1,1 @@
+"""The aiohttp web layer: signing pages, portal, staff API and webhooks."""

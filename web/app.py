@@ -1,0 +1,113 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from sqlalchemy import select
+from temporalio.client import Client
+
+from portico.db import create_engine, session_maker
+from portico.gateway import TemporalGateway
+from portico.models import OutboundMessage
+from portico.service import Portico
+from portico.settings import Settings
+from web import branding, codec, metrics, portal, signing, staff_api, webhooks
+from web.errors import error_middleware
+from web.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
+
+HERE = Path(__file__).parent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")  # links carry secret tokens
+    if request.path.startswith(("/s/", "/portal", "/pay/", "/share/")):
+        headers.setdefault("Cache-Control", "no-store")
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; img-src {branding.img_src(request.app)}; style-src 'self'; "
+            "script-src 'self'; frame-ancestors 'self'; form-action 'self'",
+        )
+    return response
+
+
+def create_app(
+    settings: Settings, *, temporal_client: Client | None = None, dev_mode: bool = False
+) -> web.Application:
+    """Build the web app; `temporal_client` is injected by tests and the dev runner."""
+    app = web.Application(
+        middlewares=[
+            metrics.metrics_middleware,
+            error_middleware,
+            security_headers,
+            staff_api.bearer_auth,
+        ],
+        client_max_size=settings.max_upload_bytes + 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[TEMPORAL] = TemporalGateway(settings, temporal_client)
+    app[DEV_MODE] = dev_mode
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    app.cleanup_ctx.append(database)
+    app.add_routes(staff_api.routes)
+    app.add_routes(signing.routes)
+    portal.setup(app)  # portal, pay pages, Stripe webhook, their staff routes
+    app.add_routes(webhooks.routes)
+    app.router.add_static("/static", HERE / "static", name="static")
+    app.router.add_get("/healthz", healthz)
+    metrics.setup(app)
+    codec.setup(app, settings)
+    branding.setup(app, settings)
+    app.router.add_get("/", home)
+    if dev_mode:
+        app.router.add_get("/dev/outbox", dev_outbox)
+    return app
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = create_engine(settings.database_url)
+    app[SESSIONS] = session_maker(engine)
+    app[SERVICE] = Portico(settings, app[SESSIONS], app[TEMPORAL])
+    yield
+    await engine.dispose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/portal" if request.app.router.get("portal") else "/api/v1/openapi.json")
+
+
+async def dev_outbox(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        messages = list(
+            await session.scalars(
+                select(OutboundMessage).order_by(OutboundMessage.id.desc()).limit(200)
+            )
+        )
+    return aiohttp_jinja2.render_template(
+        "outbox.html",
+        request,
+        {
+            "messages": messages,
+            "title": "Dev outbox",
+            "company_name": request.app[SETTINGS].company_name,
+        },
+    )

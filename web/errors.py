@@ -1,0 +1,71 @@
+"""Error middleware: JSON errors for the API, friendly pages elsewhere, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from portico.errors import PorticoError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HTTP_TITLES = {
+    400: "Bad request",
+    401: "Sign-in needed",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "Already done",
+    413: "File too large",
+    422: "Please check your input",
+    503: "Temporarily unavailable",
+}
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/webhooks/")
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    return aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        {"title": HTTP_TITLES.get(status, "Something went wrong"), "message": message},
+        status=status,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PorticoError as err:
+        if wants_json(request):
+            return json_error(err.status, err.code, err.message)
+        return error_page(request, err.status, err.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {
+            404: "There is nothing at this address.",
+            405: "This address does not accept that method.",
+            413: "The upload is too large.",
+        }.get(exc.status, exc.reason)
+        if wants_json(request):
+            code = exc.reason.lower().replace(" ", "_")
+            return json_error(exc.status, code, message)
+        return error_page(request, exc.status, message)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        message = "Something went wrong on our side; nothing was changed. Please try again."
+        if wants_json(request):
+            return json_error(500, "internal", message)
+        return error_page(request, 500, message)

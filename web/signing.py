@@ -1,0 +1,343 @@
+"""The client's signing link `/s/{token}` (CONTRACT section 4): no account, just the link."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import joinedload
+
+from activities import pdf
+from portico import tokens
+from portico.errors import BadRequest, Invalid, NotFound, PorticoError, TooLarge
+from portico.files import FileStore
+from portico.models import Approval, Approver, Document
+from portico.portal import approver_for_portal_token
+from portico.service import approver_json
+from web.branding import BRANDING
+from web.keys import SESSIONS, SETTINGS, TEMPORAL
+from web.payments import SIGN_PAGE_EXTRA, add_deposit_link
+from workflows import messages
+from workflows.approval import ApprovalWorkflow
+from workflows.types import (
+    ACTIVE_APPROVER_STATUSES,
+    APPROVED,
+    FINAL_STATUSES,
+    ApproveRequest,
+    DeclineRequest,
+    Evidence,
+    ViewedSignal,
+)
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+FORM = web.RequestKey("form", dict)  # the submitted fields, to refill the form on an error
+VIEW_WINDOW = timedelta(seconds=30)
+MAX_SIGNATURE_BYTES = 512 * 1024
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Link:
+    """What a signing token opens: one approver of one request."""
+
+    token: str
+    approver: Approver
+    approval: Approval
+    document: Document
+    new_version: Document | None = None  # the version that superseded this document
+
+    @property
+    def is_open(self) -> bool:
+        return self.approval.status not in FINAL_STATUSES
+
+    @property
+    def superseded(self) -> bool:
+        return self.approval.superseded_by_document_id is not None
+
+    @property
+    def can_decide(self) -> bool:
+        expired = self.approval.expires_at and self.approval.expires_at <= datetime.now(UTC)
+        return (
+            self.is_open
+            and not expired
+            and not self.superseded
+            and self.approver.status in ACTIVE_APPROVER_STATUSES
+        )
+
+
+async def open_link(request: web.Request) -> Link:
+    token = request.match_info["token"]
+    if not 16 <= len(token) <= 64:
+        raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
+    async with request.app[SESSIONS]() as session:
+        approver = await session.scalar(
+            select(Approver)
+            .where(Approver.token_hash == tokens.hash_token(token))
+            .options(  # one query with its request and document, one for the approvers
+                joinedload(Approver.approval).selectinload(Approval.approvers),
+                joinedload(Approver.approval).joinedload(Approval.document),
+            )
+        )
+        if approver is None:  # a short-lived token minted from the client portal
+            approver = await approver_for_portal_token(session, tokens.hash_token(token))
+        new_id = approver.approval.superseded_by_document_id if approver else None
+        new_version = await session.get(Document, new_id) if new_id else None
+    if approver is None:
+        raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
+    if approver.token_expires_at <= datetime.now(UTC):
+        raise NotFound("This signing link has expired. Please ask the sender for a new one.")
+    return Link(token, approver, approver.approval, approver.approval.document, new_version)
+
+
+def evidence(request: web.Request) -> Evidence:
+    return Evidence(
+        channel="web",
+        ip=request.remote,
+        user_agent=request.headers.get("User-Agent", "")[:500],
+    )
+
+
+def page_context(request: web.Request, link: Link, **extra: Any) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    doc = link.document
+    others = [a for a in link.approval.approvers if a.id != link.approver.id]
+    context = {
+        "link": link,
+        "token": link.token,
+        "csrf": tokens.csrf_token(settings.secret_key, link.approver.token_hash),
+        "company_name": settings.company_name,
+        "brand_logo_url": request.app[BRANDING].logo_for(link.approval.division),
+        "brand_division": link.approval.division,
+        "kind_label": messages.kind_label(doc.kind),
+        "amount": messages.money(doc.amount_cents, doc.currency),
+        "approver": approver_json(link.approver),
+        "others": [approver_json(a) for a in others],
+        "signed_so_far": [a for a in link.approval.approvers if a.status == "approved"],
+        "waiting_for": [
+            a.name
+            for a in link.approval.approvers
+            if a.position < link.approver.position and a.status != "approved"
+        ],
+        "form": {},
+        "error": None,
+    }
+    context.update(request.get(SIGN_PAGE_EXTRA, {}))  # e.g. the "Pay deposit" link
+    context.update(extra)
+    return context
+
+
+def render(request: web.Request, link: Link, status: int = 200, **extra: Any) -> web.Response:
+    response = aiohttp_jinja2.render_template(
+        "sign.html", request, page_context(request, link, **extra), status=status
+    )
+    return response
+
+
+@routes.get("/s/{token}", name="sign")
+async def sign_page(request: web.Request) -> web.Response:
+    link = await open_link(request)
+    if link.can_decide:
+        await record_view(request, link)
+    elif link.approval.status == APPROVED:
+        await add_deposit_link(request)  # the thank-you state may offer "Pay deposit"
+    return render(request, link)
+
+
+async def record_view(request: web.Request, link: Link) -> None:
+    """Count the view in SQL at once; tell the workflow (best effort: the page must render).
+
+    Reloads within VIEW_WINDOW count as the same view: a refreshing tab is not engagement, and
+    skipping the write keeps a busy signing page read-only (docs/benchmarks.md)."""
+    now = datetime.now(UTC)
+    last = link.approver.last_viewed_at
+    if last is not None and now - last < VIEW_WINDOW:
+        return
+    try:
+        async with request.app[SESSIONS]() as session, session.begin():
+            await session.execute(
+                update(Approver)
+                .where(Approver.id == link.approver.id)
+                .values(
+                    view_count=Approver.view_count + 1,
+                    first_viewed_at=func.coalesce(Approver.first_viewed_at, now),
+                    last_viewed_at=now,
+                )
+            )
+    except DBAPIError:  # engagement counting must never cost the client the page
+        log.warning("could not count a view of approver %s", link.approver.id, exc_info=True)
+    if link.approver.status != "pending":
+        return  # the workflow already knows; don't grow its history on every reload
+    try:
+        handle = await request.app[TEMPORAL].handle(link.approval.id)
+        await handle.signal(
+            ApprovalWorkflow.viewed,
+            ViewedSignal(approver_id=link.approver.id, evidence=evidence(request)),
+        )
+    except Exception:  # the workflow learns of the view next time; the page still works
+        pass
+
+
+async def checked_form(request: web.Request, link: Link) -> dict[str, Any]:
+    form = dict(await request.post())
+    settings = request.app[SETTINGS]
+    if not tokens.csrf_valid(settings.secret_key, link.approver.token_hash, form.get("csrf")):  # type: ignore[arg-type]
+        raise BadRequest("This form has expired. Please reload the page and try again.")
+    return form
+
+
+async def decide(request: web.Request, link: Link, action: Any) -> web.Response:
+    """Send a decision to the workflow; redisplay the page with the error if it is refused."""
+    try:
+        gateway = request.app[TEMPORAL]
+        handle = await gateway.handle(link.approval.id)
+        await gateway.call(action(handle))
+    except PorticoError as err:
+        fresh = await open_link(request)
+        if err.code == "request_closed" or not fresh.can_decide:
+            return render(request, fresh, status=409, error=err.message)
+        return render(request, fresh, status=err.status, error=err.message, form=request[FORM])
+    raise web.HTTPSeeOther(f"/s/{link.token}")
+
+
+FormHandler = Callable[[web.Request, Link, dict[str, Any]], Awaitable[web.Response]]
+
+
+def form_action(handler: FormHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Open the link, check CSRF and that a decision is still possible, then run `handler`;
+    a refusal redisplays the page with the error and the client's input."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        link = await open_link(request)
+        form = await checked_form(request, link)
+        request[FORM] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not link.can_decide:
+            return render(request, link, status=409, error="This request can no longer change.")
+        try:
+            return await handler(request, link, form)
+        except PorticoError as err:
+            return render(request, link, status=err.status, error=err.message, form=request[FORM])
+
+    return wrapped
+
+
+def approve_request(
+    request: web.Request, link: Link, form: dict[str, Any], **extra: Any
+) -> ApproveRequest:
+    return ApproveRequest(
+        approver_id=link.approver.id,
+        signature_name=str(form.get("full_name") or "").strip()[:200],
+        notes=str(form.get("notes") or "").strip()[:5000] or None,
+        consent=form.get("consent") in ("on", "yes", "true", "1"),
+        evidence=evidence(request),
+        **extra,
+    )
+
+
+@routes.post("/s/{token}/approve")
+@form_action
+async def approve(request: web.Request, link: Link, form: dict[str, Any]) -> web.Response:
+    signature = store_signature(request, str(form.get("signature_data") or ""))
+    req = approve_request(request, link, form, signature_image=signature)
+    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.approve, req))
+
+
+@routes.post("/s/{token}/decline")
+@form_action
+async def decline(request: web.Request, link: Link, form: dict[str, Any]) -> web.Response:
+    reason = str(form.get("reason") or "").strip()[:5000]
+    if not reason:
+        raise Invalid("Please give a reason for declining.")
+    req = DeclineRequest(approver_id=link.approver.id, reason=reason, evidence=evidence(request))
+    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.decline, req))
+
+
+@routes.post("/s/{token}/upload")
+@form_action
+async def upload_signed(request: web.Request, link: Link, form: dict[str, Any]) -> web.Response:
+    """Approve by uploading a PDF the client signed elsewhere; it becomes the document of record."""
+    upload = form.get("signed_pdf")
+    data = upload.file.read() if isinstance(upload, web.FileField) else b""
+    if not data:
+        raise Invalid("Choose the signed PDF to upload.")
+    try:
+        pdf.validate_pdf(data, request.app[SETTINGS].max_upload_bytes)
+    except pdf.InvalidPdf as err:
+        raise Invalid(str(err)) from err
+    path = FileStore(request.app[SETTINGS].files_dir).save("uploads", data, ".pdf")
+    req = approve_request(request, link, form, uploaded_pdf=path)
+    req.signature_name = req.signature_name or link.approver.name
+    req.evidence.channel = "upload"
+    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.approve, req))
+
+
+def store_signature(request: web.Request, data_url: str) -> str | None:
+    """Keep a drawn signature (a PNG data URL from the pad) as evidence; returns its path."""
+    if not data_url:
+        return None
+    prefix = "data:image/png;base64,"
+    if not data_url.startswith(prefix):
+        raise Invalid("The drawn signature could not be read; please draw it again.")
+    try:
+        png = base64.b64decode(data_url[len(prefix) :], validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise Invalid("The drawn signature could not be read; please draw it again.") from err
+    if len(png) > MAX_SIGNATURE_BYTES:
+        raise TooLarge("The drawn signature is too large.")
+    if not png.startswith(PNG_MAGIC):
+        raise Invalid("The drawn signature could not be read; please draw it again.")
+    return FileStore(request.app[SETTINGS].files_dir).save("signatures", png, ".png")
+
+
+@routes.get("/s/{token}/document.pdf")
+async def document_pdf(request: web.Request) -> web.Response:
+    link = await open_link(request)
+    data = FileStore(request.app[SETTINGS].files_dir).read(link.document.file_path)
+    return pdf_response(data, f"{link.document.number}.pdf")
+
+
+@routes.get("/s/{token}/signed.pdf")
+async def signed_pdf(request: web.Request) -> web.Response:
+    link = await open_link(request)
+    if link.approval.status != "approved" or not link.approval.signed_pdf_path:
+        raise NotFound("The signed copy is available once everyone has approved.")
+    data = FileStore(request.app[SETTINGS].files_dir).read(link.approval.signed_pdf_path)
+    return pdf_response(data, f"{link.document.number}-signed.pdf")
+
+
+@routes.post("/s/{token}/beacon")
+async def beacon(request: web.Request) -> web.Response:
+    """Time spent reading, sent by the page every few seconds (engagement, not evidence)."""
+    link = await open_link(request)
+    try:
+        seconds = int((await request.json()).get("seconds", 0))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise BadRequest('Send {"seconds": n}.') from err
+    seconds = max(0, min(seconds, 60))
+    async with request.app[SESSIONS]() as session, session.begin():
+        await session.execute(
+            update(Approver)
+            .where(Approver.id == link.approver.id)
+            .values(viewed_seconds=Approver.viewed_seconds + seconds)
+        )
+    return web.Response(status=204)
+
+
+def pdf_response(data: bytes, filename: str) -> web.Response:
+    safe = "".join(c for c in filename if c.isalnum() or c in "-_.") or "document.pdf"
+    return web.Response(
+        body=data,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{safe}"'},
+    )

@@ -1,0 +1,210 @@
+"""Staff REST API under /api/v1 (CONTRACT section 3): bearer key, JSON in and out."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ValidationError
+
+from portico.errors import BadRequest, Invalid, TooLarge, Unauthorized
+from portico.schemas import (
+    DOCUMENT_KINDS,
+    ApprovalIn,
+    ClientIn,
+    DocumentFromItems,
+    DocumentMeta,
+    ExtendIn,
+    ProjectIn,
+    RemindIn,
+    VersionFromItems,
+    VersionMeta,
+    VoidIn,
+    describe_errors,
+)
+from web.keys import SERVICE, SETTINGS
+from web.openapi import openapi_document
+
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = {"/api/v1/openapi.json"}
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/v1/") and request.path not in PUBLIC_PATHS:
+        expected = request.app[SETTINGS].staff_api_key
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+            raise Unauthorized("Send the staff API key as `Authorization: Bearer <key>`.")
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest("The body is not valid JSON.") from err
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise Invalid(describe_errors(err)) from err
+
+
+async def body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    if optional and not request.can_read_body:
+        return validate(model, {})
+    return validate(model, await read_json(request))
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit():
+        raise Invalid(f"{name} must be a number.")
+    return int(raw)
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[SETTINGS].public_url))
+
+
+@routes.post("/api/v1/clients")
+async def create_client(request: web.Request) -> web.Response:
+    data = await body(request, ClientIn)
+    return web.json_response(await request.app[SERVICE].create_client(data), status=201)
+
+
+@routes.post("/api/v1/projects")
+async def create_project(request: web.Request) -> web.Response:
+    data = await body(request, ProjectIn)
+    return web.json_response(await request.app[SERVICE].create_project(data), status=201)
+
+
+@routes.post("/api/v1/documents")
+async def create_document(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if request.content_type.startswith("multipart/"):
+        fields, file_bytes = await read_multipart(request)
+        meta = validate(DocumentMeta, fields)
+        if file_bytes is None:
+            raise Invalid("Attach the PDF as the `file` field.")
+        document = await service.create_document(meta, file_bytes)
+    else:
+        data = await read_json(request)
+        if isinstance(data, dict) and data.get("kind") not in DOCUMENT_KINDS:
+            raise Invalid(f"kind must be one of: {', '.join(DOCUMENT_KINDS)}.")
+        document = await service.create_document(validate(DocumentFromItems, data))
+    return web.json_response(document, status=201)
+
+
+@routes.post("/api/v1/documents/{id}/versions")
+async def create_version(request: web.Request) -> web.Response:
+    """A new version (a new document row, `version` N+1, `supersedes_id`): open requests for the
+    old one are voided, approved ones marked superseded; `affected_approvals` lists them.
+    Sending the same content again finishes an interrupted call (200, `created: false`)."""
+    service = request.app[SERVICE]
+    document_id = path_id(request)
+    if request.content_type.startswith("multipart/"):
+        fields, file_bytes = await read_multipart(request)
+        if file_bytes is None:
+            raise Invalid("Attach the new PDF as the `file` field.")
+        result = await service.create_version(
+            document_id, validate(VersionMeta, fields), file_bytes
+        )
+    else:
+        result = await service.create_version(
+            document_id, validate(VersionFromItems, await read_json(request))
+        )
+    return web.json_response(result, status=201 if result["created"] else 200)
+
+
+async def read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
+    """Form fields and the `file` part, refusing a file over the size limit while reading."""
+    limit = request.app[SETTINGS].max_upload_bytes
+    reader = await request.multipart()
+    fields: dict[str, Any] = {}
+    file_bytes: bytes | None = None
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue  # nested multipart: not something a client sends here
+        if part.name == "file":
+            chunks, size = [], 0
+            while chunk := await part.read_chunk(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"The PDF is larger than {limit // (1024 * 1024)} MB.")
+                chunks.append(chunk)
+            file_bytes = b"".join(chunks)
+        elif part.name:
+            value = (await part.text()).strip()
+            if value != "":
+                fields[part.name] = value
+    if "portal_visible" in fields:
+        fields["portal_visible"] = fields["portal_visible"].lower() in ("1", "true", "yes", "on")
+    return fields, file_bytes
+
+
+@routes.post("/api/v1/approvals")
+async def create_approval(request: web.Request) -> web.Response:
+    data = await body(request, ApprovalIn)
+    return web.json_response(await request.app[SERVICE].create_approval(data), status=201)
+
+
+@routes.get("/api/v1/approvals")
+async def list_approvals(request: web.Request) -> web.Response:
+    query = request.query
+    client_id = query.get("client_id")
+    if client_id is not None and not client_id.isdigit():
+        raise Invalid("client_id must be a number.")
+    items = await request.app[SERVICE].list_approvals(
+        status=query.get("status") or None,
+        client_id=int(client_id) if client_id else None,
+        kind=query.get("kind") or None,
+    )
+    return web.json_response({"items": items})
+
+
+@routes.get("/api/v1/approvals/{id}")
+async def show_approval(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE].get_approval(path_id(request)))
+
+
+@routes.post("/api/v1/approvals/{id}/void")
+async def void_approval(request: web.Request) -> web.Response:
+    data = await body(request, VoidIn, optional=True)
+    return web.json_response(await request.app[SERVICE].void(path_id(request), data))
+
+
+@routes.post("/api/v1/approvals/{id}/extend")
+async def extend_approval(request: web.Request) -> web.Response:
+    data = await body(request, ExtendIn)
+    return web.json_response(await request.app[SERVICE].extend(path_id(request), data))
+
+
+@routes.post("/api/v1/approvals/{id}/remind")
+async def remind_approval(request: web.Request) -> web.Response:
+    data = await body(request, RemindIn, optional=True)
+    result = await request.app[SERVICE].remind(path_id(request), data)
+    return web.json_response(result, status=202)
+
+
+@routes.get("/api/v1/approvals/{id}/signed.pdf")
+async def signed_pdf(request: web.Request) -> web.Response:
+    approval_id = path_id(request)
+    data = await request.app[SERVICE].signed_pdf(approval_id)
+    return web.Response(
+        body=data,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="signed-{approval_id}.pdf"'},
+    )

@@ -1,0 +1,1 @@
+"""Deterministic Temporal workflows (no I/O, clock or randomness outside `workflow.*`)."""

@@ -1,0 +1,643 @@
+"""ApprovalWorkflow: one durable approval request (workflow id `approval-{id}`).
+
+The workflow is the truth while a request is open. Client decisions arrive as updates with
+validators, so the signing page gets an immediate, validated answer; staff actions are updates
+too (so the API can answer 409 when a request is closed); `viewed` is a signal and `status` a
+query. Every side effect (read model, audit event, email, SMS, signed PDF) is an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+from workflows import messages
+from workflows import search_attributes as sa
+from workflows.types import (
+    ACTIVE_APPROVER_STATUSES,
+    APPROVED,
+    DECLINED,
+    EXPIRED,
+    FINAL_STATUSES,
+    MAX_APPROVERS,
+    MAX_EXPIRY_DAYS,
+    PARTIALLY_APPROVED,
+    PENDING,
+    ROUTINGS,
+    SKIPPED,
+    VIEWED,
+    VOID,
+    WAITING,
+    ApprovalInput,
+    ApprovalState,
+    ApproveRequest,
+    ApproverInput,
+    ApproverRecord,
+    ApproverState,
+    AuditEventInput,
+    DecisionResult,
+    DeclineRequest,
+    EmailMessage,
+    Evidence,
+    ExtendRequest,
+    RemindRequest,
+    SignedPdfResult,
+    SmsMessage,
+    SyncApprovalInput,
+    ViewedSignal,
+    VoidRequest,
+)
+
+# Business errors: never retried, shown to the user as they are.
+NOT_YOUR_TURN = "NotYourTurn"
+ALREADY_DECIDED = "AlreadyDecided"
+REQUEST_CLOSED = "RequestClosed"
+REQUEST_EXPIRED = "RequestExpired"
+UNKNOWN_APPROVER = "UnknownApprover"
+REASON_REQUIRED = "ReasonRequired"
+CONSENT_REQUIRED = "ConsentRequired"
+SIGNATURE_REQUIRED = "SignatureRequired"
+INVALID_DAYS = "InvalidDays"
+NO_EXPIRY = "NoExpiry"
+
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["InvalidRecipient", "OptedOut"],
+)
+# An SMS may wait out the recipient's quiet hours (the activity asks Temporal to retry in the
+# morning), so its window must span a night plus the throttled queue.
+SMS_SEND_WINDOW = timedelta(days=2)
+QUIET_SMS_PATCH = "non-urgent-sms-in-background"
+EXPIRY_WARNING_BEFORE = timedelta(days=1)
+LINK_GRACE = timedelta(days=90)  # a link keeps working this long after the request ends
+
+
+def _error(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn
+class ApprovalWorkflow:
+    @workflow.init
+    def __init__(self, inp: ApprovalInput) -> None:
+        self._inp = inp
+        self._lock = asyncio.Lock()
+        self._status = PENDING
+        self._records: dict[int, ApproverRecord] = {
+            a.id: ApproverRecord(id=a.id, status=WAITING) for a in inp.approvers
+        }
+        self._expires_at: datetime | None = (
+            inp.created_at + timedelta(days=inp.expires_in_days) if inp.expires_in_days else None
+        )
+        self._next_reminder_at: datetime | None = (
+            inp.created_at + timedelta(days=inp.remind_every_days)
+            if inp.remind_every_days
+            else None
+        )
+        self._warned_for: datetime | None = None
+        self._seq = 0
+        self._todo: list[tuple[str, dict[str, Any]]] = []
+        self._viewed: set[int] = set()
+        self._void_reason: str | None = None
+        self._later_sms: dict[asyncio.Task[None], int] = {}  # held-back SMS -> approver id
+
+    # --- run --------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: ApprovalInput) -> ApprovalState:
+        self._check_input(inp)
+        async with self._lock:
+            first = inp.approvers[:1] if inp.routing == "sequential" else inp.approvers
+            for approver in first:
+                self._records[approver.id].status = PENDING
+            await self._sync(
+                "created",
+                "staff",
+                {
+                    "routing": inp.routing,
+                    "document_sha256": None,
+                    "approvers": [a.name for a in inp.approvers],
+                    "expires_at": self._iso(self._expires_at),
+                },
+            )
+            for approver in first:
+                self._todo.append(("request", {"approver_id": approver.id}))
+
+        while True:
+            await self._wait_for_work()
+            async with self._lock:
+                await self._drain_todo()
+                if self._status in FINAL_STATUSES:
+                    break
+                await self._fire_due_timers()
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        async with self._lock:
+            await self._drain_todo()
+            await self._finish()
+        if self._later_sms:  # all cancelled by now (see _drop_stale_sms); let them settle
+            await asyncio.gather(*list(self._later_sms), return_exceptions=True)
+        return self.status()
+
+    def _check_input(self, inp: ApprovalInput) -> None:
+        if not 1 <= len(inp.approvers) <= MAX_APPROVERS:
+            raise _error(f"1 to {MAX_APPROVERS} approvers are allowed.", "InvalidInput")
+        if inp.routing not in ROUTINGS:
+            raise _error(f"Unknown routing {inp.routing!r}.", "InvalidInput")
+        if inp.expires_in_days is not None and not 1 <= inp.expires_in_days <= MAX_EXPIRY_DAYS:
+            raise _error("expires_in_days must be 1 to 180 or null.", "InvalidInput")
+
+    async def _wait_for_work(self) -> None:
+        deadline = self._next_deadline()
+        condition = lambda: bool(self._todo) or self._status in FINAL_STATUSES  # noqa: E731
+        if deadline is None:
+            await workflow.wait_condition(condition)
+            return
+        remaining = deadline - workflow.now()
+        if remaining <= timedelta(0):
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(condition, timeout=remaining)
+
+    def _next_deadline(self) -> datetime | None:
+        candidates = [self._expires_at, self._next_reminder_at, self._warning_at()]
+        due = [c for c in candidates if c is not None]
+        return min(due) if due else None
+
+    def _warning_at(self) -> datetime | None:
+        """When to warn approvers that the link is about to expire (once per deadline)."""
+        if self._expires_at is None or self._warned_for == self._expires_at:
+            return None
+        warn_at = self._expires_at - EXPIRY_WARNING_BEFORE
+        if warn_at <= self._inp.created_at:
+            return None
+        return warn_at
+
+    async def _fire_due_timers(self) -> None:
+        now = workflow.now()
+        if self._expires_at is not None and now >= self._expires_at:
+            self._status = EXPIRED
+            self._close_undecided()
+            await self._sync("expired", "system", {"expires_at": self._iso(self._expires_at)})
+            return
+        warn_at = self._warning_at()
+        if warn_at is not None and now >= warn_at:
+            self._warned_for = self._expires_at
+            self._queue_for_active("expiry_warning")
+        if self._next_reminder_at is not None and now >= self._next_reminder_at:
+            step = timedelta(days=self._inp.remind_every_days or 1)
+            while self._next_reminder_at <= now:
+                self._next_reminder_at += step
+            self._queue_for_active("reminder")
+        await self._drain_todo()
+
+    # --- client decisions -------------------------------------------------------------------
+
+    @workflow.update
+    async def approve(self, req: ApproveRequest) -> DecisionResult:
+        async with self._lock:
+            self._validate_approve(req)  # state may have moved while waiting for the lock
+            record = self._records[req.approver_id]
+            record.status = APPROVED
+            record.signed_at = workflow.now()
+            record.notes = (req.notes or "").strip() or None
+            record.signature_name = (req.signature_name or "").strip() or self._approver(
+                req.approver_id
+            ).name
+            record.signature_image = req.signature_image
+            record.uploaded_pdf = req.uploaded_pdf
+            record.consent = req.consent
+            self._set_evidence(record, req.evidence, "upload" if req.uploaded_pdf else None)
+            activated, skipped = self._advance()
+            await self._sync(
+                "approved",
+                self._actor(req.approver_id),
+                {
+                    "notes": record.notes,
+                    "signature_name": record.signature_name,
+                    "signature_image": req.signature_image,
+                    "uploaded_pdf": req.uploaded_pdf,
+                    "consent": req.consent,
+                    "evidence": asdict(req.evidence),
+                },
+            )
+            for approver_id in activated:
+                self._todo.append(("request", {"approver_id": approver_id}))
+            for approver_id in skipped:
+                self._todo.append(("no_longer_needed", {"approver_id": approver_id}))
+            return DecisionResult(self._status, record.status)
+
+    @approve.validator
+    def _validate_approve(self, req: ApproveRequest) -> None:
+        self._check_can_decide(req.approver_id)
+        if req.evidence.channel == "web":
+            if not req.consent:
+                raise _error(
+                    "Please agree to sign electronically before approving.", CONSENT_REQUIRED
+                )
+            if not (req.signature_name or "").strip():
+                raise _error("Please type your full name to sign.", SIGNATURE_REQUIRED)
+
+    @workflow.update
+    async def decline(self, req: DeclineRequest) -> DecisionResult:
+        async with self._lock:
+            self._validate_decline(req)
+            record = self._records[req.approver_id]
+            record.status = DECLINED
+            record.signed_at = workflow.now()
+            record.decline_reason = req.reason.strip()
+            self._set_evidence(record, req.evidence, None)
+            self._status = DECLINED
+            self._close_undecided()
+            await self._sync(
+                "declined",
+                self._actor(req.approver_id),
+                {"reason": record.decline_reason, "evidence": asdict(req.evidence)},
+            )
+            return DecisionResult(self._status, record.status)
+
+    @decline.validator
+    def _validate_decline(self, req: DeclineRequest) -> None:
+        self._check_can_decide(req.approver_id)
+        if not (req.reason or "").strip():
+            raise _error("Please give a reason for declining.", REASON_REQUIRED)
+
+    @workflow.signal
+    async def viewed(self, sig: ViewedSignal) -> None:
+        async with self._lock:
+            record = self._records.get(sig.approver_id)
+            if record is None or self._status in FINAL_STATUSES:
+                return
+            first_time = sig.approver_id not in self._viewed
+            self._viewed.add(sig.approver_id)
+            if record.status == PENDING:
+                record.status = VIEWED
+            if first_time:
+                await self._sync("viewed", self._actor(sig.approver_id), asdict(sig.evidence))
+                self._todo.append(
+                    ("staff", {"event": "first_open", "approver_id": sig.approver_id})
+                )
+
+    def _check_can_decide(self, approver_id: int) -> None:
+        if approver_id not in self._records:
+            raise _error("This link does not belong to this request.", UNKNOWN_APPROVER)
+        if self._status in FINAL_STATUSES:
+            raise self._closed_error()
+        if self._expires_at is not None and workflow.now() >= self._expires_at:
+            raise _error("This request has expired.", REQUEST_EXPIRED)
+        status = self._records[approver_id].status
+        if status in (APPROVED, DECLINED):
+            raise _error(f"You have already {status} this request.", ALREADY_DECIDED)
+        if status == WAITING:
+            raise _error(
+                "It is not your turn yet: earlier approvers must approve first.", NOT_YOUR_TURN
+            )
+        if status not in ACTIVE_APPROVER_STATUSES:
+            raise self._closed_error()
+
+    def _closed_error(self) -> ApplicationError:
+        texts = {
+            APPROVED: "This request has already been approved.",
+            DECLINED: "This request has been declined.",
+            EXPIRED: "This request has expired.",
+            VOID: "This request was withdrawn by the sender.",
+        }
+        kind = REQUEST_EXPIRED if self._status == EXPIRED else REQUEST_CLOSED
+        return _error(texts.get(self._status, "This request is closed."), kind)
+
+    def _advance(self) -> tuple[list[int], list[int]]:
+        """Apply routing after an approval; returns (newly activated, newly skipped) ids."""
+        order = [a.id for a in self._inp.approvers]
+        approved = [i for i in order if self._records[i].status == APPROVED]
+        if self._inp.routing == "any" or len(approved) == len(order):
+            self._status = APPROVED
+            skipped = [i for i in order if self._records[i].status in ACTIVE_APPROVER_STATUSES]
+            self._close_undecided()
+            return [], skipped
+        self._status = PARTIALLY_APPROVED
+        if self._inp.routing == "sequential":
+            nxt = next(i for i in order if self._records[i].status == WAITING)
+            self._records[nxt].status = PENDING
+            return [nxt], []
+        return [], []
+
+    def _close_undecided(self) -> None:
+        for record in self._records.values():
+            if record.status not in (APPROVED, DECLINED):
+                record.status = SKIPPED
+
+    # --- staff actions ----------------------------------------------------------------------
+
+    @workflow.update
+    async def void(self, req: VoidRequest) -> ApprovalState:
+        async with self._lock:
+            self._validate_open()
+            notified = [i for i, r in self._records.items() if r.notified_at is not None]
+            self._status = VOID
+            self._void_reason = (req.reason or "").strip() or None
+            self._close_undecided()
+            await self._sync(
+                "voided",
+                req.actor,
+                {"reason": self._void_reason, "notify_client": req.notify_client},
+            )
+            if req.notify_client:
+                for approver_id in notified:
+                    self._todo.append(("void_notice", {"approver_id": approver_id}))
+            return self.status()
+
+    @void.validator
+    def _validate_void(self, req: VoidRequest) -> None:
+        self._validate_open()
+
+    @workflow.update
+    async def extend(self, req: ExtendRequest) -> ApprovalState:
+        async with self._lock:
+            self._validate_extend(req)
+            self._extend(req.days, req.actor)
+            await self._sync(
+                "extended", req.actor, {"days": req.days, "expires_at": self._iso(self._expires_at)}
+            )
+            return self.status()
+
+    @extend.validator
+    def _validate_extend(self, req: ExtendRequest) -> None:
+        self._validate_open()
+        if not 1 <= req.days <= MAX_EXPIRY_DAYS:
+            raise _error(f"days must be 1 to {MAX_EXPIRY_DAYS}.", INVALID_DAYS)
+        if self._expires_at is None:
+            raise _error("This request never expires, so there is nothing to extend.", NO_EXPIRY)
+
+    def _extend(self, days: int, actor: str) -> None:
+        assert self._expires_at is not None
+        self._expires_at = max(self._expires_at, workflow.now()) + timedelta(days=days)
+
+    @workflow.update
+    async def remind(self, req: RemindRequest) -> ApprovalState:
+        async with self._lock:
+            self._validate_remind(req)
+            if req.extend_days:
+                self._extend(req.extend_days, req.actor)
+            await self._sync(
+                "reminded",
+                req.actor,
+                {"extend_days": req.extend_days, "expires_at": self._iso(self._expires_at)},
+            )
+            self._queue_for_active("reminder")
+            return self.status()
+
+    @remind.validator
+    def _validate_remind(self, req: RemindRequest) -> None:
+        self._validate_open()
+        if req.extend_days is not None:
+            self._validate_extend(ExtendRequest(days=req.extend_days, actor=req.actor))
+
+    def _validate_open(self) -> None:
+        if self._status in FINAL_STATUSES:
+            raise self._closed_error()
+
+    @workflow.query
+    def status(self) -> ApprovalState:
+        approvers = [
+            ApproverState(
+                id=a.id,
+                name=a.name,
+                status=self._records[a.id].status,
+                signed_at=self._records[a.id].signed_at,
+                notes=self._records[a.id].notes,
+                decline_reason=self._records[a.id].decline_reason,
+                notified_at=self._records[a.id].notified_at,
+            )
+            for a in self._inp.approvers
+        ]
+        return ApprovalState(
+            approval_id=self._inp.approval_id,
+            status=self._status,
+            routing=self._inp.routing,
+            expires_at=self._expires_at,
+            approvers=approvers,
+            void_reason=self._void_reason,
+        )
+
+    # --- side effects -----------------------------------------------------------------------
+
+    async def _sync(self, event_type: str, actor: str, data: dict[str, Any]) -> None:
+        """Mirror the state into SQL with one audit event, and keep search attributes current."""
+        self._drop_stale_sms()
+        self._seq += 1
+        now = workflow.now()
+        final = self._status in FINAL_STATUSES
+        token_expiry = now if final else (self._expires_at or now + timedelta(days=MAX_EXPIRY_DAYS))
+        if workflow.info().typed_search_attributes.get(sa.STATUS) is not None:
+            # Started with Portico's attributes (always, by the API): keep the status current.
+            workflow.upsert_search_attributes([sa.STATUS.value_set(self._status)])
+        await workflow.execute_activity(
+            "sync_approval",
+            SyncApprovalInput(
+                approval_id=self._inp.approval_id,
+                status=self._status,
+                expires_at=self._expires_at,
+                approvers=list(self._records.values()),
+                event=AuditEventInput(
+                    event_key=f"{workflow.info().workflow_id}:{self._seq}",
+                    at=now,
+                    type=event_type,
+                    actor=actor,
+                    data=data,
+                ),
+                void_reason=self._void_reason,
+                completed_at=now if final else None,
+                token_expires_at=token_expiry + LINK_GRACE,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+        )
+
+    def _queue_for_active(self, template: str) -> None:
+        for approver in self._inp.approvers:
+            if self._records[approver.id].status in ACTIVE_APPROVER_STATUSES:
+                self._todo.append((template, {"approver_id": approver.id}))
+
+    async def _drain_todo(self) -> None:
+        while self._todo:
+            kind, data = self._todo.pop(0)
+            if kind == "staff":
+                who = self._approver(data["approver_id"]).name
+                await self._notify_staff(data["event"], who=who)
+            elif kind == "delivery_failed":  # reported by a held-back SMS
+                await self._sync("delivery_failed", "system", data)
+            else:
+                await self._notify_approver(kind, self._approver(data["approver_id"]))
+
+    async def _notify_approver(self, template: str, approver: ApproverInput, **extra: Any) -> None:
+        self._seq += 1
+        key = f"{workflow.info().workflow_id}:{self._seq}:{approver.id}"
+        channels = self._inp.channels
+        sent = False
+        if "email" in channels and approver.email:
+            email = EmailMessage(
+                dedupe_key=f"{key}:email",
+                to=approver.email,
+                template=template,
+                context=messages.email_context(
+                    self._inp,
+                    approver,
+                    expires_at=self._iso(self._expires_at),
+                    reason=self._void_reason,
+                    **extra,
+                ),
+                attach_signed_pdf_of=(
+                    self._inp.approval_id if template == "completed_copy" else None
+                ),
+            )
+            sent = await self._try_notify("send_email", email)
+        if "sms" in channels and approver.phone:
+            sms = SmsMessage(
+                dedupe_key=f"{key}:sms",
+                to=approver.phone,
+                body=messages.sms_text(template, self._inp, approver, reason=self._void_reason),
+                urgent=template not in ("reminder", "expiry_warning"),
+            )
+            if not sms.urgent and workflow.patched(QUIET_SMS_PATCH):
+                self._send_later(approver.id, sms)
+            else:
+                sent = await self._try_notify("send_sms", sms) or sent
+        record = self._records[approver.id]
+        if sent and template == "request" and record.notified_at is None:
+            record.notified_at = workflow.now()
+            await self._sync("sent", "system", {"approver": approver.name, "channels": channels})
+
+    async def _notify_staff(self, event: str, **extra: Any) -> None:
+        self._seq += 1
+        key = f"{workflow.info().workflow_id}:{self._seq}:staff"
+        for n, contact in enumerate(self._inp.notify_staff):
+            if contact.email:
+                await self._try_notify(
+                    "send_email",
+                    EmailMessage(
+                        dedupe_key=f"{key}:{n}:email",
+                        to=contact.email,
+                        template=f"staff_{event}",
+                        context=messages.email_context(self._inp, None, event=event, **extra),
+                        attach_signed_pdf_of=self._inp.approval_id if event == "approved" else None,
+                    ),
+                )
+            if contact.phone:
+                await self._try_notify(
+                    "send_sms",
+                    SmsMessage(
+                        dedupe_key=f"{key}:{n}:sms",
+                        to=contact.phone,
+                        body=messages.staff_text(event, self._inp, **extra),
+                    ),
+                )
+
+    async def _try_notify(self, activity: str, message: EmailMessage | SmsMessage) -> bool:
+        """Send one message; a permanently undeliverable one is recorded, not fatal."""
+        failure = await self._deliver(activity, message)
+        if failure is not None:
+            await self._sync("delivery_failed", "system", {"to": message.to, "reason": failure})
+        return failure is None
+
+    async def _deliver(self, activity: str, message: EmailMessage | SmsMessage) -> str | None:
+        """Run one send activity; returns why it failed for good (None: sent, or called off).
+
+        SMS go to the rate-limited SMS task queue when the request names one.
+        """
+        sms = activity == "send_sms"
+        try:
+            await workflow.execute_activity(
+                activity,
+                message,
+                task_queue=(self._inp.sms_task_queue or None) if sms else None,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=SMS_SEND_WINDOW if sms else timedelta(days=1),
+                retry_policy=NOTIFY_RETRY,
+            )
+            return None
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, CancelledError):
+                return None
+            reason = str(cause.message if isinstance(cause, ApplicationError) else cause)
+            workflow.logger.warning("could not deliver %s to %s: %s", activity, message.to, reason)
+            return reason
+
+    def _send_later(self, approver_id: int, sms: SmsMessage) -> None:
+        """Send a non-urgent SMS (reminder, expiry warning) without holding the lock.
+
+        It may wait hours for the recipient's quiet hours to end, and decisions, staff actions
+        and timers must not queue behind it; it is called off if its approver decides or the
+        request ends first, and a failure is handed to the main loop to record.
+        """
+        task = asyncio.create_task(self._deliver_later(sms))
+        self._later_sms[task] = approver_id
+        task.add_done_callback(lambda done: self._later_sms.pop(done, None))
+
+    async def _deliver_later(self, sms: SmsMessage) -> None:
+        failure = await self._deliver("send_sms", sms)
+        if failure is not None:
+            self._todo.append(("delivery_failed", {"to": sms.to, "reason": failure}))
+
+    def _drop_stale_sms(self) -> None:
+        """Call off held-back SMS whose approver is no longer asked to decide."""
+        for task, approver_id in list(self._later_sms.items()):
+            active = self._records[approver_id].status in ACTIVE_APPROVER_STATUSES
+            if self._status in FINAL_STATUSES or not active:
+                task.cancel()
+
+    async def _finish(self) -> None:
+        """Completion work once the request has ended."""
+        if self._status == APPROVED:
+            try:
+                pdf: SignedPdfResult = await workflow.execute_activity(
+                    "build_signed_pdf",
+                    self._inp.approval_id,
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=RECORD_RETRY,
+                    result_type=SignedPdfResult,
+                )
+                await self._sync("signed_pdf", "system", {"sha256": pdf.sha256, "pages": pdf.pages})
+            except ActivityError as err:
+                # The approval stands; staff get told and can rebuild the PDF.
+                await self._sync("signed_pdf_failed", "system", {"error": str(err.cause or err)})
+            await self._notify_staff("approved")
+            for approver in self._inp.approvers:
+                if self._records[approver.id].status == APPROVED:
+                    await self._notify_approver("completed_copy", approver)
+        elif self._status == DECLINED:
+            decliner = next(r for r in self._records.values() if r.status == DECLINED)
+            await self._notify_staff(
+                "declined", who=self._approver(decliner.id).name, reason=decliner.decline_reason
+            )
+        elif self._status == EXPIRED:
+            await self._notify_staff("expired")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _approver(self, approver_id: int) -> ApproverInput:
+        return next(a for a in self._inp.approvers if a.id == approver_id)
+
+    def _actor(self, approver_id: int) -> str:
+        return f"approver:{approver_id}:{self._approver(approver_id).name}"
+
+    @staticmethod
+    def _set_evidence(record: ApproverRecord, evidence: Evidence, channel: str | None) -> None:
+        record.decided_via = channel or evidence.channel
+        record.decided_ip = evidence.ip or evidence.phone
+        record.decided_user_agent = evidence.user_agent
+
+    @staticmethod
+    def _iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None

@@ -1,0 +1,103 @@
+"""What the approval workflow says to approvers and staff: pure, deterministic composition of
+email template contexts and SMS texts (rendering happens in the notify activity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.types import ApprovalInput, ApproverInput
+
+KIND_LABELS = {
+    "ticket": "Ticket",
+    "estimate": "Estimate",
+    "change_order": "Change order",
+    "purchase_order": "Purchase order",
+    "rfi": "RFI",
+    "proposal": "Proposal",
+    "contract": "Contract",
+}
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
+
+
+def money(amount_cents: int | None, currency: str) -> str:
+    if amount_cents is None:
+        return ""
+    whole, cents = divmod(abs(amount_cents), 100)
+    sign = "-" if amount_cents < 0 else ""
+    text = f"{whole:,}.{cents:02d}"
+    return f"{sign}${text}" if currency.upper() == "USD" else f"{sign}{text} {currency.upper()}"
+
+
+def document_line(inp: ApprovalInput) -> str:
+    """e.g. 'Change order CO-17 "Extra outlets" ($1,250.00)'."""
+    doc = inp.document
+    amount = money(doc.amount_cents, doc.currency)
+    return f'{kind_label(doc.kind)} {doc.number} "{doc.title}"' + (f" ({amount})" if amount else "")
+
+
+def email_context(inp: ApprovalInput, approver: ApproverInput | None = None, **extra: Any) -> dict:
+    doc = inp.document
+    ctx: dict[str, Any] = {
+        "company_name": inp.company_name,
+        "division": inp.division,
+        "approval_id": inp.approval_id,
+        "document_kind": kind_label(doc.kind),
+        "document_number": doc.number,
+        "document_title": doc.title,
+        "amount": money(doc.amount_cents, doc.currency),
+        "client_name": doc.client_name,
+        "project_name": doc.project_name,
+        "message": inp.message,
+        "document_line": document_line(inp),
+        "logo_url": inp.logo_url,
+        "accent": inp.accent,
+    }
+    if approver is not None:
+        ctx.update(approver_name=approver.name, sign_url=approver.sign_url)
+    ctx.update(extra)
+    return ctx
+
+
+def sms_prompt(inp: ApprovalInput, approver: ApproverInput, lead: str) -> str:
+    """The SMS an approver gets, carrying the link and their reply code (CONTRACT section 5)."""
+    code = approver.sms_code
+    return (
+        f"{inp.company_name}: {lead} {document_line(inp)}. Review: {approver.sign_url} "
+        f"Reply YES {code} to approve or NO {code} <reason> to decline."
+    )
+
+
+SMS_LEADS = {
+    "request": "please approve",
+    "reminder": "reminder, still waiting for your approval of",
+    "expiry_warning": "expiring soon, please approve",
+}
+
+
+def sms_text(template: str, inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> str:
+    if template in SMS_LEADS:
+        return sms_prompt(inp, approver, SMS_LEADS[template])
+    line = document_line(inp)
+    if template == "no_longer_needed":
+        return f"{inp.company_name}: your approval of {line} is no longer needed. Thank you."
+    if template == "void_notice":
+        reason = extra.get("reason")
+        return f"{inp.company_name}: {line} was withdrawn" + (f": {reason}" if reason else ".")
+    if template == "completed_copy":
+        return f"{inp.company_name}: {line} is fully approved. Signed copy: {approver.sign_url}"
+    return f"{inp.company_name}: update on {line}."
+
+
+def staff_text(event: str, inp: ApprovalInput, **extra: Any) -> str:
+    line = document_line(inp)
+    who = extra.get("who", "")
+    texts = {
+        "first_open": f"{who} opened {line} for the first time.",
+        "approved": f"APPROVED: {line} (request #{inp.approval_id}). Billing can start.",
+        "declined": f"DECLINED by {who}: {line}. Reason: {extra.get('reason', '')}",
+        "expired": f"EXPIRED: {line} (request #{inp.approval_id}) was not approved in time.",
+    }
+    return f"Portico: {texts.get(event, line)}"

@@ -1,0 +1,229 @@
+"""Inputs, results and messages of the workflows: single dataclasses, safe to evolve by adding
+fields with defaults (histories of running approvals must keep decoding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ROUTINGS = ("sequential", "any", "all")
+MAX_APPROVERS = 5
+MAX_EXPIRY_DAYS = 180
+
+# Approval statuses (CONTRACT section 3)
+PENDING = "pending"
+PARTIALLY_APPROVED = "partially_approved"
+APPROVED = "approved"
+DECLINED = "declined"
+EXPIRED = "expired"
+VOID = "void"
+FINAL_STATUSES = (APPROVED, DECLINED, EXPIRED, VOID)
+
+# Approver statuses
+WAITING = "waiting"
+VIEWED = "viewed"
+SKIPPED = "skipped"
+ACTIVE_APPROVER_STATUSES = (PENDING, VIEWED)
+
+
+@dataclass
+class DocumentInfo:
+    id: int
+    kind: str
+    title: str
+    number: str
+    amount_cents: int | None = None
+    currency: str = "USD"
+    client_name: str = ""
+    project_name: str = ""
+
+
+@dataclass
+class ApproverInput:
+    id: int
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    sign_url: str = ""
+    sms_code: str = ""
+
+
+@dataclass
+class StaffContact:
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass
+class ApprovalInput:
+    approval_id: int
+    document: DocumentInfo
+    approvers: list[ApproverInput]
+    routing: str
+    created_at: datetime
+    expires_in_days: int | None = None
+    remind_every_days: int | None = None
+    message: str | None = None
+    channels: list[str] = field(default_factory=lambda: ["email", "sms"])
+    division: str | None = None
+    notify_staff: list[StaffContact] = field(default_factory=list)
+    company_name: str = "Portico"
+    # Task queue of the rate-limited SMS worker; "" (older histories) = the workflow's own queue.
+    sms_task_queue: str = ""
+    # Branding for the emails (absolute logo URL, the division's if it has one; hex accent).
+    logo_url: str | None = None
+    accent: str | None = None
+
+
+@dataclass
+class ApproverState:
+    id: int
+    name: str
+    status: str
+    signed_at: datetime | None = None
+    notes: str | None = None
+    decline_reason: str | None = None
+    notified_at: datetime | None = None
+
+
+@dataclass
+class ApprovalState:
+    """What the `status` query returns and what the read model mirrors."""
+
+    approval_id: int
+    status: str
+    routing: str
+    expires_at: datetime | None
+    approvers: list[ApproverState]
+    void_reason: str | None = None
+
+
+@dataclass
+class Evidence:
+    """How a decision was made: the trail a certificate page and a dispute rely on."""
+
+    channel: str = "web"  # web | sms
+    ip: str | None = None
+    user_agent: str | None = None
+    phone: str | None = None
+    message_sid: str | None = None
+    text: str | None = None
+
+
+@dataclass
+class ApproveRequest:
+    approver_id: int
+    signature_name: str | None = None
+    signature_image: str | None = None  # stored path of the drawn PNG
+    notes: str | None = None
+    consent: bool = False
+    evidence: Evidence = field(default_factory=Evidence)
+    uploaded_pdf: str | None = None  # stored path of a PDF the client signed elsewhere
+
+
+@dataclass
+class DeclineRequest:
+    approver_id: int
+    reason: str
+    evidence: Evidence = field(default_factory=Evidence)
+
+
+@dataclass
+class ViewedSignal:
+    approver_id: int
+    evidence: Evidence = field(default_factory=Evidence)
+
+
+@dataclass
+class VoidRequest:
+    reason: str | None = None
+    notify_client: bool = False
+    actor: str = "staff"
+
+
+@dataclass
+class ExtendRequest:
+    days: int
+    actor: str = "staff"
+
+
+@dataclass
+class RemindRequest:
+    extend_days: int | None = None
+    actor: str = "staff"
+
+
+@dataclass
+class DecisionResult:
+    approval_status: str
+    approver_status: str
+
+
+# --- activity payloads -------------------------------------------------------------------
+
+
+@dataclass
+class AuditEventInput:
+    event_key: str
+    at: datetime
+    type: str
+    actor: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ApproverRecord:
+    """The read-model fields of one approver that the workflow owns."""
+
+    id: int
+    status: str
+    notified_at: datetime | None = None
+    signed_at: datetime | None = None
+    notes: str | None = None
+    decline_reason: str | None = None
+    signature_name: str | None = None
+    signature_image: str | None = None
+    uploaded_pdf: str | None = None
+    consent: bool | None = None
+    decided_via: str | None = None
+    decided_ip: str | None = None
+    decided_user_agent: str | None = None
+
+
+@dataclass
+class SyncApprovalInput:
+    """A snapshot of the workflow's state plus at most one audit event: safe to apply twice."""
+
+    approval_id: int
+    status: str
+    expires_at: datetime | None
+    approvers: list[ApproverRecord]
+    event: AuditEventInput | None = None
+    void_reason: str | None = None
+    completed_at: datetime | None = None
+    token_expires_at: datetime | None = None
+
+
+@dataclass
+class EmailMessage:
+    dedupe_key: str
+    to: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    attach_signed_pdf_of: int | None = None  # approval id
+
+
+@dataclass
+class SmsMessage:
+    dedupe_key: str
+    to: str
+    body: str
+    urgent: bool = True  # reminders are not urgent: they respect quiet hours
+
+
+@dataclass
+class SignedPdfResult:
+    path: str
+    sha256: str
+    pages: int
