@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from contextlib import AsyncExitStack
+from datetime import timedelta
 from types import TracebackType
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,23 +29,31 @@ log = logging.getLogger("portico.worker")
 # of re-imported for every workflow run (Temporal's advice; about 40% less memory per cached
 # workflow, see docs/benchmarks.md).
 PASSTHROUGH_MODULES = ("workflows.types", "workflows.messages", "workflows.search_attributes")
+SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 
 class Workers:
     """Portico's workers, run together with `async with`: the main one (workflows and every
     activity) and the SMS one, which serves `send_sms` on its own task queue with a
     server-side dispatch limit, so texts leave at the carrier's pace (~1/s per sender)
-    however many are due at once, without sleeping in an activity."""
+    however many are due at once, without sleeping in an activity.
+
+    Stopping waits at most SHUTDOWN_TIMEOUT per worker: the SDK's final shutdown step has been
+    seen to wait forever under load after every task was already handed back to the server;
+    nothing is lost by not waiting longer (Temporal retries whatever was unfinished)."""
 
     def __init__(self, workers: list[Worker]) -> None:
         self.workers = workers
-        self._stack: AsyncExitStack | None = None
+        self._running: list[Worker] = []
 
     async def __aenter__(self) -> Workers:
-        async with AsyncExitStack() as stack:
+        try:
             for worker in self.workers:
-                await stack.enter_async_context(worker)
-            self._stack = stack.pop_all()
+                await worker.__aenter__()
+                self._running.append(worker)
+        except BaseException:
+            await self._stop()
+            raise
         return self
 
     async def __aexit__(
@@ -54,9 +62,21 @@ class Workers:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.aclose()
+        await self._stop()
+
+    async def _stop(self) -> None:
+        while self._running:
+            worker = self._running.pop()
+            try:
+                await asyncio.wait_for(
+                    worker.__aexit__(None, None, None), SHUTDOWN_TIMEOUT.total_seconds()
+                )
+            except TimeoutError:
+                log.warning(
+                    "worker on task queue %r still shutting down after %s; not waiting longer",
+                    worker.task_queue,
+                    SHUTDOWN_TIMEOUT,
+                )
 
 
 def build_worker(
