@@ -13,12 +13,32 @@ from portico.errors import PorticoError
 from portico.settings import Settings, load_settings
 
 
+def approval_id(text: str) -> int:
+    """An approval id argument: a positive number small enough to be one."""
+    from portico.schemas import known_id, parse_id
+
+    value = parse_id(text.lstrip("#"))
+    if value is None or not known_id(value):
+        raise argparse.ArgumentTypeError(f"not an approval id: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portico", description="Portico client portal")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run everything on this machine (Temporal, worker, web)")
     dev.add_argument("--demo", action="store_true", help="load a demo approval, print its link")
+    dev.add_argument(
+        "--temporal-port",
+        type=int,
+        default=7233,
+        help="port of the Temporal dev server it starts (default 7233; unused with "
+        "TEMPORAL_ADDRESS)",
+    )
+    dev.add_argument(
+        "--temporal-ui-port", type=int, default=8233, help="port of its Temporal UI (default 8233)"
+    )
     sub.add_parser("web", help="run the web layer")
     sub.add_parser("worker", help="run the Temporal worker (same as python worker.py)")
     sub.add_parser("migrate", help="upgrade the database schema")
@@ -31,22 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--kind")
     listing.add_argument("--json", action="store_true")
     show = actions.add_parser("show", help="one request with its audit events (JSON)")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=approval_id)
     void = actions.add_parser("void", help="void a request")
-    void.add_argument("id", type=int)
+    void.add_argument("id", type=approval_id)
     void.add_argument("--reason")
     void.add_argument("--notify-client", action="store_true")
     extend = actions.add_parser("extend", help="move the deadline")
-    extend.add_argument("id", type=int)
+    extend.add_argument("id", type=approval_id)
     extend.add_argument("days", type=int)
     remind = actions.add_parser("remind", help="remind the approvers now")
-    remind.add_argument("id", type=int)
+    remind.add_argument("id", type=approval_id)
     remind.add_argument("--extend-days", type=int)
 
     audit = sub.add_parser("audit", help="evidence checks")
     audit_actions = audit.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="re-check the hash chain and signed PDF")
-    verify.add_argument("id", type=int)
+    verify.add_argument("id", type=approval_id)
     return parser
 
 
@@ -117,10 +137,17 @@ async def approvals_command(args: argparse.Namespace, settings: Settings) -> int
 async def audit_verify(approval_id: int, settings: Settings) -> int:
     from portico.audit import verify_approval
     from portico.db import create_engine, session_maker
+    from portico.models import Approval
 
     engine = create_engine(settings.database_url)
     try:
-        problems = await verify_approval(session_maker(engine), settings.files_dir, approval_id)
+        sessions = session_maker(engine)
+        async with sessions() as session:
+            approval = await session.get(Approval, approval_id)
+        if approval is None:
+            print(f"error: Approval {approval_id} does not exist.", file=sys.stderr)
+            return 1
+        problems = await verify_approval(sessions, settings.files_dir, approval_id)
     finally:
         await engine.dispose()
     if problems:
@@ -128,7 +155,10 @@ async def audit_verify(approval_id: int, settings: Settings) -> int:
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print(f"approval {approval_id}: audit trail intact; signed PDF matches its SHA-256")
+    if approval.signed_pdf_path:
+        print(f"approval {approval_id}: audit trail intact; signed PDF matches its SHA-256")
+    else:
+        print(f"approval {approval_id}: audit trail intact; no signed PDF ({approval.status})")
     return 0
 
 
@@ -144,12 +174,27 @@ def run_web(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `portico` command; `portico approvals list | head` ends quietly, like any CLI."""
+    try:
+        code = run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        import os
+
+        # Whoever read our output has gone: point stdout at /dev/null so the interpreter's
+        # final flush doesn't fail a second time, and exit as a shell would (128 + SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings()
     if args.command == "dev":
         from portico.devserver import main as dev_main
 
-        dev_main(settings, args.demo)
+        dev_main(settings, args.demo, args.temporal_port, args.temporal_ui_port)
         return 0
     if args.command == "web":
         run_web(settings)

@@ -22,6 +22,7 @@ from portico.temporal import connect
 from workflows import search_attributes as sa
 
 log = logging.getLogger("portico.dev")
+PORT = 7233  # CONTRACT section 1; `portico dev --temporal-port/--temporal-ui-port` move them
 UI_PORT = 8233
 
 
@@ -34,7 +35,9 @@ def temporal_binary() -> str:
     return found
 
 
-def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
+def start_temporal(
+    settings: Settings, port: int = PORT, ui_port: int = UI_PORT
+) -> subprocess.Popen[bytes]:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     args = [
         temporal_binary(),
@@ -43,9 +46,9 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
         "--ip",
         "127.0.0.1",
         "--port",
-        "7233",
+        str(port),
         "--ui-port",
-        str(UI_PORT),
+        str(ui_port),
         "--db-filename",
         str(settings.var_dir / "temporal.db"),
         "--namespace",
@@ -72,7 +75,7 @@ async def wait_for_temporal(settings: Settings, address: str, timeout: float = 6
             await asyncio.sleep(0.5)
 
 
-async def run_dev(settings: Settings, demo: bool) -> None:
+async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
     from portico.migrate import upgrade_async
     from web.app import create_app
     from worker import run_worker
@@ -80,7 +83,7 @@ async def run_dev(settings: Settings, demo: bool) -> None:
     await upgrade_async(settings.database_url)
     temporal_process = None
     if not settings.temporal_address:
-        temporal_process = start_temporal(settings)
+        temporal_process = start_temporal(settings, port, ui_port)
     sink = None
     if not settings.smtp_host:
         sink = SmtpSink()
@@ -93,13 +96,13 @@ async def run_dev(settings: Settings, demo: bool) -> None:
     runner: web.AppRunner | None = None
     worker_task: asyncio.Task[None] | None = None
     try:
-        client = await wait_for_temporal(settings, settings.temporal_address or "127.0.0.1:7233")
+        client = await wait_for_temporal(settings, settings.temporal_address or f"127.0.0.1:{port}")
         worker_task = asyncio.create_task(run_worker(settings, stop, client))
         runner = web.AppRunner(create_app(settings, temporal_client=client, dev_mode=True))
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         demo_link = await create_demo(settings, client) if demo else None
-        print_banner(settings, demo_link, own_temporal=temporal_process is not None)
+        print_banner(settings, demo_link, ui_port=ui_port if temporal_process is not None else None)
         done, _ = await asyncio.wait(
             [worker_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
@@ -170,7 +173,8 @@ async def create_demo(settings: Settings, client: Client) -> str:
         await engine.dispose()
 
 
-def print_banner(settings: Settings, demo_link: str | None, own_temporal: bool) -> None:
+def print_banner(settings: Settings, demo_link: str | None, ui_port: int | None) -> None:
+    """What `portico dev` prints; `ui_port` is that of the Temporal UI it started, if any."""
     base = settings.public_url.rstrip("/")
     lines = [
         "",
@@ -180,8 +184,11 @@ def print_banner(settings: Settings, demo_link: str | None, own_temporal: bool) 
         f"  Staff API:      {base}/api/v1   (Authorization: Bearer {settings.staff_api_key})",
         f"  Staff API key:  {settings.staff_api_key}",
     ]
-    if own_temporal:
-        lines.append(f"  Temporal UI:    http://127.0.0.1:{UI_PORT}/namespaces/default/workflows")
+    if ui_port is not None:
+        namespace = settings.temporal_namespace
+        lines.append(
+            f"  Temporal UI:    http://127.0.0.1:{ui_port}/namespaces/{namespace}/workflows"
+        )
     else:
         lines.append(f"  Temporal:       {settings.temporal_address}")
     if demo_link:
@@ -190,9 +197,9 @@ def print_banner(settings: Settings, demo_link: str | None, own_temporal: bool) 
     print("\n".join(lines), flush=True)
 
 
-def main(settings: Settings, demo: bool) -> None:
+def main(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
     logging.basicConfig(
         level=os.environ.get("PORTICO_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    asyncio.run(run_dev(settings, demo))
+    asyncio.run(run_dev(settings, demo, port, ui_port))

@@ -6,6 +6,11 @@ Money lives in SQL. Every change to an invoice's payments starts by bumping the 
 payments (or two deliveries of one Stripe event) can never both read a stale balance. Each
 Stripe event id is inserted into `stripe_events` in the same transaction as its payment, so a
 duplicate delivery, even a concurrent one, fails on the unique key and changes nothing.
+
+Refunds (`charge.refunded`) and disputes (`charge.dispute.*`) adjust the Stripe payment they
+belong to (found by payment intent, else charge id). Both are applied as the *state* Stripe
+reports (the charge's cumulative `amount_refunded`, the dispute's `status`), never as deltas, and
+that state only moves forward, so repeated or out-of-order events converge on the same result.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities import pdf
@@ -45,6 +51,7 @@ from portico.models import (
     StripeEvent,
 )
 from portico.portal_schemas import InvoiceIn, PaymentIn
+from portico.schemas import known_id, parse_id
 from portico.service import iso
 from portico.settings import Settings
 from workflows.invoice import InvoiceInput, InvoiceWorkflow
@@ -54,6 +61,10 @@ from workflows.types import EmailMessage
 log = logging.getLogger(__name__)
 
 PAYABLE = ("open", "partially_paid")
+# payments whose money arrived (before any refund or chargeback)
+SETTLED_PAYMENT = ("succeeded", "refunded", "disputed", "dispute_lost")
+# Stripe dispute statuses that end a dispute (anything else is an open dispute)
+CLOSED_DISPUTE = ("won", "lost", "warning_closed", "prevented")
 STRIPE_MIN_CENTS = 50  # Stripe's minimum charge in USD
 ATTEMPT = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
@@ -100,6 +111,34 @@ def overdue_at(due_date: date) -> datetime:
     return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=UTC)
 
 
+def dispute_open(payment: Payment) -> bool:
+    return payment.dispute_status is not None and payment.dispute_status not in CLOSED_DISPUTE
+
+
+def lost_cents(payment: Payment) -> int:
+    """What a lost dispute (chargeback) took back from the payment."""
+    return (payment.disputed_cents or 0) if payment.dispute_status == "lost" else 0
+
+
+def counted_cents(payment: Payment) -> int:
+    """What a payment contributes to its invoice's paid total: the money that arrived, less
+    refunds and a lost dispute. An open dispute still counts until it is lost."""
+    if payment.status not in SETTLED_PAYMENT:
+        return 0
+    return max(0, payment.amount_cents - (payment.refunded_cents or 0) - lost_cents(payment))
+
+
+def settled_status(payment: Payment) -> str:
+    """The status of a payment whose money arrived, given its refunds and dispute."""
+    if dispute_open(payment):
+        return "disputed"
+    if lost_cents(payment) > 0:
+        return "dispute_lost"
+    if payment.amount_cents > 0 and (payment.refunded_cents or 0) >= payment.amount_cents:
+        return "refunded"
+    return "succeeded"
+
+
 def payment_json(payment: Payment) -> dict[str, Any]:
     return {
         "id": payment.id,
@@ -113,6 +152,12 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "failure_reason": payment.failure_reason,
         "created_at": iso(payment.created_at),
         "settled_at": iso(payment.settled_at),
+        "refunded_cents": payment.refunded_cents or 0,
+        "disputed_cents": payment.disputed_cents or 0,
+        "dispute_status": payment.dispute_status,
+        "net_cents": counted_cents(payment),
+        "stripe_payment_intent_id": payment.stripe_payment_intent_id,
+        "stripe_charge_id": payment.stripe_charge_id,
     }
 
 
@@ -144,6 +189,7 @@ def invoice_json(settings: Settings, invoice: Invoice, payments: list[Payment]) 
         "paid_cents": invoice.paid_cents,
         "pending_cents": pending_cents(payments),
         "balance_cents": balance_cents(invoice, payments),
+        "refunded_cents": sum(p.refunded_cents or 0 for p in payments),
         "pdf_sha256": invoice.pdf_sha256,
         "pay_url": pay_url(settings, invoice),
         "workflow_id": invoice.workflow_id,
@@ -194,7 +240,8 @@ def _id_of(value: Any) -> str | None:
 
 def _invoice_id(obj: dict[str, Any]) -> int | None:
     raw = (obj.get("metadata") or {}).get("invoice_id") or obj.get("client_reference_id")
-    return int(raw) if isinstance(raw, str | int) and str(raw).isdigit() else None
+    value = parse_id(str(raw)) if isinstance(raw, str | int) else None
+    return value if known_id(value) else None
 
 
 def interpret_event(event: dict[str, Any]) -> StripeChange | None:
@@ -245,10 +292,80 @@ def interpret_event(event: dict[str, Any]) -> StripeChange | None:
     return None
 
 
+@dataclass
+class StripeAdjustment:
+    """What a refund or dispute event reports about an existing Stripe payment: a state (the
+    charge's cumulative refunds, the dispute's status), never a delta."""
+
+    kind: str  # refund | dispute
+    payment_intent_id: str | None
+    charge_id: str | None
+    amount_cents: int  # refund: the charge's amount; dispute: the disputed amount
+    currency: str
+    refunded_cents: int = 0  # refund: the charge's `amount_refunded`
+    dispute_id: str | None = None
+    dispute_status: str | None = None
+    evidence_due_by: int | None = None  # dispute: unix time
+
+
+def interpret_adjustment(event: dict[str, Any]) -> StripeAdjustment | None:
+    """Map `charge.refunded` and `charge.dispute.*` to an adjustment; None for anything else."""
+    kind = str(event.get("type", ""))
+    obj = (event.get("data") or {}).get("object") or {}
+    if not isinstance(obj, dict):
+        return None
+    currency = str(obj.get("currency") or "usd").upper()
+    if kind == "charge.refunded" and obj.get("object", "charge") == "charge":
+        amount = int(obj.get("amount") or 0)
+        refunded = obj.get("amount_refunded")
+        if refunded is None:
+            refunded = amount if obj.get("refunded") else 0
+        adjustment = StripeAdjustment(
+            kind="refund",
+            payment_intent_id=_id_of(obj.get("payment_intent")),
+            charge_id=_id_of(obj.get("id")),
+            amount_cents=amount,
+            currency=currency,
+            refunded_cents=max(0, int(refunded)),
+        )
+    elif kind.startswith("charge.dispute.") and obj.get("object", "dispute") == "dispute":
+        status = str(obj.get("status") or "")
+        if not status:
+            return None
+        details = obj.get("evidence_details") or {}
+        due_by = details.get("due_by") if isinstance(details, dict) else None
+        adjustment = StripeAdjustment(
+            kind="dispute",
+            payment_intent_id=_id_of(obj.get("payment_intent")),
+            charge_id=_id_of(obj.get("charge")),
+            amount_cents=max(0, int(obj.get("amount") or 0)),
+            currency=currency,
+            dispute_id=_id_of(obj.get("id")),
+            dispute_status=status[:40],
+            evidence_due_by=int(due_by) if isinstance(due_by, int) else None,
+        )
+    else:
+        return None
+    if adjustment.payment_intent_id is None and adjustment.charge_id is None:
+        return None
+    return adjustment
+
+
 TRANSITIONS = {
     "pending": ("succeeded", "failed"),
     "failed": ("succeeded",),
     "succeeded": (),
+}
+
+DISPUTE_LABELS = {
+    "warning_needs_response": "inquiry, needs a response",
+    "warning_under_review": "inquiry under review",
+    "warning_closed": "inquiry closed",
+    "needs_response": "needs a response",
+    "under_review": "under review",
+    "won": "won",
+    "lost": "lost",
+    "prevented": "prevented",
 }
 
 
@@ -262,6 +379,21 @@ class PaymentOutcome:
     client: Client
     project: Project
     payments: list[Payment]
+
+
+@dataclass
+class AdjustmentOutcome:
+    """A Stripe payment whose refunds or dispute changed, with what the staff notices need."""
+
+    invoice: Invoice
+    payment: Payment
+    client: Client
+    project: Project
+    payments: list[Payment]
+    adjustment: StripeAdjustment
+    invoice_status_before: str
+    refunded_before: int
+    notices: list[str]  # refunded | dispute_opened | dispute_closed
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -516,7 +648,7 @@ class Billing:
     async def _recompute(self, session: AsyncSession, invoice: Invoice) -> list[Payment]:
         await session.flush()
         payments = await self._payments(session, invoice.id)
-        invoice.paid_cents = sum(p.amount_cents for p in payments if p.status == "succeeded")
+        invoice.paid_cents = sum(counted_cents(p) for p in payments)
         if invoice.status != "void":
             if invoice.paid_cents >= invoice.total_cents:
                 invoice.status = "paid"
@@ -695,21 +827,28 @@ class Billing:
         return event
 
     async def apply_event(self, event: dict[str, Any]) -> str:
-        """Apply one verified event exactly once: 'applied', 'duplicate' or 'ignored'."""
+        """Apply one verified event exactly once: 'applied', 'duplicate' or 'ignored' (also
+        for events about payments Portico does not know: they are recorded, and Stripe gets
+        its 200 so it does not retry them for days)."""
         change = interpret_event(event)
+        adjustment = interpret_adjustment(event) if change is None else None
         outcome: PaymentOutcome | None = None
+        adjusted: AdjustmentOutcome | None = None
         try:
             async with self.sessions() as session, session.begin():
-                session.add(
-                    StripeEvent(
-                        event_id=str(event["id"])[:255],
-                        type=str(event["type"])[:100],
-                        invoice_id=change.invoice_id if change else None,
-                    )
+                row = StripeEvent(
+                    event_id=str(event["id"])[:255],
+                    type=str(event["type"])[:100],
+                    invoice_id=change.invoice_id if change else None,
                 )
+                session.add(row)
                 await session.flush()  # a duplicate delivery stops here
                 if change is not None:
                     outcome = await self._apply_change(session, change)
+                elif adjustment is not None:
+                    adjusted = await self._apply_adjustment(session, adjustment)
+                    if adjusted is not None:
+                        row.invoice_id = adjusted.invoice.id
         except IntegrityError:
             async with self.sessions() as session:
                 seen = await session.scalar(
@@ -718,6 +857,9 @@ class Billing:
             if seen is not None:
                 return "duplicate"
             raise
+        if adjusted is not None:
+            await self.after_adjustment(adjusted)
+            return "applied"
         if outcome is None:
             return "ignored"
         await self.after_payment(outcome)
@@ -772,6 +914,8 @@ class Billing:
                 if change.status == "succeeded":
                     payment.settled_at = now
                     payment.failure_reason = None
+                    # a refund or dispute may have been recorded while it was settling
+                    payment.status = settled_status(payment)
                 else:
                     payment.failure_reason = change.failure_reason
         payments = await self._recompute(session, invoice)
@@ -779,6 +923,143 @@ class Billing:
             return None
         project, client = await self._owner(session, invoice)
         return PaymentOutcome(invoice, payment, became, client, project, payments)
+
+    async def _apply_adjustment(
+        self, session: AsyncSession, adjustment: StripeAdjustment
+    ) -> AdjustmentOutcome | None:
+        """Record a refund or dispute on its payment; None if Portico has no such payment or
+        the event changes nothing (a repeat, or older than what is recorded)."""
+        keys = []
+        if adjustment.payment_intent_id:
+            keys.append(Payment.stripe_payment_intent_id == adjustment.payment_intent_id)
+        if adjustment.charge_id:
+            keys.append(Payment.stripe_charge_id == adjustment.charge_id)
+        match = select(Payment).where(Payment.source == "stripe", or_(*keys)).order_by(Payment.id)
+        invoice_id = await session.scalar(match.with_only_columns(Payment.invoice_id).limit(1))
+        if invoice_id is None:
+            log.warning(
+                "stripe %s for unknown payment (intent %s, charge %s)",
+                adjustment.kind,
+                adjustment.payment_intent_id,
+                adjustment.charge_id,
+            )
+            return None
+        invoice = await self._lock(session, invoice_id)  # then read the payment under the lock
+        payment = await session.scalar(
+            match.where(Payment.invoice_id == invoice.id)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        assert payment is not None
+        refunded_before = payment.refunded_cents or 0
+        dispute_before = payment.dispute_status
+        status_before = invoice.status
+        state_before = (payment.status, payment.dispute_status, payment.disputed_cents)
+        payment.stripe_payment_intent_id = (
+            payment.stripe_payment_intent_id or adjustment.payment_intent_id
+        )
+        payment.stripe_charge_id = payment.stripe_charge_id or adjustment.charge_id
+        notices: list[str] = []
+        if adjustment.kind == "refund":
+            # cumulative: only ever grows, so an older event arriving late changes nothing
+            refunded = min(adjustment.refunded_cents, payment.amount_cents)
+            if refunded > refunded_before:
+                payment.refunded_cents = refunded
+                notices.append("refunded")
+        else:
+            status = adjustment.dispute_status
+            if dispute_before not in CLOSED_DISPUTE:  # a closed dispute stays closed
+                payment.dispute_status = status
+                payment.disputed_cents = min(adjustment.amount_cents, payment.amount_cents)
+                if status not in CLOSED_DISPUTE and dispute_before is None:
+                    notices.append("dispute_opened")
+                elif status in CLOSED_DISPUTE:
+                    notices.append("dispute_closed")
+        if payment.status in SETTLED_PAYMENT:
+            payment.status = settled_status(payment)
+        payments = await self._recompute(session, invoice)
+        state = (payment.status, payment.dispute_status, payment.disputed_cents)
+        if not notices and state == state_before:
+            return None
+        project, client = await self._owner(session, invoice)
+        return AdjustmentOutcome(
+            invoice=invoice,
+            payment=payment,
+            client=client,
+            project=project,
+            payments=payments,
+            adjustment=adjustment,
+            invoice_status_before=status_before,
+            refunded_before=refunded_before,
+            notices=notices,
+        )
+
+    async def after_adjustment(self, outcome: AdjustmentOutcome) -> None:
+        """Tell staff of a refund or of a dispute opened/closed; keep the workflow informed."""
+        invoice, payment = outcome.invoice, outcome.payment
+        context: dict[str, Any] = {
+            **invoice_email_context(
+                self.settings, invoice, outcome.client, outcome.project, outcome.payments
+            ),
+            "payment_amount": money(payment.amount_cents, payment.currency),
+            "method": METHOD_LABELS.get(payment.method, payment.method),
+            "reference": payment.reference,
+            "payment_status": payment.status,
+            "reopened": outcome.invoice_status_before == "paid" and invoice.status in PAYABLE,
+            "reminders": None,
+        }
+        if invoice.status in PAYABLE and invoice.remind_every_days:
+            context["reminders"] = await self._reminders_state(invoice)
+        if invoice.status == "paid" and outcome.invoice_status_before != "paid":
+            await self._signal(invoice, "paid")  # a won dispute settled it again
+        for notice in outcome.notices:
+            if notice == "refunded":
+                refunded = payment.refunded_cents or 0
+                await self.mailer.send_staff(
+                    f"payment-{payment.id}:refunded:{refunded}",
+                    "staff_refund",
+                    {
+                        **context,
+                        "amount": money(refunded - outcome.refunded_before, payment.currency),
+                        "refunded_total": money(refunded, payment.currency),
+                        "full": refunded >= payment.amount_cents,
+                    },
+                )
+            else:
+                dispute = outcome.adjustment
+                status = dispute.dispute_status or ""
+                due = (
+                    datetime.fromtimestamp(dispute.evidence_due_by, UTC).strftime("%b %d, %Y")
+                    if dispute.evidence_due_by and notice == "dispute_opened"
+                    else None
+                )
+                key = dispute.dispute_id or f"charge-{payment.stripe_charge_id}"
+                phase = "opened" if notice == "dispute_opened" else status
+                await self.mailer.send_staff(
+                    f"payment-{payment.id}:dispute:{key}:{phase}",
+                    "staff_dispute",
+                    {
+                        **context,
+                        "amount": money(payment.disputed_cents or 0, payment.currency),
+                        "phase": phase,
+                        "dispute_status": status,
+                        "dispute_label": DISPUTE_LABELS.get(status, status.replace("_", " ")),
+                        "evidence_due_by": due,
+                    },
+                )
+
+    async def _reminders_state(self, invoice: Invoice) -> str | None:
+        """'running' or 'ended' for the invoice's reminder workflow (None: unknown). A refund
+        that reopens a paid invoice does not restart a workflow that ended when it was paid."""
+        try:
+            client = await self.temporal.client()
+            handle = client.get_workflow_handle(invoice.workflow_id)
+            described = await asyncio.wait_for(handle.describe(), 5)
+        except Exception as err:
+            log.info("could not describe %s: %s", invoice.workflow_id, err)
+            return None
+        running = described.status == WorkflowExecutionStatus.RUNNING
+        return "running" if running else "ended"
 
     # --- the signing page's "Pay deposit" ---------------------------------------------------
 

@@ -411,7 +411,11 @@ class Invoice(Base):
 
 
 class Payment(Base):
-    """Money towards an invoice: manual (check, cash, bank transfer) or through Stripe."""
+    """Money towards an invoice: manual (check, cash, bank transfer) or through Stripe.
+
+    `amount_cents` is what was paid; refunds and a lost dispute (chargeback) are recorded
+    beside it (`refunded_cents`, `disputed_cents` + `dispute_status`), and the invoice counts
+    only what is left (`portico.invoices.counted_cents`)."""
 
     __tablename__ = "payments"
 
@@ -420,12 +424,19 @@ class Payment(Base):
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     method: Mapped[str] = mapped_column(String(30))  # card | us_bank_account | check | ...
-    status: Mapped[str] = mapped_column(String(20))  # pending | succeeded | failed
+    # pending | succeeded | failed | refunded (in full) | disputed (open) | dispute_lost
+    status: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(20))  # stripe | manual
     reference: Mapped[str | None] = mapped_column(String(200))
     stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # cumulative, from the charge's `amount_refunded` (only ever grows)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the amount of the payment's Stripe dispute, and that dispute's Stripe status
+    disputed_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    dispute_status: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from portico.schemas import LineItem, Strict
+from portico.schemas import Id, Int, LineItem, Strict, check_items_total
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 PHONE_PATTERN = r"^(whatsapp:)?\+[1-9]\d{6,14}$"
@@ -18,16 +18,16 @@ BOOKING_STATUSES = ("scheduled", "confirmed", "completed", "cancelled")
 
 
 class InvoiceIn(Strict):
-    project_id: int
+    project_id: Id
     number: str = Field(min_length=1, max_length=60)
     currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")
     due_date: dt.date
     line_items: list[LineItem] = Field(min_length=1, max_length=500)
     tax_rate_percent: Decimal | None = Field(None, ge=0, le=100, max_digits=7, decimal_places=4)
-    approval_id: int | None = None
-    document_id: int | None = None
+    approval_id: Id | None = None
+    document_id: Id | None = None
     notes: str | None = Field(None, max_length=5000)
-    remind_every_days: int | None = Field(7, ge=1, le=90)
+    remind_every_days: Int | None = Field(7, ge=1, le=90)
     notify_client: bool = True
 
     @field_validator("currency")
@@ -35,9 +35,15 @@ class InvoiceIn(Strict):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("line_items")
+    @classmethod
+    def _total(cls, items: list[LineItem]) -> list[LineItem]:
+        check_items_total(items)
+        return items
+
 
 class PaymentIn(Strict):
-    amount_cents: int = Field(gt=0, le=10**13)
+    amount_cents: Int = Field(gt=0, le=10**13)
     method: Literal["check", "cash", "bank_transfer"]
     reference: str | None = Field(None, max_length=200)
 
@@ -47,8 +53,8 @@ class InvoiceVoidIn(Strict):
 
 
 class BookingIn(Strict):
-    client_id: int | None = None
-    project_id: int | None = None
+    client_id: Id | None = None
+    project_id: Id | None = None
     title: str = Field(min_length=1, max_length=200)
     kind: Literal["appointment", "visit", "job", "booking"] = "appointment"
     date: dt.date
@@ -92,7 +98,7 @@ class PortalSettingsIn(Strict):
 
 
 class InviteIn(Strict):
-    expires_in_days: int = Field(7, ge=1, le=30)
+    expires_in_days: Int = Field(7, ge=1, le=30)
 
 
 class ContactIn(Strict):
@@ -112,4 +118,4 @@ class ServiceRequestIn(Strict):
     address: str | None = Field(None, max_length=500)
     description: str = Field(min_length=1, max_length=5000)
     preferred_date: dt.date | None = None
-    project_id: int | None = None
+    project_id: Id | None = None

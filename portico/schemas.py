@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+# Row ids are 32-bit INTEGER columns on PostgreSQL: a bigger number names nothing (and must not
+# reach the database, which would fail on it instead of answering 404).
+MAX_ID = 2**31 - 1
+
+
+def _not_a_bool(value: Any) -> Any:
+    """JSON `true` is no number: pydantic would take it for 1 (document 1, 1 day, 1 cent)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_bool)]
+Id = Annotated[Int, Field(le=MAX_ID)]
+# The most any total may come to (line items, amounts): far below the 64-bit columns.
+MAX_TOTAL_CENTS = 10**13
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_id(raw: str) -> int | None:
+    """An id from a path, query or SMS: ASCII digits only (`"²".isdigit()` is true, `int("²")`
+    fails), None when it is not a number at all. Numbers too big to be an id come back as such
+    (any of them as MAX_ID + 1, however long), for `known_id` to tell apart."""
+    raw = raw.strip()
+    if not _DIGITS.fullmatch(raw):
+        return None
+    return int(raw) if len(raw) <= 12 else MAX_ID + 1
+
+
+def known_id(value: int | None) -> bool:
+    """Whether `value` can be the id of a row at all."""
+    return value is not None and 0 < value <= MAX_ID
+
+
+def check_items_total(items: Iterable[Any]) -> None:
+    """Refuse line items adding up beyond MAX_TOTAL_CENTS (either way), before anything is
+    rendered or stored."""
+    total = sum(Decimal(item.quantity) * item.unit_price_cents for item in items)
+    if abs(total) > MAX_TOTAL_CENTS:
+        raise ValueError(f"the line items must add up to at most {MAX_TOTAL_CENTS} cents")
+
 
 DOCUMENT_KINDS = (
     "ticket",
@@ -37,7 +81,7 @@ class ClientIn(Strict):
 
 
 class ProjectIn(Strict):
-    client_id: int
+    client_id: Id
     name: str = Field(min_length=1, max_length=200)
     number: str | None = Field(None, max_length=60)
 
@@ -45,15 +89,15 @@ class ProjectIn(Strict):
 class LineItem(Strict):
     description: str = Field(min_length=1, max_length=3000)
     quantity: Decimal = Field(gt=0, max_digits=12, decimal_places=4)
-    unit_price_cents: int = Field(ge=-(10**12), le=10**12)
+    unit_price_cents: Int = Field(ge=-(10**12), le=10**12)
 
 
 class DocumentMeta(Strict):
-    project_id: int
+    project_id: Id
     kind: Kind
     title: str = Field(min_length=1, max_length=300)
     number: str = Field(min_length=1, max_length=60)
-    amount_cents: int | None = Field(None, ge=0, le=10**13)
+    amount_cents: Int | None = Field(None, ge=0, le=10**13)
     currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")
     portal_visible: bool = False
 
@@ -67,12 +111,18 @@ class DocumentFromItems(DocumentMeta):
     line_items: list[LineItem] = Field(min_length=1, max_length=500)
     notes: str | None = Field(None, max_length=5000)
 
+    @field_validator("line_items")
+    @classmethod
+    def _total(cls, items: list[LineItem]) -> list[LineItem]:
+        check_items_total(items)
+        return items
+
 
 class VersionMeta(Strict):
     """A new version of a document: the fields left out keep the previous version's values."""
 
     title: str | None = Field(None, min_length=1, max_length=300)
-    amount_cents: int | None = Field(None, ge=0, le=10**13)
+    amount_cents: Int | None = Field(None, ge=0, le=10**13)
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
     portal_visible: bool | None = None
     notify_client: bool = True  # tell the approvers of voided requests why (void notice)
@@ -86,6 +136,12 @@ class VersionMeta(Strict):
 class VersionFromItems(VersionMeta):
     line_items: list[LineItem] = Field(min_length=1, max_length=500)
     notes: str | None = Field(None, max_length=5000)
+
+    @field_validator("line_items")
+    @classmethod
+    def _total(cls, items: list[LineItem]) -> list[LineItem]:
+        check_items_total(items)
+        return items
 
 
 class ApproverIn(Strict):
@@ -106,15 +162,20 @@ class StaffContactIn(Strict):
 
 
 class ApprovalIn(Strict):
-    document_id: int
+    document_id: Id
     approvers: list[ApproverIn] = Field(min_length=1, max_length=5)
     routing: Literal["sequential", "any", "all"] = "sequential"
-    expires_in_days: int | None = Field(None, ge=1, le=180)
-    remind_every_days: int | None = Field(None, ge=1, le=180)
+    expires_in_days: Int | None = Field(None, ge=1, le=180)
+    remind_every_days: Int | None = Field(None, ge=1, le=180)
     message: str | None = Field(None, max_length=5000)
     channels: list[Channel] = Field(default_factory=lambda: list(ALL_CHANNELS), min_length=1)
     division: str | None = Field(None, max_length=100)
     notify_staff: list[StaffContactIn] | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _once_each(cls, channels: list[Channel]) -> list[Channel]:
+        return list(dict.fromkeys(channels))  # ["email", "email"] means ["email"]
 
     @model_validator(mode="after")
     def _channels_reach_everyone(self) -> ApprovalIn:
@@ -134,11 +195,11 @@ class VoidIn(Strict):
 
 
 class ExtendIn(Strict):
-    days: int = Field(ge=1, le=180)
+    days: Int = Field(ge=1, le=180)
 
 
 class RemindIn(Strict):
-    extend_days: int | None = Field(None, ge=1, le=180)
+    extend_days: Int | None = Field(None, ge=1, le=180)
 
 
 def describe_errors(exc: Exception) -> str:

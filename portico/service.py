@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import pdf
 from activities.records import append_event
@@ -31,6 +34,8 @@ from portico.schemas import (
     VersionFromItems,
     VersionMeta,
     VoidIn,
+    known_id,
+    parse_id,
 )
 from portico.settings import Settings
 from workflows import search_attributes as sa
@@ -50,6 +55,9 @@ from workflows.types import (
 )
 
 LINK_GRACE = timedelta(days=90)
+# How long a request for the signed PDF waits for it to be rendered after the last approval.
+SIGNED_PDF_WAIT = 20.0
+log = logging.getLogger(__name__)
 
 
 def free_sms_code(used: set[str], attempts: int = 1000) -> str:
@@ -419,6 +427,16 @@ class Portico:
             await self._forget(approval.id)
             if isinstance(err, Unavailable):
                 raise
+            if isinstance(err, WorkflowAlreadyStartedError):
+                # Temporal remembers a request with this id that the database does not (e.g. a
+                # database restored or reset next to a Temporal that kept its history).
+                log.error("workflow %s already exists in Temporal", approval.workflow_id)
+                raise Conflict(
+                    f"Temporal already has a workflow {approval.workflow_id} that this database "
+                    "does not know (were they reset separately?); nothing was sent.",
+                    code="workflow_exists",
+                ) from err
+            log.warning("could not start %s", approval.workflow_id, exc_info=True)
             raise Unavailable(
                 "The approval engine is unreachable right now; nothing was sent. Try again."
             ) from err
@@ -454,6 +472,8 @@ class Portico:
                 await session.delete(approval)
 
     async def load_approval(self, approval_id: int) -> Approval:
+        if not known_id(approval_id):  # e.g. from the CLI: no row has it, don't ask the database
+            raise NotFound(f"Approval {approval_id} does not exist.")
         async with self.sessions() as session:
             approval = await session.scalar(
                 select(Approval)
@@ -496,10 +516,18 @@ class Portico:
             return [approval_json(a, None) for a in await session.scalars(query)]
 
     async def find_approval(self, ref: str) -> Approval:
-        """An approval by id or by its document's number, any case (newest request first)."""
+        """An approval by id (`42`, `#42`) or by its document's number, any case (newest request
+        first). A bare number that is no approval's id is tried as a document number too, since
+        many businesses number their documents 1042, 1043, ..."""
+        explicit_id = ref.strip().startswith("#")
         ref = ref.strip().lstrip("#")
-        if ref.isdigit():
-            return await self.load_approval(int(ref))
+        number = parse_id(ref)
+        if number is not None:
+            try:
+                return await self.load_approval(number)
+            except NotFound:
+                if explicit_id:
+                    raise
         async with self.sessions() as session:
             approval_id = await session.scalar(
                 select(Approval.id)
@@ -548,15 +576,34 @@ class Portico:
         return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
 
     async def signed_pdf(self, approval_id: int) -> bytes:
-        from portico.errors import Conflict
-
-        approval = await self.load_approval(approval_id)
-        if approval.status != "approved" or not approval.signed_pdf_path:
+        approval = await self.wait_for_signed_pdf(approval_id)
+        if approval.status != APPROVED:
             raise Conflict(
                 f"The signed PDF exists once the request is approved (it is {approval.status}).",
                 code="not_approved",
             )
+        if not approval.signed_pdf_path:
+            raise Conflict(
+                "The request is approved and its signed PDF is still being prepared; "
+                "try again in a moment.",
+                code="signed_pdf_pending",
+            )
         return self.files.read(approval.signed_pdf_path)
+
+    async def wait_for_signed_pdf(self, approval_id: int, timeout: float | None = None) -> Approval:
+        """The approval, after waiting (up to `timeout`) for its signed PDF if it is approved.
+
+        The status turns `approved` a moment before the workflow has rendered and stored the
+        signed PDF; whoever sees `approved` and asks for the PDF at once must get it, not 409."""
+        approval = await self.load_approval(approval_id)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (SIGNED_PDF_WAIT if timeout is None else timeout)
+        while approval.status == APPROVED and not approval.signed_pdf_path:
+            if loop.time() >= end:
+                break
+            await asyncio.sleep(0.2)
+            approval = await self.load_approval(approval_id)
+        return approval
 
 
 # --- JSON shapes ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -13,14 +15,28 @@ from portico import branding
 
 
 def _read_or_create(path: Path, nbytes: int) -> str:
-    """Return the secret stored at `path`, generating it once if the file does not exist."""
+    """Return the secret stored at `path`, generating it once if the file does not exist.
+
+    Web and worker share `var/` (docs/operations.md) and may both start on an empty volume: the
+    file appears atomically, complete, and whoever comes second reads the first one's value."""
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return value
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    draft.write_text(secrets.token_urlsafe(nbytes) + "\n")
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)  # fails if the file exists: never replaces a secret in use
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(draft.read_text())
+    finally:
+        draft.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def _split(value: str) -> list[str]:

@@ -3,6 +3,7 @@ web app with a real worker."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -27,6 +28,11 @@ from portico.temporal import data_converter
 from workflows import search_attributes as sa
 
 STAFF_KEY = "test-staff-key-0123456789"
+# Approval/invoice ids of each test's fresh database start in a block of their own: the dev
+# server (and its workflow ids `approval-{id}`, started with REJECT_DUPLICATE) is shared by the
+# whole session, so two tests must never mint the same id. Random starts could collide.
+ID_BLOCK = 100_000
+_id_blocks = itertools.count(random.randrange(10, 1_000) * ID_BLOCK, ID_BLOCK)
 
 
 def venv_binary(name: str) -> str:
@@ -103,14 +109,14 @@ async def database_url(request, tmp_path, postgres_url) -> AsyncIterator[str]:
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
-        await start_ids_at(conn, random.randrange(10**6, 10**9))
+        await start_ids_at(conn, next(_id_blocks))
     await engine.dispose()
     yield url
 
 
 async def start_ids_at(conn, first: int) -> None:
     """Workflow ids are `approval-{id}` and the dev server is shared by the whole session, so
-    each test's fresh database starts its approval ids somewhere new."""
+    each test's fresh database starts its approval ids somewhere new (see ID_BLOCK)."""
     for table in ("approvals", "invoices"):  # workflows `approval-{id}`, `invoice-{id}`
         if conn.dialect.name == "sqlite":
             await conn.execute(

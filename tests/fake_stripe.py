@@ -2,7 +2,7 @@
 `POST /v1/checkout/sessions` with a checkout.session shaped like Stripe's own (fields copied from
 Stripe's published example objects), records each Idempotency-Key (replaying the first answer
 for a repeated key, as Stripe does), serves a stand-in hosted checkout page, and builds signed
-webhook events."""
+webhook events, including the `charge` (refunds) and `dispute` objects of a session's payment."""
 
 from __future__ import annotations
 
@@ -136,17 +136,80 @@ class FakeStripe:
         obj = {**session, **changes}
         if event_type == "checkout.session.completed" or "async_payment" in event_type:
             obj["status"] = "complete"
+        return wrap(event_type, obj)
+
+    @staticmethod
+    def charge_id(session: dict[str, Any]) -> str:
+        return "ch_" + str(session["payment_intent"]).removeprefix("pi_")
+
+    def charge(self, session: dict[str, Any], amount_refunded: int = 0, **changes: Any) -> dict:
+        """The `charge` of a session's payment (the fields of Stripe's example charge that
+        matter here), refunded by `amount_refunded` in total so far."""
+        amount = session["amount_total"]
         return {
-            "id": "evt_" + secrets.token_hex(12),
-            "object": "event",
-            "api_version": "2024-06-20",
+            "id": self.charge_id(session),
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "amount_refunded": amount_refunded,
+            "balance_transaction": "txn_" + secrets.token_hex(12),
+            "captured": True,
             "created": int(time.time()),
-            "data": {"object": obj},
+            "currency": session["currency"],
+            "customer": None,
+            "disputed": False,
             "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "type": event_type,
+            "metadata": {},
+            "paid": True,
+            "payment_intent": session["payment_intent"],
+            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}},
+            "refunded": amount_refunded >= amount,
+            "status": "succeeded",
+            **changes,
         }
+
+    def dispute(
+        self, session: dict[str, Any], status: str, amount: int | None = None, **changes: Any
+    ) -> dict:
+        """The `dispute` of a session's payment (shape of Stripe's example dispute)."""
+        return {
+            "id": "dp_" + str(session["payment_intent"]).removeprefix("pi_"),
+            "object": "dispute",
+            "amount": session["amount_total"] if amount is None else amount,
+            "balance_transactions": [],
+            "charge": self.charge_id(session),
+            "created": int(time.time()),
+            "currency": session["currency"],
+            "evidence_details": {
+                "due_by": 1723679999,  # Aug 14, 2024 (UTC)
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "is_charge_refundable": False,
+            "livemode": False,
+            "metadata": {},
+            "payment_intent": session["payment_intent"],
+            "payment_method_details": {"card": {"brand": "visa", "case_type": "chargeback"}},
+            "reason": "general",
+            "status": status,
+            **changes,
+        }
+
+
+def wrap(event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """An `event` around `obj` (shape of Stripe's example event)."""
+    return {
+        "id": "evt_" + secrets.token_hex(12),
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
 
 
 def sign(payload: str, secret: str, timestamp: int | None = None) -> str:

@@ -70,8 +70,11 @@ async def outbox(sessions: Any, to: str | None = None) -> list[OutboundMessage]:
         return list(await session.scalars(query))
 
 
-async def wait_until(check: Any, timeout: float = 15.0) -> Any:
-    """Poll an async check until it returns something truthy."""
+async def wait_until(check: Any, timeout: float = 30.0) -> Any:
+    """Poll an async check until it returns something truthy.
+
+    The timeout only bounds a failure: it is generous because a loaded CI machine can take many
+    seconds for a workflow to get through its activities."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from portico.models import OutboundMessage
 from tests.helpers import wait_until
+from web.portal_keys import MAILER
 
 MAGIC = re.compile(r"/portal/link/([A-Za-z0-9_\-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -95,6 +96,12 @@ async def mails_to(stack: Any, address: str) -> list[OutboundMessage]:
                 .order_by(OutboundMessage.id)
             )
         )
+
+
+async def background_mail_sent(stack: Any) -> None:
+    """Wait until every email the web app queued in the background (sign-in links) has been
+    handled, so what is *not* in the outbox then was never sent."""
+    await stack.http.app[MAILER].drain()
 
 
 async def magic_links(stack: Any, address: str) -> list[str]:

@@ -18,6 +18,7 @@ from tests.helpers import approvers, seed_document, token_of, wait_until
 @pytest.fixture
 def sink():
     server = SmtpSink()
+    server.controller.ready_timeout = 30.0  # aiosmtpd's 5 s start-up limit is tight under load
     server.start()
     yield server
     server.stop()

@@ -45,6 +45,9 @@ def create_app(
     settings: Settings, *, temporal_client: Client | None = None, dev_mode: bool = False
 ) -> web.Application:
     """Build the web app; `temporal_client` is injected by tests and the dev runner."""
+    # Generated once into var/ when unset (CONTRACT section 1): at start-up, so that
+    # `cat var/staff-api.key` works as soon as the web layer runs, not after a first request.
+    settings.secret_key, settings.staff_api_key  # noqa: B018
     app = web.Application(
         middlewares=[
             metrics.metrics_middleware,
@@ -69,6 +72,7 @@ def create_app(
     app.add_routes(webhooks.routes)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", no_favicon)  # browsers ask on every page: not a 404
     metrics.setup(app)
     codec.setup(app, settings)
     branding.setup(app, settings)
@@ -89,6 +93,10 @@ async def database(app: web.Application) -> AsyncIterator[None]:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def no_favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def home(request: web.Request) -> web.Response:

@@ -27,7 +27,10 @@ HTTP_TITLES = {
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if status == 401:  # RFC 6750: say which scheme would be accepted
+        response.headers["WWW-Authenticate"] = 'Bearer realm="Portico staff API"'
+    return response
 
 
 def wants_json(request: web.Request) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from portico.schemas import (
+    DOCUMENT_KINDS,
     ApprovalIn,
     ClientIn,
     DocumentFromItems,
@@ -41,6 +42,8 @@ def _op(
     ok: int = 200,
     ok_type: str = "application/json",
     params: list[str] | None = None,
+    optional_body: bool = False,
+    too_large: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -58,13 +61,14 @@ def _op(
                     (401, "Missing or wrong API key"),
                     (404, "Not found"),
                     (409, "Conflicts with the current state"),
+                    *([(413, "Larger than PORTICO_MAX_UPLOAD_BYTES")] if too_large else []),
                     (422, "Invalid input"),
                 ]
             },
         },
     }
     if body is not None:
-        op["requestBody"] = {"required": True, "content": body}
+        op["requestBody"] = {"required": not optional_body, "content": body}
     if params:
         op["parameters"] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -104,7 +108,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "project_id": {"type": "integer"},
-                    "kind": {"type": "string"},
+                    "kind": {"type": "string", "enum": list(DOCUMENT_KINDS)},
                     "title": {"type": "string"},
                     "number": {"type": "string"},
                     "amount_cents": {"type": "integer"},
@@ -136,7 +140,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "/clients": {"post": _op("Create a client", body=_json(ClientIn), ok=201)},
         "/projects": {"post": _op("Create a project", body=_json(ProjectIn), ok=201)},
         "/documents": {
-            "post": _op("Upload a PDF or render one from line items", body=upload, ok=201)
+            "post": _op(
+                "Upload a PDF or render one from line items", body=upload, ok=201, too_large=True
+            )
         },
         "/documents/{id}/versions": {
             "post": _op(
@@ -146,6 +152,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 body=version_upload,
                 ok=201,
                 params=["id"],
+                too_large=True,
             )
         },
         "/approvals": {
@@ -161,12 +168,16 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "/approvals/{id}": {
             "get": _op("One request with approvers and audit events", params=["id"])
         },
-        "/approvals/{id}/void": {"post": _op("Void a request", body=_json(VoidIn), params=["id"])},
+        "/approvals/{id}/void": {
+            "post": _op("Void a request", body=_json(VoidIn), params=["id"], optional_body=True)
+        },
         "/approvals/{id}/extend": {
             "post": _op("Move the deadline", body=_json(ExtendIn), params=["id"])
         },
         "/approvals/{id}/remind": {
-            "post": _op("Remind now", body=_json(RemindIn), ok=202, params=["id"])
+            "post": _op(
+                "Remind now", body=_json(RemindIn), ok=202, params=["id"], optional_body=True
+            )
         },
         "/approvals/{id}/signed.pdf": {
             "get": _op(

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
-from portico.invoices import METHOD_LABELS, PAYABLE, balance_cents, pending_cents
+from portico.invoices import METHOD_LABELS, PAYABLE, balance_cents, dispute_open, pending_cents
 from web import branding
 from web.keys import SETTINGS
 from web.portal_keys import BILLING, STORE
@@ -83,6 +83,8 @@ async def invoice_view(
         "method_label": lambda m: METHOD_LABELS.get(m, m),
         "balance": balance,
         "pending": pending_cents(payments),
+        "refunded": sum(p.refunded_cents or 0 for p in payments),
+        "disputed": sum(p.disputed_cents or 0 for p in payments if dispute_open(p)),
         "payable": invoice.status in PAYABLE and balance > 0,
         "stripe": settings.stripe_enabled,
         "bank_details": settings.bank_details,

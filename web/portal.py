@@ -29,9 +29,9 @@ from portico.portal_auth import (
     RateLimited,
 )
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
-from portico.schemas import describe_errors
+from portico.schemas import describe_errors, known_id, parse_id
 from web import payments, staff_portal
-from web.keys import SESSIONS, SETTINGS, TEMPORAL
+from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.portal_keys import AUTH, BILLING, MAILER, STORE
 from workflows.messages import kind_label, money
 from workflows.types import EmailMessage
@@ -109,10 +109,10 @@ async def checked_form(request: web.Request, who: PortalIdentity) -> dict[str, s
 
 
 def path_int(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 12:
+    value = parse_id(request.match_info[name])
+    if value is None or not known_id(value):
         raise NotFound("There is nothing at this address.")
-    return int(raw)
+    return value
 
 
 async def render(
@@ -355,9 +355,12 @@ async def approval_sign(request: web.Request) -> web.Response:
 async def approval_signed_pdf(request: web.Request) -> web.Response:
     who = await signed_in(request)
     row = await request.app[STORE].approval(who.client_id, path_int(request))
-    if row.approval.status != "approved" or not row.approval.signed_pdf_path:
+    path = row.approval.signed_pdf_path
+    if row.approval.status == "approved" and not path:  # rendered a moment after approval
+        path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
+    if row.approval.status != "approved" or not path:
         raise NotFound("The signed copy is available once everyone has approved.")
-    data = request.app[BILLING].files.read(row.approval.signed_pdf_path)
+    data = request.app[BILLING].files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
 
 

@@ -26,7 +26,7 @@ from portico.models import Approval, Approver, Document
 from portico.portal import approver_for_portal_token
 from portico.service import approver_json
 from web.branding import BRANDING
-from web.keys import SESSIONS, SETTINGS, TEMPORAL
+from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.payments import SIGN_PAGE_EXTRA, add_deposit_link
 from workflows import messages
 from workflows.approval import ApprovalWorkflow
@@ -362,9 +362,12 @@ async def document_pdf(request: web.Request) -> web.Response:
 @routes.get("/s/{token}/signed.pdf")
 async def signed_pdf(request: web.Request) -> web.Response:
     link = await open_link(request)
-    if link.approval.status != "approved" or not link.approval.signed_pdf_path:
+    path = link.approval.signed_pdf_path
+    if link.approval.status == "approved" and not path:  # rendered a moment after approval
+        path = (await request.app[SERVICE].wait_for_signed_pdf(link.approval.id)).signed_pdf_path
+    if link.approval.status != "approved" or not path:
         raise NotFound("The signed copy is available once everyone has approved.")
-    data = FileStore(request.app[SETTINGS].files_dir).read(link.approval.signed_pdf_path)
+    data = FileStore(request.app[SETTINGS].files_dir).read(path)
     return pdf_response(data, f"{link.document.number}-signed.pdf")
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from portico.errors import BadRequest, Invalid, TooLarge, Unauthorized
+from portico.errors import BadRequest, Invalid, NotFound, TooLarge, Unauthorized
 from portico.schemas import (
     DOCUMENT_KINDS,
     ApprovalIn,
@@ -24,6 +24,8 @@ from portico.schemas import (
     VersionMeta,
     VoidIn,
     describe_errors,
+    known_id,
+    parse_id,
 )
 from web.keys import SERVICE, SETTINGS
 from web.openapi import openapi_document
@@ -69,9 +71,23 @@ async def body(request: web.Request, model: type[M], *, optional: bool = False) 
 
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit():
+    value = parse_id(raw)
+    if value is None:
         raise Invalid(f"{name} must be a number.")
-    return int(raw)
+    if not known_id(value):  # no row has it: don't ask the database
+        raise NotFound(f"Nothing has the {name} {raw}.")
+    return value
+
+
+def query_id(request: web.Request, name: str) -> int | None:
+    """An optional id filter from the query string (`?client_id=7`)."""
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    value = parse_id(raw)
+    if value is None:
+        raise Invalid(f"{name} must be a number.")
+    return value if known_id(value) else 0  # 0 matches nothing
 
 
 @routes.get("/api/v1/openapi.json")
@@ -129,6 +145,25 @@ async def create_version(request: web.Request) -> web.Response:
     return web.json_response(result, status=201 if result["created"] else 200)
 
 
+MAX_FIELD_BYTES = 64 * 1024
+
+
+async def read_text_field(part: BodyPartReader) -> str:
+    """A form field's text; a file or other bytes under any name but `file` is refused (422)."""
+    raw = bytearray()
+    while chunk := await part.read_chunk(8 * 1024):
+        raw += chunk
+        if len(raw) > MAX_FIELD_BYTES:
+            raise Invalid(f"The form field `{part.name}` is too long; attach the PDF as `file`.")
+    try:
+        data = bytes(part.decode(bytes(raw)))  # any Content-Transfer-Encoding, as part.text()
+        return data.decode(part.get_charset(default="utf-8")).strip()
+    except (UnicodeDecodeError, LookupError) as err:
+        raise Invalid(
+            f"The form field `{part.name}` must be text; attach the PDF as `file`."
+        ) from err
+
+
 async def read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
     """Form fields and the `file` part, refusing a file over the size limit while reading."""
     limit = request.app[SETTINGS].max_upload_bytes
@@ -147,7 +182,7 @@ async def read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | 
                 chunks.append(chunk)
             file_bytes = b"".join(chunks)
         elif part.name:
-            value = (await part.text()).strip()
+            value = await read_text_field(part)
             if value != "":
                 fields[part.name] = value
     if "portal_visible" in fields:
@@ -164,12 +199,9 @@ async def create_approval(request: web.Request) -> web.Response:
 @routes.get("/api/v1/approvals")
 async def list_approvals(request: web.Request) -> web.Response:
     query = request.query
-    client_id = query.get("client_id")
-    if client_id is not None and not client_id.isdigit():
-        raise Invalid("client_id must be a number.")
     items = await request.app[SERVICE].list_approvals(
         status=query.get("status") or None,
-        client_id=int(client_id) if client_id else None,
+        client_id=query_id(request, "client_id"),
         kind=query.get("kind") or None,
     )
     return web.json_response({"items": items})

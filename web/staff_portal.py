@@ -22,19 +22,14 @@ from portico.portal_schemas import (
 )
 from web.keys import SETTINGS
 from web.portal_keys import AUTH, BILLING, MAILER, STORE
-from web.staff_api import body, path_id
+from web.staff_api import body, path_id, query_id
 from workflows.types import EmailMessage
 
 routes = web.RouteTableDef()
 
 
 def int_query(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    if not raw.isdigit():
-        raise Invalid(f"{name} must be a number.")
-    return int(raw)
+    return query_id(request, name)
 
 
 @routes.post("/api/v1/clients/{id}/invite")
@@ -188,6 +183,7 @@ def openapi_paths(op: Any, json_body: Any) -> dict[str, Any]:
                 body=json_body(InviteIn),
                 ok=202,
                 params=["id"],
+                optional_body=True,
             )
         },
         "/projects/{id}": {
@@ -232,6 +228,11 @@ def openapi_paths(op: Any, json_body: Any) -> dict[str, Any]:
             )
         },
         "/invoices/{id}/void": {
-            "post": op("Void an unpaid invoice", body=json_body(InvoiceVoidIn), params=["id"])
+            "post": op(
+                "Void an unpaid invoice",
+                body=json_body(InvoiceVoidIn),
+                params=["id"],
+                optional_body=True,
+            )
         },
     }

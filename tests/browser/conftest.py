@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+# How long an action or an `expect` waits for the page (Playwright's own default for `expect` is
+# 5 s): pdf.js rendering or a workflow answering on a loaded CI machine can take longer. Only a
+# failing check ever waits this long.
+TIMEOUT_MS = 30_000
+expect.set_options(timeout=TIMEOUT_MS)
 PHONE = {
     "viewport": {"width": 375, "height": 812},
     "device_scale_factor": 2,
@@ -46,7 +51,7 @@ class Watched:
 
 async def open_context(browser: Browser, **options: Any) -> Watched:
     context = await browser.new_context(**options)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
     return Watched(context, page)
 

@@ -4,7 +4,9 @@ labelled "…electronic…", "Approve", "Decline", "Reason", "Signed PDF", "Uplo
 
 from __future__ import annotations
 
+import asyncio
 import io
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -265,10 +267,13 @@ async def test_signing_page_has_no_axe_violations(stack, browser, device):
 
 async def test_reading_time_beacon_from_a_real_browser(stack, desktop):
     created, (url,) = await signing_link(stack)
+    loop = asyncio.get_running_loop()
+    opened = loop.time()
     page = await open_signing_page(desktop, url)
     await pdf_rendered(page)
     await page.wait_for_timeout(2500)
     await page.goto("about:blank")  # leaving the page sends the time read (pagehide)
+    on_page = loop.time() - opened  # the page's clock starts after `opened`: an upper bound
     approver_id = created["approvers"][0]["id"]
 
     async def counted() -> Approver | None:
@@ -277,7 +282,9 @@ async def test_reading_time_beacon_from_a_real_browser(stack, desktop):
 
     row = await wait_until(counted)
     assert row.view_count == 1 and row.first_viewed_at is not None
-    assert row.viewed_seconds <= 10
+    # No more than the time the page was really open (rounded to whole seconds by the page);
+    # how long that was depends on how fast this machine renders the PDF.
+    assert row.viewed_seconds <= math.ceil(on_page) + 1
     shown = await stack.api("GET", f"/approvals/{created['id']}")
     assert shown["approvers"][0]["viewed_seconds"] == row.viewed_seconds
 

@@ -102,7 +102,7 @@ async def test_manual_payments_partial_full_and_overpayment(stack):
     assert len(staff) == 2
     # the invoice workflow ends once told the invoice is paid
     handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-    state = await asyncio.wait_for(handle.result(), 20)
+    state = await asyncio.wait_for(handle.result(), 60)
     assert state.status == "paid"
 
 
@@ -125,7 +125,7 @@ async def test_void_ends_the_workflow_and_refuses_payments(stack):
     async def closed() -> bool:
         return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
-    await wait_until(closed, 20)
+    await wait_until(closed, 60)
     paid = await create_invoice(stack, project["id"], number="INV-2")
     await stack.api(
         "POST", f"/invoices/{paid['id']}/payments", 201, json={"amount_cents": 5, "method": "cash"}

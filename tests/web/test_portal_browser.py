@@ -40,7 +40,7 @@ async def test_sign_in_open_invoice_and_pay_on_a_phone(browser, shop, tmp_path):
     context = await browser.new_context(
         viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(30_000)  # generous: a loaded CI machine renders slowly
     page = await context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

@@ -15,6 +15,7 @@ from activities import pdf
 from portico import tokens
 from portico.models import Approver
 from tests.helpers import create_approval, outbox, sample_pdf, seed_document, token_of, wait_until
+from web import signing
 from web.signing import VIEW_WINDOW
 
 
@@ -215,7 +216,11 @@ async def test_reading_time_beacon_adds_up(stack):
     assert row.viewed_seconds == 15 + 60
 
 
-async def test_reloads_within_the_view_window_count_once(stack):
+async def test_reloads_within_the_view_window_count_once(stack, monkeypatch):
+    # The window is wall-clock time: widen it so that "the reloads came within it" holds however
+    # slowly a loaded machine serves the three pages (30 s is not much margin under load).
+    window = max(VIEW_WINDOW, timedelta(hours=1))
+    monkeypatch.setattr(signing, "VIEW_WINDOW", window)
     document = await seed_document(stack)
     created = await create_approval(stack, document["id"])
     token = token_of(created["approvers"][0]["sign_url"])
@@ -225,6 +230,6 @@ async def test_reloads_within_the_view_window_count_once(stack):
     assert (await approver_row(stack, approver_id)).view_count == 1
     async with stack.sessions() as session, session.begin():
         row = await session.get(Approver, approver_id)
-        row.last_viewed_at = row.last_viewed_at - VIEW_WINDOW - timedelta(seconds=1)
+        row.last_viewed_at = row.last_viewed_at - window - timedelta(seconds=1)
     await open_page(stack, token)
     assert (await approver_row(stack, approver_id)).view_count == 2

@@ -1,6 +1,7 @@
 """Stripe through the official client against a local fake (CONTRACT §4, §6): the Pay button
 opens a Checkout Session (card + ACH, idempotency key on every create, balance or a partial
-amount), and signed webhook events move the invoice exactly once, ACH settling later."""
+amount), and signed webhook events move the invoice exactly once, ACH settling later; refunds
+and disputes (chargebacks) of a payment move it back, idempotently and in any order."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus
 
+from portico.models import StripeEvent
 from tests.conftest import start_stack
-from tests.fake_stripe import FakeStripe, signed
+from tests.fake_stripe import FakeStripe, signed, wrap
 from tests.helpers import wait_until
-from tests.portal_support import CSRF, Browser, create_invoice, mails_to, seed_client
+from tests.portal_support import CSRF, Browser, create_invoice, mails_to, seed_client, sign_in
 from workflows.invoice import InvoiceWorkflow
 
 SECRET = "whsec_test_0123456789abcdef"
@@ -151,7 +155,7 @@ async def test_card_payments_partial_then_full(stripe_stack, fake_stripe):
         staff = await mails_to(stack, "office@firm.test")
         assert len([m for m in staff if "Payment received" in m.subject]) == 2
         handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-        assert (await asyncio.wait_for(handle.result(), 20)).status == "paid"
+        assert (await asyncio.wait_for(handle.result(), 60)).status == "paid"
     finally:
         await browser.close()
 
@@ -260,3 +264,247 @@ async def test_ach_is_pending_until_it_settles_or_fails(stripe_stack, fake_strip
 
 async def _subjects(stack, to: str, prefix: str) -> list[str]:
     return [m.subject for m in await mails_to(stack, to) if m.subject.startswith(prefix)]
+
+
+# --- refunds and disputes -------------------------------------------------------------------
+
+
+async def paid_by_card(stack, fake: FakeStripe, browser: Browser, path: str, amount: str = ""):
+    """Pay through Checkout (the whole balance, or `amount`) and deliver the completed event."""
+    _, _, response = await pay(browser, path, amount=amount)
+    session = fake.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+    event = fake.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, event))[1]["result"] == "applied"
+    return session
+
+
+async def staff_mail(stack, *prefixes: str) -> list:
+    mails = await mails_to(stack, "office@firm.test")
+    return [m for m in mails if m.subject.startswith(prefixes)]
+
+
+async def test_full_refund_reopens_a_paid_invoice(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+        handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
+        assert (await asyncio.wait_for(handle.result(), 20)).status == "paid"
+
+        refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=120000))
+        status, answer = await webhook(stack, refund)
+        assert status == 200 and answer["result"] == "applied"
+        assert (await webhook(stack, refund))[1]["result"] == "duplicate"
+
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"], shown["balance_cents"]) == ("open", 0, 120000)
+        assert shown["refunded_cents"] == 120000 and shown["paid_at"] is None
+        [payment] = shown["payments"]
+        assert payment["status"] == "refunded" and payment["amount_cents"] == 120000
+        assert payment["refunded_cents"] == 120000 and payment["net_cents"] == 0
+        assert payment["stripe_charge_id"] == fake_stripe.charge_id(session)
+        assert payment["stripe_payment_intent_id"] == session["payment_intent"]
+
+        [notice] = await staff_mail(stack, "Refund")
+        assert notice.subject == "Refund: $1,200.00 on invoice INV-1001 (Dana Client)"
+        assert "refunded in full" in notice.body and "Balance: $1,200.00" in notice.body
+        assert "is open again" in notice.body and "are not restarted" in notice.body
+        # the reminder workflow ended when the invoice was paid and is not restarted
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        assert not any("Refund" in m.subject for m in await mails_to(stack, "dana@client.test"))
+
+        status, html, _ = await browser.get(path)
+        assert '<span class="badge badge-refunded">Refunded</span>' in html
+        assert "<dt>Refunded</dt><dd>$1,200.00</dd>" in html and ">Pay</button>" in html
+        # nothing is counted as paid any more, so the invoice can be voided
+        voided = await stack.api(
+            "POST", f"/invoices/{invoice['id']}/void", 200, json={"reason": "Job cancelled"}
+        )
+        assert voided["status"] == "void"
+    finally:
+        await browser.close()
+
+
+async def test_partial_refund_then_full_duplicates_and_late_events(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    portal = await sign_in(stack, "dana@client.test")
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+        partial = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=30000))
+        assert (await webhook(stack, partial))[1]["result"] == "applied"
+        assert (await webhook(stack, partial))[1]["result"] == "duplicate"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"], shown["balance_cents"]) == (
+            "partially_paid",
+            90000,
+            30000,
+        )
+        [payment] = shown["payments"]
+        assert (payment["status"], payment["refunded_cents"], payment["net_cents"]) == (
+            "succeeded",
+            30000,
+            90000,
+        )
+
+        # the pay page, the portal's invoice page and its payments list show the refund
+        status, html, _ = await browser.get(path)
+        assert '<span class="badge badge-succeeded">Succeeded</span>' in html
+        assert '<span class="small">$300.00 refunded</span>' in html
+        assert "<dt>Paid</dt><dd>$900.00</dd>" in html and 'value="300.00"' in html
+        status, html, _ = await portal.get(f"/portal/invoices/{invoice['id']}")
+        assert status == 200 and '<span class="small">$300.00 refunded</span>' in html
+        status, html, _ = await portal.get("/portal")
+        assert status == 200 and "$300.00 refunded" in html and "Partially paid" in html
+
+        full = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=120000))
+        assert (await webhook(stack, full))[1]["result"] == "applied"
+        # a late delivery of an older state (another event id) changes nothing
+        late = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=30000))
+        status, answer = await webhook(stack, late)
+        assert status == 200 and answer["result"] == "ignored"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"]) == ("open", 0)
+        assert [(p["status"], p["refunded_cents"]) for p in shown["payments"]] == [
+            ("refunded", 120000)
+        ]
+        status, html, _ = await portal.get("/portal")
+        assert '<span class="badge badge-refunded">Refunded</span>' in html
+
+        subjects = [m.subject for m in await staff_mail(stack, "Refund")]
+        assert subjects == [
+            "Refund (partial): $300.00 on invoice INV-1001 (Dana Client)",
+            "Refund: $900.00 on invoice INV-1001 (Dana Client)",
+        ]
+
+        # out of order on a part payment: the full refund arrives before the partial one;
+        # the invoice was never paid, so its reminder workflow keeps running
+        other, other_path = await setup_invoice(stack, number="INV-2002")
+        part = await paid_by_card(stack, fake_stripe, browser, other_path, amount="500.00")
+        first = wrap("charge.refunded", fake_stripe.charge(part, amount_refunded=50000))
+        second = wrap("charge.refunded", fake_stripe.charge(part, amount_refunded=20000))
+        assert (await webhook(stack, first))[1]["result"] == "applied"
+        assert (await webhook(stack, second))[1]["result"] == "ignored"
+        shown = await stack.api("GET", f"/invoices/{other['id']}", 200)
+        assert (shown["status"], shown["paid_cents"], shown["balance_cents"]) == ("open", 0, 120000)
+        assert [(p["status"], p["refunded_cents"]) for p in shown["payments"]] == [
+            ("refunded", 50000)
+        ]
+        [notice] = await staff_mail(stack, "Refund: $500.00 on invoice INV-2002")
+        assert "Overdue reminders continue" in notice.body and "open again" not in notice.body
+        handle = stack.temporal.get_workflow_handle(other["workflow_id"])
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await browser.close()
+        await portal.close()
+
+
+async def test_dispute_opened_then_lost(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+        opened = wrap("charge.dispute.created", fake_stripe.dispute(session, "needs_response"))
+        assert (await webhook(stack, opened))[1]["result"] == "applied"
+        assert (await webhook(stack, opened))[1]["result"] == "duplicate"
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"]) == ("paid", 120000)  # counts until lost
+        [payment] = shown["payments"]
+        assert (payment["status"], payment["dispute_status"], payment["disputed_cents"]) == (
+            "disputed",
+            "needs_response",
+            120000,
+        )
+        [notice] = await staff_mail(stack, "Dispute")
+        assert notice.subject == "Dispute opened: $1,200.00 on invoice INV-1001 (Dana Client)"
+        assert "by Aug 14, 2024" in notice.body and "needs a response" in notice.body
+        status, html, _ = await browser.get(path)
+        assert '<span class="badge badge-disputed">Disputed</span>' in html
+        assert "is disputed with the bank" in html
+
+        review = wrap("charge.dispute.updated", fake_stripe.dispute(session, "under_review"))
+        assert (await webhook(stack, review))[1]["result"] == "applied"
+        lost = wrap("charge.dispute.closed", fake_stripe.dispute(session, "lost"))
+        assert (await webhook(stack, lost))[1]["result"] == "applied"
+        # a late update of the open dispute does not reopen it
+        stale = wrap("charge.dispute.updated", fake_stripe.dispute(session, "needs_response"))
+        assert (await webhook(stack, stale))[1]["result"] == "ignored"
+
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"], shown["balance_cents"]) == ("open", 0, 120000)
+        [payment] = shown["payments"]
+        assert (payment["status"], payment["dispute_status"], payment["net_cents"]) == (
+            "dispute_lost",
+            "lost",
+            0,
+        )
+        subjects = [m.subject for m in await staff_mail(stack, "Dispute")]
+        assert subjects == [
+            "Dispute opened: $1,200.00 on invoice INV-1001 (Dana Client)",
+            "Dispute lost: $1,200.00 on invoice INV-1001 (Dana Client)",
+        ]
+        status, html, _ = await browser.get(path)
+        assert '<span class="badge badge-dispute_lost">Charged back</span>' in html
+    finally:
+        await browser.close()
+
+
+async def test_dispute_opened_then_won(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+        inquiry = fake_stripe.dispute(session, "warning_needs_response", amount=50000)
+        opened = wrap("charge.dispute.created", inquiry)
+        assert (await webhook(stack, opened))[1]["result"] == "applied"
+        won = wrap("charge.dispute.closed", {**inquiry, "status": "won"})
+        assert (await webhook(stack, won))[1]["result"] == "applied"
+        assert (await webhook(stack, won))[1]["result"] == "duplicate"
+        # Stripe also reports the funds coming back: same state, nothing new
+        back = wrap("charge.dispute.funds_reinstated", {**inquiry, "status": "won"})
+        assert (await webhook(stack, back))[1]["result"] == "ignored"
+
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"], shown["balance_cents"]) == ("paid", 120000, 0)
+        [payment] = shown["payments"]
+        assert (payment["status"], payment["dispute_status"], payment["disputed_cents"]) == (
+            "succeeded",
+            "won",
+            50000,
+        )
+        assert payment["net_cents"] == 120000
+        subjects = [m.subject for m in await staff_mail(stack, "Dispute")]
+        assert subjects == [
+            "Dispute opened: $500.00 on invoice INV-1001 (Dana Client)",
+            "Dispute won: $500.00 on invoice INV-1001 (Dana Client)",
+        ]
+        status, html, _ = await browser.get(path)
+        assert '<span class="badge badge-succeeded">Succeeded</span>' in html
+        assert ">Pay</button>" not in html
+    finally:
+        await browser.close()
+
+
+async def test_refunds_and_disputes_of_unknown_payments_are_recorded(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, _ = await setup_invoice(stack)
+    stranger = {"payment_intent": "pi_not_portico", "amount_total": 5000, "currency": "usd"}
+    refund = wrap("charge.refunded", fake_stripe.charge(stranger, amount_refunded=5000))
+    dispute = wrap("charge.dispute.created", fake_stripe.dispute(stranger, "needs_response"))
+    for event in (refund, dispute):
+        status, answer = await webhook(stack, event)
+        assert status == 200 and answer["result"] == "ignored"  # Stripe does not retry it
+        assert (await webhook(stack, event))[1]["result"] == "duplicate"
+    async with stack.sessions() as session:
+        rows = list(await session.scalars(select(StripeEvent).order_by(StripeEvent.id)))
+    assert [(r.event_id, r.type, r.invoice_id) for r in rows] == [
+        (refund["id"], "charge.refunded", None),
+        (dispute["id"], "charge.dispute.created", None),
+    ]
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["payments"] == [] and shown["status"] == "open"
+    assert not await staff_mail(stack, "Refund", "Dispute")

@@ -24,6 +24,8 @@ def first_token(created: dict) -> str:
 async def test_new_version_voids_open_requests_and_marks_approved_ones(stack):
     document = await seed_document(stack)
     pending = await create_approval(stack, document["id"])
+    # Only approvers who were sent the request are told it was withdrawn: let it go out.
+    await wait_until(lambda: outbox(stack.sessions, "a1@client.test"))
     approved = await create_approval(
         stack, document["id"], approvers=[{"name": "Pat", "email": "pat@client.test"}]
     )

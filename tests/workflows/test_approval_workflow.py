@@ -124,7 +124,8 @@ async def started(
                 await handle.terminate("test finished")
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> None:
+async def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Poll until `predicate()` holds (generous: on a loaded machine activities run late)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
