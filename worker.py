@@ -91,6 +91,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ApprovalWorkflow, InvoiceWorkflow],
+        max_cached_workflows=settings.worker_cache_size,
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
         ),

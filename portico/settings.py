@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     payload_keys_old_value: str = Field("", alias="PORTICO_PAYLOAD_KEYS_OLD")
     codec_cors_origin: str | None = Field(None, alias="PORTICO_CODEC_CORS_ORIGIN")
     worker_metrics_address: str | None = Field(None, alias="PORTICO_WORKER_METRICS_ADDRESS")
+    # Workflows the worker keeps in memory (~0.3 MiB each); evicted ones are replayed from
+    # history when they next wake up (docs/benchmarks.md, section 4).
+    worker_cache_size: int = Field(1000, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
 
     @cached_property
     def secret_key(self) -> str:
