@@ -64,6 +64,7 @@ def create_app(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
+        auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
     )
     app.cleanup_ctx.append(database)
     app.add_routes(staff_api.routes)
