@@ -17,7 +17,10 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Connections are always returned through a Connection or Session, which has already
+        # ended its transaction: the pool's own reset rollback would be one more trip to
+        # aiosqlite's thread per use (the signing page does six in all).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
         from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "connect")
