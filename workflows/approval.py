@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,10 +80,9 @@ NOTIFY_RETRY = RetryPolicy(
 # morning), so its window must span a night plus the throttled queue.
 SMS_SEND_WINDOW = timedelta(days=2)
 QUIET_SMS_PATCH = "non-urgent-sms-in-background"
-# The read-model sync runs as a local activity (in the worker that runs the workflow, no
-# activity task through the server): an approval's update answers after one workflow task
-# instead of three server round trips (docs/benchmarks.md, section 2).
-LOCAL_SYNC_PATCH = "sync-as-local-activity"
+# A request or reminder queued before a decision, skip or void is dropped, not sent.
+STALE_PROMPT_PATCH = "skip-stale-prompts"
+PROMPTS = ("request", "reminder", "expiry_warning")
 EXPIRY_WARNING_BEFORE = timedelta(days=1)
 LINK_GRACE = timedelta(days=90)  # a link keeps working this long after the request ends
 
@@ -98,8 +98,12 @@ class ApprovalWorkflow:
         self._inp = inp
         self._lock = asyncio.Lock()
         self._status = PENDING
+        # The first approvers are pending from the start, so an update or signal delivered in
+        # the workflow's very first task (before `run` has begun) already sees their turn.
+        first = {a.id for a in self._first_approvers(inp)}
         self._records: dict[int, ApproverRecord] = {
-            a.id: ApproverRecord(id=a.id, status=WAITING) for a in inp.approvers
+            a.id: ApproverRecord(id=a.id, status=PENDING if a.id in first else WAITING)
+            for a in inp.approvers
         }
         self._expires_at: datetime | None = (
             inp.created_at + timedelta(days=inp.expires_in_days) if inp.expires_in_days else None
@@ -115,6 +119,7 @@ class ApprovalWorkflow:
         self._viewed: set[int] = set()
         self._void_reason: str | None = None
         self._later_sms: dict[asyncio.Task[None], int] = {}  # held-back SMS -> approver id
+        self._started = False  # `run` has begun (handlers wait for it, see _exclusive)
 
     # --- run --------------------------------------------------------------------------------
 
@@ -122,9 +127,8 @@ class ApprovalWorkflow:
     async def run(self, inp: ApprovalInput) -> ApprovalState:
         self._check_input(inp)
         async with self._lock:
-            first = inp.approvers[:1] if inp.routing == "sequential" else inp.approvers
-            for approver in first:
-                self._records[approver.id].status = PENDING
+            self._started = True
+            first = self._first_approvers(inp)
             await self._sync(
                 "created",
                 "staff",
@@ -153,6 +157,19 @@ class ApprovalWorkflow:
         if self._later_sms:  # all cancelled by now (see _drop_stale_sms); let them settle
             await asyncio.gather(*list(self._later_sms), return_exceptions=True)
         return self.status()
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """The lock, once `run` has begun. Updates and signals delivered with the workflow's
+        first task are applied before `run` starts: they wait, so the request is set up (and
+        its `created` event written) before any decision or staff action."""
+        await workflow.wait_condition(lambda: self._started)
+        async with self._lock:
+            yield
+
+    @staticmethod
+    def _first_approvers(inp: ApprovalInput) -> list[ApproverInput]:
+        return inp.approvers[:1] if inp.routing == "sequential" else inp.approvers
 
     def _check_input(self, inp: ApprovalInput) -> None:
         if not 1 <= len(inp.approvers) <= MAX_APPROVERS:
@@ -210,7 +227,7 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def approve(self, req: ApproveRequest) -> DecisionResult:
-        async with self._lock:
+        async with self._exclusive():
             self._validate_approve(req)  # state may have moved while waiting for the lock
             record = self._records[req.approver_id]
             record.status = APPROVED
@@ -255,7 +272,7 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def decline(self, req: DeclineRequest) -> DecisionResult:
-        async with self._lock:
+        async with self._exclusive():
             self._validate_decline(req)
             record = self._records[req.approver_id]
             record.status = DECLINED
@@ -279,7 +296,7 @@ class ApprovalWorkflow:
 
     @workflow.signal
     async def viewed(self, sig: ViewedSignal) -> None:
-        async with self._lock:
+        async with self._exclusive():
             record = self._records.get(sig.approver_id)
             if record is None or self._status in FINAL_STATUSES:
                 return
@@ -345,7 +362,7 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def void(self, req: VoidRequest) -> ApprovalState:
-        async with self._lock:
+        async with self._exclusive():
             self._validate_open()
             notified = [i for i, r in self._records.items() if r.notified_at is not None]
             self._status = VOID
@@ -367,7 +384,7 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def extend(self, req: ExtendRequest) -> ApprovalState:
-        async with self._lock:
+        async with self._exclusive():
             self._validate_extend(req)
             self._extend(req.days, req.actor)
             await self._sync(
@@ -389,7 +406,7 @@ class ApprovalWorkflow:
 
     @workflow.update
     async def remind(self, req: RemindRequest) -> ApprovalState:
-        async with self._lock:
+        async with self._exclusive():
             self._validate_remind(req)
             if req.extend_days:
                 self._extend(req.extend_days, req.actor)
@@ -462,20 +479,16 @@ class ApprovalWorkflow:
             completed_at=now if final else None,
             token_expires_at=token_expiry + LINK_GRACE,
         )
-        if workflow.patched(LOCAL_SYNC_PATCH):
-            await workflow.execute_local_activity(
-                "sync_approval",
-                snapshot,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RECORD_RETRY,
-            )
-        else:
-            await workflow.execute_activity(
-                "sync_approval",
-                snapshot,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RECORD_RETRY,
-            )
+        # A regular activity, never a local one: a local activity writes SQL and the audit
+        # chain before the workflow task commits, and a task that then fails (a timeout, a
+        # crash, or the server refusing it) would leave them describing a state the workflow
+        # never reached (docs/benchmarks.md, section 2).
+        await workflow.execute_activity(
+            "sync_approval",
+            snapshot,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+        )
 
     def _queue_for_active(self, template: str) -> None:
         for approver in self._inp.approvers:
@@ -490,8 +503,16 @@ class ApprovalWorkflow:
                 await self._notify_staff(data["event"], who=who)
             elif kind == "delivery_failed":  # reported by a held-back SMS
                 await self._sync("delivery_failed", "system", data)
+            elif self._stale_prompt(kind, data["approver_id"]):
+                continue  # decided, skipped or voided while it waited: don't ask any more
             else:
                 await self._notify_approver(kind, self._approver(data["approver_id"]))
+
+    def _stale_prompt(self, kind: str, approver_id: int) -> bool:
+        """A request, reminder or expiry warning queued for someone who no longer has to act."""
+        if kind not in PROMPTS or self._records[approver_id].status in ACTIVE_APPROVER_STATUSES:
+            return False
+        return workflow.patched(STALE_PROMPT_PATCH)  # runs before the patch still send it
 
     async def _notify_approver(self, template: str, approver: ApproverInput, **extra: Any) -> None:
         self._seq += 1

@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import SearchAttributeIndexedValueType, WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -58,6 +59,8 @@ class Scenario:
     drive: Callable[[WorkflowEnvironment, WorkflowHandle, ApprovalInput], Awaitable[None]]
     expires_in_days: int | None = 14
     remind_every_days: int | None = None
+    # An update delivered with the start (update-with-start: in the workflow's first task).
+    with_start: Callable[[ApprovalInput], tuple[Any, Any]] | None = None
 
 
 def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
@@ -145,6 +148,14 @@ async def extended(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInp
     await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
 
 
+async def nothing(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput) -> None:
+    pass
+
+
+async def approved_second(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
+
+
 SCENARIOS = [
     Scenario("sequential_approved", "3 approvers in turn, a view, notes", "sequential", 3,
              sequential_approved),
@@ -157,6 +168,12 @@ SCENARIOS = [
     Scenario("voided", "voided after a day, approvers told", "sequential", 2, voided),
     Scenario("extended", "extended by 5 days past the first deadline, then approved",
              "sequential", 2, extended, expires_in_days=3),
+    Scenario("approved_in_first_task", "approver 1 signs with the start (update-with-start); "
+             "their queued request is dropped, approver 2 signs", "sequential", 2, approved_second,
+             with_start=lambda inp: (ApprovalWorkflow.approve, approve(inp, 0))),
+    Scenario("voided_in_first_task", "voided with the start: no request goes out", "all", 2,
+             nothing, with_start=lambda inp: (
+                 ApprovalWorkflow.void, VoidRequest(reason="Sent by mistake", notify_client=True))),
 ]  # fmt: skip
 
 
@@ -183,9 +200,7 @@ async def record(env: WorkflowEnvironment, scenario: Scenario, approval_id: int)
     async with Worker(
         client, task_queue=queue, workflows=[ApprovalWorkflow], activities=Recorder().activities()
     ):
-        handle = await client.start_workflow(
-            ApprovalWorkflow.run,
-            inp,
+        start: dict[str, Any] = dict(
             id=f"approval-{approval_id}",
             task_queue=queue,
             search_attributes=sa.initial(
@@ -193,6 +208,20 @@ async def record(env: WorkflowEnvironment, scenario: Scenario, approval_id: int)
                 inp.document.amount_cents,
             ),
         )  # fmt: skip
+        if scenario.with_start:
+            update, argument = scenario.with_start(inp)
+            operation = WithStartWorkflowOperation(
+                ApprovalWorkflow.run,
+                inp,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                **start,
+            )
+            await client.execute_update_with_start_workflow(
+                update, argument, start_workflow_operation=operation
+            )
+            handle = await operation.workflow_handle()
+        else:
+            handle = await client.start_workflow(ApprovalWorkflow.run, inp, **start)
         await asyncio.sleep(0.5)  # let the first notifications go out, as in real life
         await scenario.drive(env, handle, inp)
         result = await handle.result()

@@ -290,7 +290,7 @@ async def test_full_refund_reopens_a_paid_invoice(stripe_stack, fake_stripe):
     try:
         session = await paid_by_card(stack, fake_stripe, browser, path)
         handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-        assert (await asyncio.wait_for(handle.result(), 20)).status == "paid"
+        assert (await asyncio.wait_for(handle.result(), 60)).status == "paid"
 
         refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=120000))
         status, answer = await webhook(stack, refund)

@@ -352,3 +352,76 @@ async def test_a_failed_signed_pdf_does_not_undo_the_approval(time_env):
         assert (await run.handle.result()).status == "approved"
         assert "signed_pdf_failed" in run.rec.events()
         assert run.rec.emails_to("office@firm.test", "staff_approved")
+
+
+async def test_an_approval_in_the_very_first_workflow_task_is_accepted(dev_env):
+    """Update-with-start delivers the update in the workflow's first task, before `run` has
+    begun: the decision waits for the request to be set up, and nobody is then asked to sign
+    what they already signed."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    rec = Recorder()
+    queue = f"approvals-{uuid.uuid4()}"
+    approval_id = uuid.uuid4().int % 1_000_000
+    inp = make_input(approval_id, await dev_env.get_current_time(), routing="sequential", n=2)
+    temporal = client(dev_env)
+    async with Worker(
+        temporal, task_queue=queue, workflows=[ApprovalWorkflow], activities=rec.activities()
+    ):
+        start = WithStartWorkflowOperation(
+            ApprovalWorkflow.run,
+            inp,
+            id=f"approval-first-{uuid.uuid4()}",
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        request = ApproveRequest(
+            approver_id=inp.approvers[0].id,
+            signature_name="Signer",
+            consent=True,
+            evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="pytest"),
+        )
+        result = await temporal.execute_update_with_start_workflow(
+            ApprovalWorkflow.approve, request, start_workflow_operation=start
+        )
+        assert result.approval_status == "partially_approved"
+        handle = await start.workflow_handle()
+        state = await handle.query(ApprovalWorkflow.status)
+        assert [a.status for a in state.approvers] == ["approved", "pending"]
+        await wait_for(lambda: rec.emails_to("a2@client.test", "request"))
+        assert rec.events()[:2] == ["created", "approved"]
+        # The request queued for approver 1 at creation was dropped: they had already signed.
+        assert rec.emails_to("a1@client.test", "request") == []
+        await handle.terminate("test finished")
+
+
+async def test_a_request_voided_in_its_first_task_sends_no_request(dev_env):
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    rec = Recorder()
+    queue = f"approvals-{uuid.uuid4()}"
+    inp = make_input(uuid.uuid4().int % 1_000_000, await dev_env.get_current_time(), routing="all")
+    temporal = client(dev_env)
+    async with Worker(
+        temporal, task_queue=queue, workflows=[ApprovalWorkflow], activities=rec.activities()
+    ):
+        start = WithStartWorkflowOperation(
+            ApprovalWorkflow.run,
+            inp,
+            id=f"approval-void-first-{uuid.uuid4()}",
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        state = await temporal.execute_update_with_start_workflow(
+            ApprovalWorkflow.void,
+            VoidRequest(reason="Sent by mistake", notify_client=True),
+            start_workflow_operation=start,
+        )
+        assert state.status == "void"
+        result = await (await start.workflow_handle()).result()
+        assert result.status == "void"
+        assert rec.events()[:2] == ["created", "voided"]
+        assert [e for e in rec.emails if e.template == "request"] == []
+        assert [s for s in rec.sms if "Reply YES" in s.body] == []
