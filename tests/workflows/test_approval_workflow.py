@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
@@ -40,12 +41,8 @@ class Run:
     inp: ApprovalInput
 
     async def approve(self, approver_id: int, **kw) -> str:
-        req = ApproveRequest(
-            approver_id=approver_id,
-            signature_name=kw.pop("name", f"Signer {approver_id}"),
-            consent=kw.pop("consent", True),
-            evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="pytest"),
-            **kw,
+        req = approve_request(
+            approver_id, signature_name=kw.pop("name", f"Signer {approver_id}"), **kw
         )
         result = await self.handle.execute_update(ApprovalWorkflow.approve, req)
         return result.approval_status
@@ -61,6 +58,16 @@ class Run:
 
     async def statuses(self) -> list[str]:
         return [a.status for a in (await self.state()).approvers]
+
+
+def approve_request(approver_id: int, **kw) -> ApproveRequest:
+    """A web approval with consent (unless `consent=` says otherwise)."""
+    return ApproveRequest(
+        approver_id=approver_id,
+        consent=kw.pop("consent", True),
+        evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="pytest"),
+        **kw,
+    )
 
 
 def make_input(approval_id: int, created_at, *, routing: str, n: int = 3, **kw) -> ApprovalInput:
@@ -354,73 +361,71 @@ async def test_a_failed_signed_pdf_does_not_undo_the_approval(time_env):
         assert run.rec.emails_to("office@firm.test", "staff_approved")
 
 
-async def test_an_approval_in_the_very_first_workflow_task_is_accepted(dev_env):
-    """Update-with-start delivers the update in the workflow's first task, before `run` has
-    begun: the decision waits for the request to be set up, and nobody is then asked to sign
-    what they already signed."""
+@asynccontextmanager
+async def started_with_update(
+    env: WorkflowEnvironment, routing: str, n: int, update, argument
+) -> AsyncIterator[tuple[Recorder, ApprovalInput, Any, WorkflowHandle]]:
+    """Start a request with an update in the same call (update-with-start), which delivers the
+    update in the workflow's first task, before `run` has begun. `argument(inp)` builds it."""
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
     rec = Recorder()
     queue = f"approvals-{uuid.uuid4()}"
-    approval_id = uuid.uuid4().int % 1_000_000
-    inp = make_input(approval_id, await dev_env.get_current_time(), routing="sequential", n=2)
-    temporal = client(dev_env)
+    inp = make_input(
+        uuid.uuid4().int % 1_000_000, await env.get_current_time(), routing=routing, n=n
+    )
+    temporal = client(env)
     async with Worker(
         temporal, task_queue=queue, workflows=[ApprovalWorkflow], activities=rec.activities()
     ):
         start = WithStartWorkflowOperation(
             ApprovalWorkflow.run,
             inp,
-            id=f"approval-first-{uuid.uuid4()}",
+            id=f"approval-with-start-{uuid.uuid4()}",
             task_queue=queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         )
-        request = ApproveRequest(
-            approver_id=inp.approvers[0].id,
-            signature_name="Signer",
-            consent=True,
-            evidence=Evidence(channel="web", ip="203.0.113.9", user_agent="pytest"),
-        )
         result = await temporal.execute_update_with_start_workflow(
-            ApprovalWorkflow.approve, request, start_workflow_operation=start
+            update, argument(inp), start_workflow_operation=start
         )
-        assert result.approval_status == "partially_approved"
         handle = await start.workflow_handle()
+        try:
+            yield rec, inp, result, handle
+        finally:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
+
+
+async def test_an_approval_in_the_very_first_workflow_task_is_accepted(dev_env):
+    """The decision waits for the request to be set up, and nobody is then asked to sign what
+    they already signed."""
+    first = lambda inp: approve_request(inp.approvers[0].id, signature_name="Signer")  # noqa: E731
+    async with started_with_update(dev_env, "sequential", 2, ApprovalWorkflow.approve, first) as (
+        rec,
+        inp,
+        result,
+        handle,
+    ):
+        assert result.approval_status == "partially_approved"
         state = await handle.query(ApprovalWorkflow.status)
         assert [a.status for a in state.approvers] == ["approved", "pending"]
         await wait_for(lambda: rec.emails_to("a2@client.test", "request"))
         assert rec.events()[:2] == ["created", "approved"]
         # The request queued for approver 1 at creation was dropped: they had already signed.
         assert rec.emails_to("a1@client.test", "request") == []
-        await handle.terminate("test finished")
 
 
 async def test_a_request_voided_in_its_first_task_sends_no_request(dev_env):
-    from temporalio.client import WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy
-
-    rec = Recorder()
-    queue = f"approvals-{uuid.uuid4()}"
-    inp = make_input(uuid.uuid4().int % 1_000_000, await dev_env.get_current_time(), routing="all")
-    temporal = client(dev_env)
-    async with Worker(
-        temporal, task_queue=queue, workflows=[ApprovalWorkflow], activities=rec.activities()
+    void = lambda inp: VoidRequest(reason="Sent by mistake", notify_client=True)  # noqa: E731
+    async with started_with_update(dev_env, "all", 3, ApprovalWorkflow.void, void) as (
+        rec,
+        inp,
+        state,
+        handle,
     ):
-        start = WithStartWorkflowOperation(
-            ApprovalWorkflow.run,
-            inp,
-            id=f"approval-void-first-{uuid.uuid4()}",
-            task_queue=queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-        state = await temporal.execute_update_with_start_workflow(
-            ApprovalWorkflow.void,
-            VoidRequest(reason="Sent by mistake", notify_client=True),
-            start_workflow_operation=start,
-        )
         assert state.status == "void"
-        result = await (await start.workflow_handle()).result()
+        result = await handle.result()
         assert result.status == "void"
         assert rec.events()[:2] == ["created", "voided"]
         assert [e for e in rec.emails if e.template == "request"] == []
