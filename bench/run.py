@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -158,12 +159,19 @@ def latency_summary(values_ms: list[float]) -> dict[str, float]:
 
 
 class Child:
-    """A bench process (`python -m MODULE ARGS`) that prints READY once serving."""
+    """A bench process (`python -m MODULE ARGS`) that prints READY once serving.
+
+    Its stderr goes to NAME.log, and so does everything it prints after READY: stdout is
+    drained for the whole run. (Undrained, it once froze the worker: the SDK Core writes its
+    warnings to stdout, and after 64 KiB of "workflow task duration exceeded 5 seconds" under
+    load, a Core thread blocked on the full pipe and every workflow task slot with it.)
+    """
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
-        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # Append mode: the child's stderr and the drained stdout share the file.
+        self._log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", *args],
             env=env,
@@ -173,6 +181,7 @@ class Child:
             start_new_session=True,
         )
         self.ps = psutil.Process(self.process.pid)
+        self._drain: threading.Thread | None = None
 
     async def ready(self, timeout: float = 60) -> None:
         assert self.process.stdout is not None
@@ -180,6 +189,15 @@ class Child:
         if line.strip() != b"READY":
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{self.name} did not start:\n{tail}")
+        self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
+        self._drain.start()
+
+    def _drain_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError):  # the log was closed by stop()
+                self._log.write(line)
+                self._log.flush()
 
     def rss_mib(self) -> float:
         return self.ps.memory_info().rss / 2**20
@@ -196,6 +214,10 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._drain is not None:
+            self._drain.join(timeout=10)  # the last lines it printed
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self._log.close()
 
 

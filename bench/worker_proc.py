@@ -5,7 +5,8 @@ Settings come from the environment, like production. `BENCH_WORKER_OPTIONS` (JSO
 extra `temporalio.worker.Worker` keyword arguments (max_cached_workflows, ...) to every worker
 `build_worker` makes, to try tuning knobs without editing worker.py; its key
 `passthrough_modules` (a list of module names) becomes a sandboxed workflow runner that passes
-those modules through instead of re-importing them for every workflow run.
+those modules through instead of re-importing them for every workflow run. `BENCH_CORE_LOG`
+and `BENCH_WORKER_METRICS` are diagnostics (`bench_runtime`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ import os
 import signal
 from typing import Any
 
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -26,6 +35,23 @@ from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, noop
 from portico.db import create_engine, session_maker
 from portico.settings import load_settings
 from portico.temporal import connect
+
+
+def bench_runtime() -> Runtime:
+    """The SDK runtime: Core's log lines forwarded to Python logging (stderr, the worker's log
+    file, with timestamps) at `BENCH_CORE_LOG`'s level (default WARN; `debug` shows pollers,
+    cache and evictions), and the SDK's worker metrics (pollers, slots, cache) served for
+    Prometheus at `BENCH_WORKER_METRICS` (host:port) if it is set."""
+    level = (os.environ.get("BENCH_CORE_LOG") or "WARN").upper()
+    core_logger = logging.getLogger("temporal_core")
+    core_logger.setLevel(level)
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level=level, other_level="WARN"),
+        forwarding=LogForwardingConfig(logger=core_logger),
+    )
+    metrics_address = os.environ.get("BENCH_WORKER_METRICS")
+    metrics = PrometheusConfig(bind_address=metrics_address) if metrics_address else None
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
 
 
 def worker_options() -> dict[str, Any]:
@@ -39,7 +65,7 @@ def worker_options() -> dict[str, Any]:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,6 +81,7 @@ async def main() -> None:
         settings.temporal_address or "127.0.0.1:7233",
         settings.temporal_namespace,
         settings=settings,
+        runtime=bench_runtime(),
     )
     engine = create_engine(settings.database_url)
     bare = Worker(
