@@ -163,8 +163,8 @@ class Child:
 
     Its stderr goes to NAME.log, and so does everything it prints after READY: stdout is
     drained for the whole run. (Undrained, it once froze the worker: the SDK Core writes its
-    warnings to stdout, and after 64 KiB of "workflow task duration exceeded 5 seconds" under
-    load, a Core thread blocked on the full pipe and every workflow task slot with it.)
+    warnings to stdout, they come in bursts under load, and once the pipe was full a Core
+    thread blocked on it with every workflow-task slot held; docs/benchmarks.md.)
     """
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
