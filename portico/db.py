@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from portico.models import Base
 
@@ -36,6 +44,23 @@ def create_engine(url: str) -> AsyncEngine:
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def read_connection(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection for a single read that needs no transaction (one SELECT sees one snapshot).
+
+    On PostgreSQL it runs in autocommit: no BEGIN and ROLLBACK round trips around the query
+    (the signing page's lookup, docs/benchmarks.md). SQLite's driver opens no transaction for
+    a SELECT anyway, and switching its mode would cost two trips to aiosqlite's thread.
+    """
+    engine: AsyncEngine = sessions.kw["bind"]
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 async def create_all(engine: AsyncEngine) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapper
 
 from activities import pdf
 from portico import tokens
+from portico.db import read_connection
 from portico.errors import BadRequest, Invalid, NotFound, PorticoError, TooLarge
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
@@ -121,10 +122,11 @@ async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> A
     """The approver a signing token opens, with its request, document and fellow approvers
     (transient objects: read them, never add them to a session)."""
     token_hash = tokens.hash_token(token)
-    async with sessions() as session:
-        result = await session.execute(LINK_QUERY, {"token_hash": token_hash})
+    async with read_connection(sessions) as conn:
+        result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
         rows = [r._mapping for r in result]
-        if not rows:  # a short-lived token minted from the client portal
+    if not rows:  # a short-lived token minted from the client portal
+        async with sessions() as session:
             return await approver_for_portal_token(session, token_hash)
     approval = _build(Approval, _APPROVAL_COLUMNS, rows[0])
     approvers = [_build(Approver, _APPROVER_COLUMNS, row) for row in rows]
