@@ -65,7 +65,9 @@ def worker_options() -> dict[str, Any]:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     settings = load_settings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
