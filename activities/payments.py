@@ -12,8 +12,7 @@ from activities.notify import NotifyActivities
 from portico.invoices import PAYABLE, balance_cents, invoice_email_context
 from portico.models import Client, Invoice, Payment, Project
 from portico.settings import Settings
-from workflows.invoice import InvoiceNotice
-from workflows.types import EmailMessage
+from workflows.types import EmailMessage, InvoiceNotice
 
 TEMPLATES = {"issued": "invoice_issued", "reminder": "invoice_reminder"}
 

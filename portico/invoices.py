@@ -54,9 +54,9 @@ from portico.portal_schemas import InvoiceIn, PaymentIn
 from portico.schemas import known_id, parse_id
 from portico.service import iso
 from portico.settings import Settings
-from workflows.invoice import InvoiceInput, InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow
 from workflows.messages import money
-from workflows.types import EmailMessage
+from workflows.types import EmailMessage, InvoiceInput
 
 log = logging.getLogger(__name__)
 

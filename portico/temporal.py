@@ -13,12 +13,12 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 
 from portico.codec import codec_from_settings
+from portico.payloads import PorticoPayloadConverter
 from workflows import search_attributes as sa
 
 if TYPE_CHECKING:
@@ -62,11 +62,12 @@ def data_converter(settings: Settings | None = None) -> DataConverter:
     (portico.codec) and failure messages and stack traces travel encoded too, since they can
     quote an email address. Without settings, or without a key: plain JSON, as always.
     """
+    plain = DataConverter(payload_converter_class=PorticoPayloadConverter)
     codec = codec_from_settings(settings) if settings is not None else None
     if codec is None:
-        return pydantic_data_converter
+        return plain
     return dataclasses.replace(
-        pydantic_data_converter,
+        plain,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -8,7 +8,6 @@ import uuid
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -23,6 +22,7 @@ from portico.codec import (
     new_key,
     parse_key,
 )
+from portico.payloads import PorticoPayloadConverter
 from portico.settings import Settings
 from portico.temporal import data_converter, with_converter
 from tests.workflows.fakes import Recorder
@@ -96,11 +96,12 @@ def test_keys_are_base64_of_32_bytes(tmp_path):
 
 def test_data_converter_is_plain_without_a_key(tmp_path, monkeypatch):
     monkeypatch.delenv("PORTICO_PAYLOAD_KEY", raising=False)
-    assert data_converter() is pydantic_data_converter
-    assert data_converter(Settings(PORTICO_VAR_DIR=str(tmp_path))) is pydantic_data_converter
+    for plain in (data_converter(), data_converter(Settings(PORTICO_VAR_DIR=str(tmp_path)))):
+        assert plain.payload_codec is None
+        assert plain.payload_converter_class is PorticoPayloadConverter
     encrypted = data_converter(key_settings(tmp_path, new_key()))
     assert isinstance(encrypted.payload_codec, EncryptionCodec)
-    assert encrypted.payload_converter_class is pydantic_data_converter.payload_converter_class
+    assert encrypted.payload_converter_class is PorticoPayloadConverter
 
 
 def test_empty_environment_values_mean_unset(tmp_path, monkeypatch):

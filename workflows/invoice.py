@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.types import InvoiceInput, InvoiceNotice, InvoiceState
 
 SETTLED = ("paid", "void")
 NOTICE_RETRY = RetryPolicy(
@@ -24,34 +26,6 @@ NOTICE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=["InvalidRecipient", "UnknownInvoice"],
 )
-
-
-@dataclass
-class InvoiceInput:
-    invoice_id: int
-    number: str
-    due_at: datetime  # the moment the invoice becomes overdue (the day after its due date)
-    remind_every_days: int | None = 7
-    notify_client: bool = True
-    reminders_sent: int = 0  # carried over a continue-as-new
-    issued_sent: bool = False
-
-
-@dataclass
-class InvoiceNotice:
-    """Ask the activity to email the client about the invoice (issued or overdue reminder)."""
-
-    invoice_id: int
-    kind: str  # issued | reminder
-    seq: int = 0
-
-
-@dataclass
-class InvoiceState:
-    invoice_id: int
-    status: str  # open | settled status seen last (paid | void)
-    reminders_sent: int
-    next_reminder_at: datetime | None
 
 
 @workflow.defn

@@ -227,3 +227,34 @@ class SignedPdfResult:
     path: str
     sha256: str
     pages: int
+
+
+# --- InvoiceWorkflow ---------------------------------------------------------------------
+
+
+@dataclass
+class InvoiceInput:
+    invoice_id: int
+    number: str
+    due_at: datetime  # the moment the invoice becomes overdue (the day after its due date)
+    remind_every_days: int | None = 7
+    notify_client: bool = True
+    reminders_sent: int = 0  # carried over a continue-as-new
+    issued_sent: bool = False
+
+
+@dataclass
+class InvoiceNotice:
+    """Ask the activity to email the client about the invoice (issued or overdue reminder)."""
+
+    invoice_id: int
+    kind: str  # issued | reminder
+    seq: int = 0
+
+
+@dataclass
+class InvoiceState:
+    invoice_id: int
+    status: str  # open | settled status seen last (paid | void)
+    reminders_sent: int
+    next_reminder_at: datetime | None

@@ -17,7 +17,8 @@ from temporalio.worker import Worker
 from portico.temporal import with_converter
 from tests.conftest import venv_binary
 from tests.workflows.test_invoice_workflow import Notices
-from workflows.invoice import InvoiceInput, InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow
+from workflows.types import InvoiceInput
 
 HERE = Path(__file__).parent / "invoice"
 

@@ -16,7 +16,8 @@ from temporalio.worker import Worker
 
 from portico.temporal import with_converter
 from tests.workflows.test_approval_workflow import wait_for
-from workflows.invoice import InvoiceInput, InvoiceNotice, InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow
+from workflows.types import InvoiceInput, InvoiceNotice
 
 
 @dataclass
