@@ -92,6 +92,7 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[ApprovalWorkflow, InvoiceWorkflow],
         max_cached_workflows=settings.worker_cache_size,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
         ),

@@ -79,6 +79,12 @@ def parse_wrk(output: str, seconds: float) -> LoadResult:
     return LoadResult("wrk", requests, errors, seconds, rps, _ms(pct["50"]), _ms(pct["99"]), max_ms)
 
 
+# Every request carries one browser session's cookie: the load is one browser reloading the
+# pages (the signing page counts a view per browser session, and a reload within the window is
+# read-only), not thousands of new browsers each counting a view.
+BROWSER_COOKIE = "portico_viewer=bench-one-browser-session"
+
+
 def run_wrk(
     base: str, paths: list[str], connections: int, seconds: float, workdir: Path
 ) -> LoadResult:
@@ -90,6 +96,8 @@ def run_wrk(
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--latency",
+        "-H",
+        f"Cookie: {BROWSER_COOKIE}",
         "--timeout",
         "10s",
         "-s",
@@ -108,7 +116,8 @@ async def python_loop(base: str, paths: list[str], connections: int, seconds: fl
     errors = 0
     counter = 0
     connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(base, connector=connector) as session:
+    headers = {"Cookie": BROWSER_COOKIE}
+    async with aiohttp.ClientSession(base, connector=connector, headers=headers) as session:
         end = time.perf_counter() + seconds
 
         async def one_connection() -> None:

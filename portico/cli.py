@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--temporal-ui-port", type=int, default=8233, help="port of its Temporal UI (default 8233)"
     )
+    dev.add_argument(
+        "--verbose", action="store_true", help="show the libraries' INFO logs too (and access logs)"
+    )
     sub.add_parser("web", help="run the web layer")
     sub.add_parser("worker", help="run the Temporal worker (same as python worker.py)")
     sub.add_parser("migrate", help="upgrade the database schema")
@@ -167,9 +170,11 @@ def run_web(settings: Settings) -> None:
 
     from aiohttp import web
 
+    from portico.devserver import WEB_PORT_HINT, check_port_free
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO)
+    check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port)
 
 
@@ -194,7 +199,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from portico.devserver import main as dev_main
 
-        dev_main(settings, args.demo, args.temporal_port, args.temporal_ui_port)
+        dev_main(settings, args.demo, args.temporal_port, args.temporal_ui_port, args.verbose)
         return 0
     if args.command == "web":
         run_web(settings)

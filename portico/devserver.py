@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,42 @@ from workflows import search_attributes as sa
 log = logging.getLogger("portico.dev")
 PORT = 7233  # CONTRACT section 1; `portico dev --temporal-port/--temporal-ui-port` move them
 UI_PORT = 8233
+# Portico's own loggers: shown at INFO by `portico dev`; every other library at WARNING
+# unless `--verbose` (alembic, the SMTP sink, the twilio client's request dumps, aiohttp's
+# access log).
+OWN_LOGGERS = ("portico", "web", "bots", "activities", "workflows", "worker")
+
+
+class PortTaken(SystemExit):
+    """A port `portico dev` or `portico web` needs is in use: exit 1 with what to do."""
+
+
+def check_port_free(host: str, port: int, what: str, move_it: str) -> None:
+    """Fail fast, before anything starts, when `port` is already taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise port_taken(host, port, what, move_it) from err
+
+
+def port_taken(host: str, port: int, what: str, move_it: str) -> PortTaken:
+    return PortTaken(
+        f"error: port {port} on {host} is already in use, so {what} cannot listen there "
+        f"(is another Portico or Temporal running?). Stop it, or {move_it}."
+    )
+
+
+WEB_PORT_HINT = "set PORTICO_HTTP_PORT (e.g. PORTICO_HTTP_PORT=8081) to use another port"
+
+
+def configure_logging(verbose: bool) -> None:
+    level = os.environ.get("PORTICO_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def temporal_binary() -> str:
@@ -80,6 +117,11 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
     from web.app import create_app
     from worker import run_worker
 
+    check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
+    if not settings.temporal_address:
+        move = "pass --temporal-port and --temporal-ui-port, or point TEMPORAL_ADDRESS at it"
+        check_port_free("127.0.0.1", port, "the Temporal dev server", move)
+        check_port_free("127.0.0.1", ui_port, "the Temporal UI", move)
     await upgrade_async(settings.database_url)
     temporal_process = None
     if not settings.temporal_address:
@@ -100,7 +142,12 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
         worker_task = asyncio.create_task(run_worker(settings, stop, client))
         runner = web.AppRunner(create_app(settings, temporal_client=client, dev_mode=True))
         await runner.setup()
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        try:
+            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        except OSError as err:  # taken between the check and now
+            raise port_taken(
+                settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT
+            ) from err
         demo_link = await create_demo(settings, client) if demo else None
         print_banner(settings, demo_link, ui_port=ui_port if temporal_process is not None else None)
         done, _ = await asyncio.wait(
@@ -197,9 +244,12 @@ def print_banner(settings: Settings, demo_link: str | None, ui_port: int | None)
     print("\n".join(lines), flush=True)
 
 
-def main(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
-    logging.basicConfig(
-        level=os.environ.get("PORTICO_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def main(
+    settings: Settings,
+    demo: bool,
+    port: int = PORT,
+    ui_port: int = UI_PORT,
+    verbose: bool = False,
+) -> None:
+    configure_logging(verbose)
     asyncio.run(run_dev(settings, demo, port, ui_port))

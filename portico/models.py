@@ -165,6 +165,9 @@ class Approver(Base):
     view_count: Mapped[int] = mapped_column(Integer, default=0)
     first_viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Hash of the browser session (cookie) of the last counted view: reloads from the same
+    # browser within the view window count once, other browsers count on their own.
+    last_viewer: Mapped[str | None] = mapped_column(String(64))
     viewed_seconds: Mapped[int] = mapped_column(Integer, default=0)
 
     approval: Mapped[Approval] = relationship(back_populates="approvers", lazy="raise_on_sql")

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # Workflows the worker keeps in memory (~0.3 MiB each); evicted ones are replayed from
     # history when they next wake up (docs/benchmarks.md, section 4).
     worker_cache_size: int = Field(1000, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
+    # How long a workflow task waits on a worker's sticky queue before any worker may take it
+    # (the SDK's default is 10 s): after a worker dies, the next decision on each of its cached
+    # workflows waits this long (docs/operations.md, "When a worker dies").
+    worker_sticky_timeout: float = Field(3.0, gt=0, le=60, alias="PORTICO_WORKER_STICKY_TIMEOUT")
 
     @cached_property
     def secret_key(self) -> str:

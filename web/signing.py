@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 FORM = web.RequestKey("form", dict)  # the submitted fields, to refill the form on an error
 VIEW_WINDOW = timedelta(seconds=30)
+# A random id per browser session (no expiry: it ends with the browser), only ever stored hashed.
+VIEWER_COOKIE = "portico_viewer"
 MAX_SIGNATURE_BYTES = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T = TypeVar("T")
@@ -201,21 +203,39 @@ def render(request: web.Request, link: Link, status: int = 200, **extra: Any) ->
 @routes.get("/s/{token}", name="sign")
 async def sign_page(request: web.Request) -> web.Response:
     link = await open_link(request)
+    viewer = request.cookies.get(VIEWER_COOKIE, "")
+    fresh_viewer = not 16 <= len(viewer) <= 64
+    if fresh_viewer:
+        viewer = tokens.new_token()
     if link.can_decide:
-        await record_view(request, link)
+        await record_view(request, link, viewer)
     elif link.approval.status == APPROVED:
         await add_deposit_link(request)  # the thank-you state may offer "Pay deposit"
-    return render(request, link)
+    response = render(request, link)
+    if fresh_viewer:
+        response.set_cookie(
+            VIEWER_COOKIE,
+            viewer,
+            path="/s/",
+            httponly=True,
+            samesite="Lax",
+            secure=request.app[SETTINGS].public_url.lower().startswith("https://"),
+        )
+    return response
 
 
-async def record_view(request: web.Request, link: Link) -> None:
+async def record_view(request: web.Request, link: Link, viewer: str) -> None:
     """Count the view in SQL at once; tell the workflow (best effort: the page must render).
 
-    Reloads within VIEW_WINDOW count as the same view: a refreshing tab is not engagement, and
-    skipping the write keeps a busy signing page read-only (docs/benchmarks.md)."""
+    A view is counted per browser session (the VIEWER_COOKIE): reloads from the browser that
+    made the last counted view, within VIEW_WINDOW, count as that same view (a refreshing tab
+    is not engagement, and skipping the write keeps a busy signing page read-only,
+    docs/benchmarks.md); an open from another browser counts on its own."""
     now = datetime.now(UTC)
+    viewer_hash = tokens.hash_token(viewer)
     last = link.approver.last_viewed_at
-    if last is not None and now - last < VIEW_WINDOW:
+    same_browser = link.approver.last_viewer == viewer_hash
+    if same_browser and last is not None and now - last < VIEW_WINDOW:
         return
     try:
         async with request.app[SESSIONS]() as session, session.begin():
@@ -226,6 +246,7 @@ async def record_view(request: web.Request, link: Link) -> None:
                     view_count=Approver.view_count + 1,
                     first_viewed_at=func.coalesce(Approver.first_viewed_at, now),
                     last_viewed_at=now,
+                    last_viewer=viewer_hash,
                 )
             )
     except DBAPIError:  # engagement counting must never cost the client the page

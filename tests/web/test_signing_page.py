@@ -216,6 +216,29 @@ async def test_reading_time_beacon_adds_up(stack):
     assert row.viewed_seconds == 15 + 60
 
 
+async def test_opens_from_different_browsers_count_separately(stack, monkeypatch):
+    """Three browsers opening one link within seconds are three views; each browser's own
+    reloads within the window stay one view (the count is per browser session, a cookie)."""
+    monkeypatch.setattr(signing, "VIEW_WINDOW", max(VIEW_WINDOW, timedelta(hours=1)))
+    document = await seed_document(stack)
+    created = await create_approval(stack, document["id"])
+    token = token_of(created["approvers"][0]["sign_url"])
+    approver_id = created["approvers"][0]["id"]
+    cookies = []
+    for _ in range(3):  # a new browser each time: an empty cookie jar
+        stack.http.session.cookie_jar.clear()
+        response = await stack.http.get(f"/s/{token}")
+        assert response.status == 200
+        cookie = response.cookies[signing.VIEWER_COOKIE]
+        assert cookie["httponly"] and cookie["path"] == "/s/"
+        cookies.append(cookie.value)
+        assert (await stack.http.get(f"/s/{token}")).status == 200  # that browser reloads
+    assert len(set(cookies)) == 3
+    assert (await approver_row(stack, approver_id)).view_count == 3
+    row = await approver_row(stack, approver_id)
+    assert row.last_viewer not in cookies  # stored only hashed
+
+
 async def test_reloads_within_the_view_window_count_once(stack, monkeypatch):
     # The window is wall-clock time: widen it so that "the reloads came within it" holds however
     # slowly a loaded machine serves the three pages (30 s is not much margin under load).
