@@ -22,6 +22,10 @@ class Unauthorized(PorticoError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(PorticoError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(PorticoError):
     status, code = 404, "not_found"
 
@@ -32,6 +36,10 @@ class Conflict(PorticoError):
 
 class TooLarge(PorticoError):
     status, code = 413, "too_large"
+
+
+class UnsupportedMediaType(PorticoError):
+    status, code = 415, "unsupported_media_type"
 
 
 class Invalid(PorticoError):

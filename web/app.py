@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -19,26 +19,9 @@ from portico.settings import Settings
 from web import branding, codec, metrics, portal, signing, staff_api, webhooks
 from web.errors import error_middleware
 from web.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
+from web.security import same_origin_only, security_headers
 
 HERE = Path(__file__).parent
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")  # links carry secret tokens
-    if request.path.startswith(("/s/", "/portal", "/pay/", "/share/")):
-        headers.setdefault("Cache-Control", "no-store")
-        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        headers.setdefault(
-            "Content-Security-Policy",
-            f"default-src 'self'; img-src {branding.img_src(request.app)}; style-src 'self'; "
-            "script-src 'self'; frame-ancestors 'self'; form-action 'self'",
-        )
-    return response
 
 
 def create_app(
@@ -51,8 +34,9 @@ def create_app(
     app = web.Application(
         middlewares=[
             metrics.metrics_middleware,
+            security_headers,  # outside the error pages, so they carry the headers too
             error_middleware,
-            security_headers,
+            same_origin_only,
             staff_api.bearer_auth,
         ],
         client_max_size=settings.max_upload_bytes + 1024 * 1024,

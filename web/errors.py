@@ -21,6 +21,7 @@ HTTP_TITLES = {
     405: "Not allowed",
     409: "Already done",
     413: "File too large",
+    415: "Unsupported content type",
     422: "Please check your input",
     503: "Temporarily unavailable",
 }
@@ -46,6 +47,13 @@ def error_page(request: web.Request, status: int, message: str) -> web.Response:
     )
 
 
+def carry_headers(exc: web.HTTPException, response: web.Response) -> None:
+    """Keep what the exception says besides its body: `Allow` on a 405, for one."""
+    for name, value in exc.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers.setdefault(name, value)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -64,8 +72,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         }.get(exc.status, exc.reason)
         if wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
-            return json_error(exc.status, code, message)
-        return error_page(request, exc.status, message)
+            response = json_error(exc.status, code, message)
+        else:
+            response = error_page(request, exc.status, message)
+        carry_headers(exc, response)
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = "Something went wrong on our side; nothing was changed. Please try again."

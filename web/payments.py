@@ -15,7 +15,7 @@ from aiohttp import web
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
 from portico.invoices import METHOD_LABELS, PAYABLE, balance_cents, dispute_open, pending_cents
-from web import branding
+from web import security
 from web.keys import SETTINGS
 from web.portal_keys import BILLING, STORE
 from workflows.messages import money
@@ -40,13 +40,9 @@ def checkout_origins(request: web.Request) -> str:
 
 
 def page_headers(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    headers = response.headers
-    headers["Cache-Control"] = "no-store"
-    headers["X-Frame-Options"] = "SAMEORIGIN"
-    headers["Content-Security-Policy"] = (
-        f"default-src 'self'; img-src {branding.img_src(request.app)}; style-src 'self'; "
-        "script-src 'self'; frame-ancestors 'self'; "
-        f"form-action 'self' {checkout_origins(request)}"
+    """The pay form may post on to Stripe Checkout; everything else is web.security's default."""
+    response.headers["Content-Security-Policy"] = security.content_security_policy(
+        request, form_action=f"'self' {checkout_origins(request)}"
     )
     return response
 

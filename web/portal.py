@@ -33,11 +33,13 @@ from portico.schemas import describe_errors, known_id, parse_id
 from web import payments, staff_portal
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.portal_keys import AUTH, BILLING, MAILER, STORE
+from web.security import https_only
 from workflows.messages import kind_label, money
 from workflows.types import EmailMessage
 
 routes = web.RouteTableDef()
-COOKIE = "portico_portal"
+COOKIE = "portico_portal"  # the session cookie's name over http
+HOST_COOKIE = "__Host-portico_portal"  # over https: Secure, Path=/, no Domain, host-bound
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
 SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
 IDENTITY = web.RequestKey("portal_identity", PortalIdentity)
@@ -66,7 +68,34 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
 
 
 def secure_cookies(request: web.Request) -> bool:
-    return request.app[SETTINGS].public_url.lower().startswith("https://")
+    return https_only(request.app[SETTINGS])
+
+
+def session_cookie(request: web.Request) -> str | None:
+    """The session id; both names are read, so sessions opened before (or after) a switch of
+    PORTICO_PUBLIC_URL between http and https keep working."""
+    return request.cookies.get(HOST_COOKIE) or request.cookies.get(COOKIE)
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
+    secure = secure_cookies(request)
+    clear_session_cookie(request, response)  # an older cookie under the other name goes too
+    response.set_cookie(
+        HOST_COOKIE if secure else COOKIE,
+        session_id,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
+        max_age=int(ABSOLUTE_TIMEOUT.total_seconds()),
+    )
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """Expire whichever session cookies the browser sent."""
+    for name in (HOST_COOKIE, COOKIE):
+        if name in request.cookies:
+            response.del_cookie(name, path="/", secure=secure_cookies(request))
 
 
 def client_ip(request: web.Request) -> str:
@@ -76,7 +105,7 @@ def client_ip(request: web.Request) -> str:
 async def current(request: web.Request) -> PortalIdentity | None:
     if IDENTITY in request:
         return request[IDENTITY]
-    found = await request.app[AUTH].identify(request.cookies.get(COOKIE))
+    found = await request.app[AUTH].identify(session_cookie(request))
     if found is not None:
         request[IDENTITY] = found
     return found
@@ -86,11 +115,8 @@ async def signed_in(request: web.Request) -> PortalIdentity:
     """The signed-in client, or a redirect to the sign-in page."""
     who = await current(request)
     if who is None:
-        response = web.HTTPSeeOther(
-            "/portal?expired=1" if request.cookies.get(COOKIE) else "/portal"
-        )
-        if request.cookies.get(COOKIE):
-            response.del_cookie(COOKIE, path="/")
+        response = web.HTTPSeeOther("/portal?expired=1" if session_cookie(request) else "/portal")
+        clear_session_cookie(request, response)
         raise response
     return who
 
@@ -157,9 +183,8 @@ async def portal_home(request: web.Request) -> web.Response:
     who = await current(request)
     if who is not None:
         return await dashboard(request, who)
-    response = await sign_in_page(request, expired=bool(request.cookies.get(COOKIE)))
-    if request.cookies.get(COOKIE):
-        response.del_cookie(COOKIE, path="/")
+    response = await sign_in_page(request, expired=bool(session_cookie(request)))
+    clear_session_cookie(request, response)
     return response
 
 
@@ -284,15 +309,7 @@ async def use_link(request: web.Request) -> web.Response:
     if session_id is None:
         raise invalid_link_page(request)
     response = web.HTTPSeeOther("/portal")
-    response.set_cookie(
-        COOKIE,
-        session_id,
-        httponly=True,
-        samesite="Lax",
-        secure=secure_cookies(request),
-        path="/",
-        max_age=int(ABSOLUTE_TIMEOUT.total_seconds()),
-    )
+    set_session_cookie(request, response, session_id)
     raise response
 
 
@@ -301,9 +318,9 @@ async def sign_out(request: web.Request) -> web.Response:
     who = await current(request)
     if who is not None:
         await checked_form(request, who)
-        await request.app[AUTH].end(request.cookies.get(COOKIE))
+        await request.app[AUTH].end(session_cookie(request))
     response = web.HTTPSeeOther("/portal?signed_out=1")
-    response.del_cookie(COOKIE, path="/")
+    clear_session_cookie(request, response)
     raise response
 
 

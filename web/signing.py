@@ -21,7 +21,14 @@ from sqlalchemy.orm import Mapper
 from activities import pdf
 from portico import tokens
 from portico.db import read_connection
-from portico.errors import BadRequest, Invalid, NotFound, PorticoError, TooLarge
+from portico.errors import (
+    BadRequest,
+    Invalid,
+    NotFound,
+    PorticoError,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
 from portico.portal import approver_for_portal_token
@@ -396,7 +403,12 @@ async def signed_pdf(request: web.Request) -> web.Response:
 
 @routes.post("/s/{token}/beacon")
 async def beacon(request: web.Request) -> web.Response:
-    """Time spent reading, sent by the page every few seconds (engagement, not evidence)."""
+    """Time spent reading, sent by the page every few seconds (engagement, not evidence).
+
+    Only JSON is taken: unlike `text/plain`, a cross-site page cannot send it without a CORS
+    preflight, which this site never grants (web.security refuses cross-site posts as well)."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType('Send {"seconds": n} as application/json.')
     link = await open_link(request)
     try:
         seconds = int((await request.json()).get("seconds", 0))

@@ -239,6 +239,50 @@ async def test_opens_from_different_browsers_count_separately(stack, monkeypatch
     assert row.last_viewer not in cookies  # stored only hashed
 
 
+async def test_reading_time_beacon_takes_only_same_origin_json(stack):
+    """A cross-site page may post `text/plain` without a preflight: the beacon refuses it, and
+    refuses any post a browser marks as cross-site."""
+    document = await seed_document(stack)
+    created = await create_approval(stack, document["id"])
+    token = token_of(created["approvers"][0]["sign_url"])
+    url = f"/s/{token}/beacon"
+    plain = await stack.http.post(
+        url, data='{"seconds": 30}', headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status == 415
+    form = await stack.http.post(url, data={"seconds": "30"})
+    assert form.status == 415
+    cross = await stack.http.post(
+        url, json={"seconds": 30}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross.status == 403
+    assert "sent from another website" in await cross.text()
+    assert (await approver_row(stack, created["approvers"][0]["id"])).viewed_seconds == 0
+    same = await stack.http.post(
+        url, json={"seconds": 30}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert same.status == 204
+    assert (await approver_row(stack, created["approvers"][0]["id"])).viewed_seconds == 30
+
+
+async def test_a_cross_site_decision_is_refused(stack):
+    document = await seed_document(stack)
+    created = await create_approval(stack, document["id"])
+    token = token_of(created["approvers"][0]["sign_url"])
+    form = {
+        "csrf": tokens.csrf_token(stack.settings.secret_key, tokens.hash_token(token)),
+        "full_name": "Approver One",
+        "consent": "on",
+    }
+    response = await stack.http.post(
+        f"/s/{token}/approve", data=form, headers={"Origin": "https://evil.test"}
+    )
+    assert response.status == 403
+    assert "sent from another website" in await response.text()
+    shown = await stack.api("GET", f"/approvals/{created['id']}")
+    assert shown["status"] == "pending" and shown["approvers"][0]["status"] != "approved"
+
+
 async def test_reloads_within_the_view_window_count_once(stack, monkeypatch):
     # The window is wall-clock time: widen it so that "the reloads came within it" holds however
     # slowly a loaded machine serves the three pages (30 s is not much margin under load).
