@@ -4,17 +4,22 @@ A reply decides through the same workflow update the signing page uses (`approve
 `decline` via the gateway), so validation, routing and the audit trail are identical; the
 evidence records the channel, the sender, the message sid and the text. A code only counts
 from the phone number it was sent to, and a refusal never says which part was wrong, so a
-stranger learns nothing about other requests.
+stranger learns nothing about other requests. Codes are only 4 digits: after a few wrong ones
+a number's codes are locked for an hour (bots/attempts.py), while HELP and STOP/START go on
+working.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from bots import attempts
 from bots.parse import (
     Approve,
     Command,
@@ -42,6 +47,7 @@ from workflows.types import (
 )
 
 OPEN_STATUSES = (PENDING, PARTIALLY_APPROVED)
+log = logging.getLogger(__name__)
 
 
 def help_text(company: str) -> str:
@@ -63,6 +69,14 @@ def refusal_text(company: str) -> str:
     return (
         f"{company}: that code does not match an open request for this phone number, so "
         "nothing was changed. Please check the code in our message, or use the link we sent."
+    )
+
+
+def lockout_text(company: str) -> str:
+    return (
+        f"{company}: too many wrong codes were sent from this number, so for the next hour "
+        "codes from it are not accepted and nothing was changed. Please use the link in our "
+        "message to approve or decline."
     )
 
 
@@ -108,25 +122,56 @@ async def handle(
     return unknown_text(company)
 
 
+class Lockout:
+    """`find_approver`'s answer while the sender's number is locked (bots/attempts.py)."""
+
+
+LOCKOUT = Lockout()
+
+
 async def find_approver(
-    service: Portico, code: str, sender: str
-) -> tuple[Approver, Approval] | None:
+    service: Portico, code: str, sender: str, sid: str | None = None
+) -> tuple[Approver, Approval] | Lockout | None:
     """The approver holding `code` whose phone is the sender's: an open request first, else a
-    closed one whose link still works (so they hear why); a code expires with its link."""
+    closed one whose link still works (so they hear why); a code expires with its link.
+
+    Every check counts towards the sender's limit of wrong codes and is recorded; once it is
+    reached no code from that number is looked at and the answer is `LOCKOUT`."""
     who = bare_phone(sender)
     if not who:
         return None
-    async with service.sessions() as session:
-        rows = await session.execute(
-            select(Approver, Approval)
-            .join(Approval, Approver.approval_id == Approval.id)
-            .where(Approver.sms_code == code, Approver.phone.is_not(None))
-            .options(selectinload(Approval.document))
-            .order_by(Approval.id.desc())
+    now = service.clock()
+    async with service.sessions() as session, session.begin():
+        check = await attempts.start(
+            session,
+            secret_key=service.settings.secret_key,
+            phone=who,
+            code=code,
+            message_sid=sid,
+            now=now,
         )
-        matches = [(a, ap) for a, ap in rows if bare_phone(a.phone or "") == who]
+        found = None if check.locked else await _matching_approver(session, code, who, now)
+        check.finish(found is not None)
+    outcome = check.attempt.outcome
+    if check.number_locked:
+        log.warning("SMS reply code from %s: %s; codes from it are locked", who, outcome)
+        return LOCKOUT
+    log.info("SMS reply code from %s: %s", who, outcome)
+    return found
+
+
+async def _matching_approver(
+    session: AsyncSession, code: str, who: str, now: datetime
+) -> tuple[Approver, Approval] | None:
+    rows = await session.execute(
+        select(Approver, Approval)
+        .join(Approval, Approver.approval_id == Approval.id)
+        .where(Approver.sms_code == code, Approver.phone.is_not(None))
+        .options(selectinload(Approval.document))
+        .order_by(Approval.id.desc())
+    )
+    matches = [(a, ap) for a, ap in rows if bare_phone(a.phone or "") == who]
     open_ = [m for m in matches if m[1].status in OPEN_STATUSES]
-    now = datetime.now(UTC)
     found = open_ or [m for m in matches if m[0].token_expires_at > now]
     return found[0] if found else None
 
@@ -135,9 +180,11 @@ async def decide(
     service: Portico, command: Approve | Decline, sender: str, sid: str | None, text: str
 ) -> str:
     company = service.settings.company_name
-    found = await find_approver(service, command.code, sender)
+    found = await find_approver(service, command.code, sender, sid)
     if found is None:
         return refusal_text(company)
+    if isinstance(found, Lockout):
+        return lockout_text(company)
     approver, approval = found
     label = document_label(approval.document)
     if isinstance(command, Decline) and not command.reason:

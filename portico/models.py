@@ -12,6 +12,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -221,6 +222,23 @@ class SmsOptOut(Base):
     phone: Mapped[str] = mapped_column(String(40), unique=True)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SmsCodeAttempt(Base):
+    """One reply code checked for a sending number (bare E.164, so SMS and WhatsApp share the
+    limit). Wrong ones in the last hour lock the number (bots/attempts.py). The code itself is
+    never stored: `code_digest` is keyed with the secret key, since a plain hash of 4 digits is
+    reversed in 10 000 tries."""
+
+    __tablename__ = "sms_code_attempts"
+    __table_args__ = (Index("ix_sms_code_attempts_phone_created_at", "phone", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(40))
+    code_digest: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(20))
+    message_sid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class InboundMessage(Base):

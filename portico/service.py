@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from portico.branding import Branding
 from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from portico.files import FileStore
 from portico.gateway import TemporalGateway
-from portico.models import Approval, Approver, AuditEvent, Client, Document, Project
+from portico.models import Approval, Approver, AuditEvent, Client, Document, Project, utcnow
 from portico.schemas import (
     ApprovalIn,
     ClientIn,
@@ -81,11 +82,13 @@ class Portico:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         temporal: TemporalGateway,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.temporal = temporal
         self.files = FileStore(settings.files_dir)
+        self.clock = clock  # tests move it (e.g. an hour on, to lift an SMS code lockout)
 
     # --- clients, projects, documents -------------------------------------------------------
 
