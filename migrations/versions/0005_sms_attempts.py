@@ -1,7 +1,7 @@
 """SMS reply codes checked per sending number (`sms_code_attempts`), for the lockout.
 
-Revision ID: 0004_sms_attempts
-Revises: 0003_refunds_disputes
+Revision ID: 0005_sms_attempts
+Revises: 0004_last_viewer
 Create Date: 2026-11-24 10:00:00.000000
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0004_sms_attempts"
-down_revision: str | Sequence[str] | None = "0003_refunds_disputes"
+revision: str = "0005_sms_attempts"
+down_revision: str | Sequence[str] | None = "0004_last_viewer"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
