@@ -22,6 +22,10 @@ class Unauthorized(PorticoError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(PorticoError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(PorticoError):
     status, code = 404, "not_found"
 
