@@ -32,6 +32,17 @@ def _first_view_from_events(approver_id: int, events: Sequence[AuditEvent]) -> d
     return None
 
 
+def _portal_client_from_events(approver_id: int, events: Sequence[AuditEvent]) -> int | None:
+    """The portal client whose session this approver's decision came through, per the trail."""
+    prefix = f"approver:{approver_id}:"
+    for event in reversed(events):
+        if event.type in ("approved", "declined") and event.actor.startswith(prefix):
+            evidence = (event.data or {}).get("evidence") or {}
+            client_id = evidence.get("portal_client_id")
+            return client_id if isinstance(client_id, int) else None
+    return None
+
+
 def _upload_of_record(approvers: Sequence[Approver]) -> Approver | None:
     """The approved approver whose uploaded PDF is the document of record (latest one wins)."""
     uploaders = [a for a in approvers if a.status == APPROVED and a.uploaded_pdf]
@@ -168,4 +179,5 @@ class DocumentActivities:
             notes=approver.notes,
             consent=bool(approver.consent),
             decline_reason=approver.decline_reason,
+            portal_client_id=_portal_client_from_events(approver.id, events),
         )

@@ -507,6 +507,7 @@ class CertificateSigner:
     notes: str | None
     consent: bool
     decline_reason: str | None = None
+    portal_client_id: int | None = None  # decided in a client portal session of this client
 
 
 @dataclass(frozen=True)
@@ -644,6 +645,8 @@ def _signer_block(
 ) -> list[Flowable]:
     name = _one_line(signer.name, 300) or "(unnamed signer)"
     channel = _CHANNEL_LABELS.get(signer.channel or "", signer.channel)
+    if signer.portal_client_id is not None:
+        channel = f"{channel or 'Web'} via client portal (client #{signer.portal_client_id})"
     decided_label = "Declined" if signer.status == "declined" else "Decided"
     block: list[Flowable] = [
         Paragraph(f"{index}. {escape(name)}", styles["h3"]),

@@ -367,7 +367,10 @@ class ClientContact(Base):
 
 class SigningLink(Base):
     """An extra, short-lived signing token minted from the portal for one approver (the
-    emailed link keeps working: only its hash is stored, so it cannot be re-sent)."""
+    emailed link keeps working: only its hash is stored, so it cannot be re-sent).
+
+    The client and portal session it was minted from go into the evidence of a decision
+    made through it; rows without a client predate that and no longer open anything."""
 
     __tablename__ = "signing_links"
 
@@ -376,6 +379,8 @@ class SigningLink(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
+    portal_session_id: Mapped[int | None] = mapped_column(ForeignKey("portal_sessions.id"))
 
 
 class ShareLink(Base):

@@ -3,7 +3,9 @@ client's ids are simply not found), bookings, service requests, contact details,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -11,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from bots.parse import bare_phone
 from portico import tokens
-from portico.errors import Invalid, NotFound
+from portico.errors import Forbidden, Invalid, NotFound
 from portico.models import (
     Approval,
     Approver,
@@ -22,6 +25,7 @@ from portico.models import (
     Document,
     Invoice,
     Payment,
+    PortalSession,
     PortalSettings,
     Project,
     ServiceRequest,
@@ -38,6 +42,7 @@ from portico.portal_schemas import (
 )
 from portico.service import iso, project_json
 from portico.settings import Settings
+from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 
 COMPLETE_STATUSES = ("complete", "completed", "closed")
 SIGNING_LINK_TTL = timedelta(hours=2)
@@ -114,18 +119,82 @@ def service_request_json(item: ServiceRequest) -> dict[str, Any]:
     }
 
 
+def is_the_client(approver: Approver, client: Client) -> bool:
+    """Whether the approver is this client: the same email (any case) or the same phone."""
+    email = client.email.strip().lower()
+    if email and (approver.email or "").strip().lower() == email:
+        return True
+    phone = bare_phone(client.phone or "")
+    return bool(phone) and bare_phone(approver.phone or "") == phone
+
+
 @dataclass
 class ApprovalRow:
-    """An approval as the portal lists it."""
+    """An approval as the portal lists it, with its approvers; `mine` are those that are the
+    signed-in client (CONTRACT section 8: the client signs only as one of them)."""
 
     approval: Approval
     document: Document
+    approvers: list[Approver] = field(default_factory=list)
+    mine: list[Approver] = field(default_factory=list)
 
     @property
-    def signable(self) -> bool:
+    def open(self) -> bool:
         return self.approval.status in ("pending", "partially_approved") and not (
             self.approval.expires_at and self.approval.expires_at <= utcnow()
         )
+
+    @property
+    def turn(self) -> list[Approver]:
+        """Whose turn it is (nobody's once the request is closed)."""
+        if not self.open:
+            return []
+        return [a for a in self.approvers if a.status in ACTIVE_APPROVER_STATUSES]
+
+    @property
+    def signable(self) -> bool:
+        """Open, and it is the client's own turn."""
+        return any(a.status in ACTIVE_APPROVER_STATUSES for a in self.mine) and self.open
+
+    @property
+    def signer(self) -> Approver | None:
+        """The approver the client's signing page opens: theirs whose turn it is, else one
+        that has decided, else their first; None when the client is not an approver."""
+        return (
+            next((a for a in self.mine if a.status in ACTIVE_APPROVER_STATUSES), None)
+            or next((a for a in self.mine if a.status in (APPROVED, DECLINED)), None)
+            or next(iter(self.mine), None)
+        )
+
+
+async def approval_rows(
+    session: AsyncSession, client: Client, pairs: Iterable[tuple[Approval, Document]]
+) -> list[ApprovalRow]:
+    """ApprovalRows of these (approval, document) pairs, their approvers loaded in one query."""
+    pairs = list(pairs)
+    by_approval: dict[int, list[Approver]] = defaultdict(list)
+    if pairs:
+        approvers = await session.scalars(
+            select(Approver)
+            .where(Approver.approval_id.in_([a.id for a, _ in pairs]))
+            .order_by(Approver.approval_id, Approver.position)
+        )
+        for approver in approvers:
+            by_approval[approver.approval_id].append(approver)
+    rows = []
+    for approval, document in pairs:
+        everyone = by_approval[approval.id]
+        mine = [a for a in everyone if is_the_client(a, client)]
+        rows.append(ApprovalRow(approval, document, everyone, mine))
+    return rows
+
+
+@dataclass(frozen=True)
+class PortalOrigin:
+    """The portal session a signing token was minted from (evidence of a decision)."""
+
+    client_id: int
+    session_id: int | None
 
 
 @dataclass
@@ -197,7 +266,7 @@ class PortalStore:
                 .where(Document.project_id.in_(ids))
                 .order_by(Approval.id.desc())
             )
-            approvals = [ApprovalRow(a, d) for a, d in rows]
+            approvals = await approval_rows(session, client, rows)
             booking_query = select(Booking).where(Booking.client_id == client_id)
             if project_id is not None:
                 booking_query = booking_query.where(Booking.project_id == project_id)
@@ -264,6 +333,7 @@ class PortalStore:
         return booking
 
     async def approval(self, client_id: int, approval_id: int) -> ApprovalRow:
+        client, _ = await self.client(client_id)
         async with self.sessions() as session:
             row = (
                 await session.execute(
@@ -273,40 +343,40 @@ class PortalStore:
                     .where(Approval.id == approval_id, Project.client_id == client_id)
                 )
             ).first()
-        if row is None:
-            raise NotFound("There is no such approval request in your account.")
-        return ApprovalRow(row[0], row[1])
+            if row is None:
+                raise NotFound("There is no such approval request in your account.")
+            (found,) = await approval_rows(session, client, [row])
+        return found
 
-    async def signing_token(self, client_id: int, approval_id: int) -> str:
-        """A new short-lived signing token for this client's approver on the request.
+    async def signing_token(self, client_id: int, session_hash: str, row: ApprovalRow) -> str:
+        """A new short-lived signing token for the client's own approver on the request
+        (`row.signer`), minted from the portal session with this hash.
 
         The emailed link's token is stored only as a hash, so it cannot be shown again; an
         extra token (table signing_links) opens the same approver's page and expires soon.
-        The approver is the one with the client's email, else the one whose turn it is.
+        A request that waits only on other people gets no token (CONTRACT section 8).
         """
-        row = await self.approval(client_id, approval_id)
-        client, _ = await self.client(client_id)
-        async with self.sessions() as session, session.begin():
-            approvers = list(
-                await session.scalars(
-                    select(Approver)
-                    .where(Approver.approval_id == row.approval.id)
-                    .order_by(Approver.position)
-                )
+        approver = row.signer
+        if approver is None:
+            raise Forbidden(
+                "Only the people asked to approve this request can sign it; "
+                "you can follow its progress here."
             )
-            email = client.email.strip().lower()
-            chosen = (
-                next((a for a in approvers if (a.email or "").lower() == email), None)
-                or next((a for a in approvers if a.status in ("pending", "viewed")), None)
-                or next((a for a in approvers if a.status in ("approved", "declined")), None)
-                or approvers[0]
+        async with self.sessions() as session, session.begin():
+            portal_session_id = await session.scalar(
+                select(PortalSession.id).where(
+                    PortalSession.session_hash == session_hash,
+                    PortalSession.client_id == client_id,
+                )
             )
             token = tokens.new_token()
             session.add(
                 SigningLink(
-                    approver_id=chosen.id,
+                    approver_id=approver.id,
                     token_hash=tokens.hash_token(token),
                     expires_at=utcnow() + SIGNING_LINK_TTL,
+                    client_id=client_id,
+                    portal_session_id=portal_session_id,
                 )
             )
         return token
@@ -452,15 +522,28 @@ class PortalStore:
         return document
 
 
-async def approver_for_portal_token(session: AsyncSession, token_hash: str) -> Approver | None:
+async def approver_for_portal_token(
+    session: AsyncSession, token_hash: str
+) -> tuple[Approver, PortalOrigin] | None:
     """The approver a portal-minted signing token opens while it is valid, loaded the way the
-    signing page needs it (its request with approvers and document)."""
-    return await session.scalar(
-        select(Approver)
-        .join(SigningLink, SigningLink.approver_id == Approver.id)
-        .where(SigningLink.token_hash == token_hash, SigningLink.expires_at > utcnow())
-        .options(
-            selectinload(Approver.approval).selectinload(Approval.approvers),
-            selectinload(Approver.approval).selectinload(Approval.document),
+    signing page needs it (its request with approvers and document), and where it came from.
+
+    Tokens minted before links recorded their client (they could be for anyone's turn) open
+    nothing; they lived two hours at most."""
+    row = (
+        await session.execute(
+            select(Approver, SigningLink.client_id, SigningLink.portal_session_id)
+            .join(SigningLink, SigningLink.approver_id == Approver.id)
+            .where(
+                SigningLink.token_hash == token_hash,
+                SigningLink.expires_at > utcnow(),
+            )
+            .options(
+                selectinload(Approver.approval).selectinload(Approval.approvers),
+                selectinload(Approver.approval).selectinload(Approval.document),
+            )
         )
-    )
+    ).first()
+    if row is None or row.client_id is None:
+        return None
+    return row.Approver, PortalOrigin(row.client_id, row.portal_session_id)

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from portico import tokens
-from portico.errors import BadRequest, NotFound
+from portico.errors import BadRequest, Forbidden, NotFound
 from portico.invoices import Billing, pay_token
 from portico.mailer import Mailer
 from portico.portal import COMPLETE_STATUSES, PortalStore, service_request_json
@@ -345,6 +345,7 @@ async def dashboard(request: web.Request, who: PortalIdentity) -> web.Response:
             "past": [b for b in view.bookings if b.date < today][-5:],
             "open_invoices": [i for i in view.invoices if i.status in ("open", "partially_paid")],
             "pending_approvals": [a for a in view.approvals if a.signable],
+            "others_turn": [a for a in view.approvals if a.open and not a.signable],
         },
     )
 
@@ -360,11 +361,26 @@ async def project_page(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/portal/approvals/{id}")
+async def approval_page(request: web.Request) -> web.Response:
+    """A request of the client's projects, read-only: its status and whose turn it is."""
+    who = await signed_in(request)
+    row = await request.app[STORE].approval(who.client_id, path_int(request))
+    return await render(request, "approval.html", {"title": row.document.title, "row": row})
+
+
 @routes.get("/portal/approvals/{id}/sign")
 async def approval_sign(request: web.Request) -> web.Response:
-    """Open the request's signing page with a freshly minted, short-lived token."""
+    """Open the client's own signing page with a freshly minted, short-lived token; a request
+    the client is not an approver of gets its read-only page with a 403 and no token."""
     who = await signed_in(request)
-    token = await request.app[STORE].signing_token(who.client_id, path_int(request))
+    store = request.app[STORE]
+    row = await store.approval(who.client_id, path_int(request))
+    try:
+        token = await store.signing_token(who.client_id, who.session_hash, row)
+    except Forbidden as err:
+        context = {"title": row.document.title, "row": row, "refused": err.message}
+        return await render(request, "approval.html", context, status=err.status)
     raise web.HTTPSeeOther(f"/s/{token}")
 
 

@@ -31,7 +31,7 @@ from portico.errors import (
 )
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
-from portico.portal import approver_for_portal_token
+from portico.portal import PortalOrigin, approver_for_portal_token
 from portico.service import approver_json
 from web.branding import BRANDING
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
@@ -68,6 +68,7 @@ class Link:
     approval: Approval
     document: Document
     new_version: Document | None = None  # the version that superseded this document
+    portal: PortalOrigin | None = None  # set when the token was minted from the client portal
 
     @property
     def is_open(self) -> bool:
@@ -127,9 +128,12 @@ def _build(model: type[T], columns: list[tuple[str, Any]], row: Any) -> T:
     return obj
 
 
-async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> Approver | None:
+async def load_link(
+    sessions: async_sessionmaker[AsyncSession], token: str
+) -> tuple[Approver, PortalOrigin | None] | None:
     """The approver a signing token opens, with its request, document and fellow approvers
-    (transient objects: read them, never add them to a session)."""
+    (transient objects: read them, never add them to a session), and the portal session the
+    token was minted from, if it was."""
     token_hash = tokens.hash_token(token)
     async with read_connection(sessions) as conn:
         result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
@@ -144,30 +148,33 @@ async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> A
     )
     for approver in approvers:
         approver.__dict__["approval"] = approval
-    return next(a for a in approvers if a.id == rows[0]["me_id"])
+    return next(a for a in approvers if a.id == rows[0]["me_id"]), None
 
 
 async def open_link(request: web.Request) -> Link:
     token = request.match_info["token"]
     if not 16 <= len(token) <= 64:
         raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
-    approver = await load_link(request.app[SESSIONS], token)
-    if approver is None:
+    found = await load_link(request.app[SESSIONS], token)
+    if found is None:
         raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
+    approver, portal = found
     if approver.token_expires_at <= datetime.now(UTC):
         raise NotFound("This signing link has expired. Please ask the sender for a new one.")
     new_version = None
     if new_id := approver.approval.superseded_by_document_id:
         async with request.app[SESSIONS]() as session:
             new_version = await session.get(Document, new_id)
-    return Link(token, approver, approver.approval, approver.approval.document, new_version)
+    return Link(token, approver, approver.approval, approver.approval.document, new_version, portal)
 
 
-def evidence(request: web.Request) -> Evidence:
+def evidence(request: web.Request, link: Link) -> Evidence:
     return Evidence(
         channel="web",
         ip=request.remote,
         user_agent=request.headers.get("User-Agent", "")[:500],
+        portal_client_id=link.portal.client_id if link.portal else None,
+        portal_session_id=link.portal.session_id if link.portal else None,
     )
 
 
@@ -264,7 +271,7 @@ async def record_view(request: web.Request, link: Link, viewer: str) -> None:
         handle = await request.app[TEMPORAL].handle(link.approval.id)
         await handle.signal(
             ApprovalWorkflow.viewed,
-            ViewedSignal(approver_id=link.approver.id, evidence=evidence(request)),
+            ViewedSignal(approver_id=link.approver.id, evidence=evidence(request, link)),
         )
     except Exception:  # the workflow learns of the view next time; the page still works
         pass
@@ -322,7 +329,7 @@ def approve_request(
         signature_name=str(form.get("full_name") or "").strip()[:200],
         notes=str(form.get("notes") or "").strip()[:5000] or None,
         consent=form.get("consent") in ("on", "yes", "true", "1"),
-        evidence=evidence(request),
+        evidence=evidence(request, link),
         **extra,
     )
 
@@ -341,7 +348,9 @@ async def decline(request: web.Request, link: Link, form: dict[str, Any]) -> web
     reason = str(form.get("reason") or "").strip()[:5000]
     if not reason:
         raise Invalid("Please give a reason for declining.")
-    req = DeclineRequest(approver_id=link.approver.id, reason=reason, evidence=evidence(request))
+    req = DeclineRequest(
+        approver_id=link.approver.id, reason=reason, evidence=evidence(request, link)
+    )
     return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.decline, req))
 
 

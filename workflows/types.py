@@ -109,6 +109,10 @@ class Evidence:
     phone: str | None = None
     message_sid: str | None = None
     text: str | None = None
+    # Set when the signing page was opened from a client portal session: which client, and
+    # which session (the portal_sessions row id, never the cookie).
+    portal_client_id: int | None = None
+    portal_session_id: int | None = None
 
 
 @dataclass
