@@ -1,7 +1,7 @@
 """Portal-minted signing links remember the client and portal session they came from.
 
-Revision ID: 0005_portal_evidence
-Revises: 0003_refunds_disputes
+Revision ID: 0006_portal_evidence
+Revises: 0005_sms_attempts
 Create Date: 2026-11-22 10:00:00.000000
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0005_portal_evidence"
-down_revision: str | Sequence[str] | None = "0003_refunds_disputes"
+revision: str = "0006_portal_evidence"
+down_revision: str | Sequence[str] | None = "0005_sms_attempts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
