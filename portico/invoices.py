@@ -1050,6 +1050,9 @@ class Billing:
         became: str | None = None
         excess: Flag | None = None
         if payment is None:
+            if change.status == "failed" and change.session_id is None:
+                # a declined card inside Checkout: the client can still pay in that session
+                return Ignored("no_payment", "A failed attempt; Portico recorded no payment.")
             payment = Payment(
                 invoice_id=invoice.id,
                 amount_cents=change.amount_cents,

@@ -771,3 +771,27 @@ async def test_a_refund_in_another_currency_is_flagged(stripe_stack, fake_stripe
     shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
     assert (shown["status"], shown["paid_cents"]) == ("paid", 120000)
     assert [r["reason"] for r in shown["payment_reviews"]] == ["currency_mismatch"]
+
+
+async def test_a_declined_card_inside_checkout_books_nothing(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    session = await checkout_session(stack, fake_stripe, path)
+    declined = fake_stripe.payment_intent(
+        session,
+        status="requires_payment_method",
+        amount_received=0,
+        last_payment_error={"message": "Your card was declined."},
+    )
+    status, answer = await webhook(stack, wrap("payment_intent.payment_failed", declined))
+    assert (status, answer["result"], answer["ignored"]) == (200, "ignored", "no_payment")
+    await nothing_booked(stack, invoice)
+    assert not await _subjects(stack, "dana@client.test", "Payment failed")
+    # the client pays in the same session: booked once
+    paid = wrap("payment_intent.succeeded", fake_stripe.payment_intent(session))
+    assert (await webhook(stack, paid))[1]["result"] == "applied"
+    completed = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, completed))[1]["result"] == "ignored"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], len(shown["payments"])) == ("paid", 1)
+    assert shown["payments"][0]["stripe_payment_intent_id"] == session["payment_intent"]
