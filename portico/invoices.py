@@ -22,7 +22,7 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
@@ -48,12 +48,20 @@ from portico.models import (
     Payment,
     Project,
     SigningLink,
+    StripeCheckout,
     StripeEvent,
 )
 from portico.portal_schemas import InvoiceIn, PaymentIn
-from portico.schemas import known_id, parse_id
 from portico.service import iso
 from portico.settings import Settings
+from portico.stripe_events import (
+    CHECKOUT_REF,
+    EventEnvelope,
+    Ignored,
+    StripeAdjustment,
+    StripeChange,
+    interpret,
+)
 from workflows.invoice import InvoiceWorkflow
 from workflows.messages import money
 from workflows.types import EmailMessage, InvoiceInput
@@ -67,6 +75,8 @@ SETTLED_PAYMENT = ("succeeded", "refunded", "disputed", "dispute_lost")
 CLOSED_DISPUTE = ("won", "lost", "warning_closed", "prevented")
 STRIPE_MIN_CENTS = 50  # Stripe's minimum charge in USD
 ATTEMPT = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# Stripe keeps an idempotency key for at least 24 hours
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -170,8 +180,14 @@ def balance_cents(invoice: Invoice, payments: list[Payment]) -> int:
     return max(0, invoice.total_cents - invoice.paid_cents - pending_cents(payments))
 
 
-def invoice_json(settings: Settings, invoice: Invoice, payments: list[Payment]) -> dict[str, Any]:
-    return {
+def invoice_json(
+    settings: Settings,
+    invoice: Invoice,
+    payments: list[Payment],
+    reviews: list[StripeEvent] | None = None,
+) -> dict[str, Any]:
+    """The invoice as the API shows it; `reviews` (flagged Stripe events) only where loaded."""
+    shown: dict[str, Any] = {
         "id": invoice.id,
         "number": invoice.number,
         "project_id": invoice.project_id,
@@ -198,7 +214,11 @@ def invoice_json(settings: Settings, invoice: Invoice, payments: list[Payment]) 
         "voided_at": iso(invoice.voided_at),
         "void_reason": invoice.void_reason,
         "payments": [payment_json(p) for p in payments],
+        "overpaid_cents": max(0, invoice.paid_cents - invoice.total_cents),
     }
+    if reviews is not None:
+        shown["payment_reviews"] = [review_json(r) for r in reviews]
+    return shown
 
 
 def invoice_email_context(
@@ -218,137 +238,91 @@ def invoice_email_context(
     }
 
 
-@dataclass
-class StripeChange:
-    """What one Stripe event means for Portico's payments."""
+@dataclass(frozen=True)
+class Flag:
+    """Why a Stripe event needs a person: it is recorded, staff are emailed, the API shows it."""
 
-    invoice_id: int
-    status: str  # pending | succeeded | failed
-    method: str
-    amount_cents: int
-    currency: str
-    session_id: str | None
-    payment_intent_id: str | None
-    failure_reason: str | None = None
+    reason: str
+    detail: str
 
 
-def _id_of(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None
+FLAG_LABELS = {
+    "unknown_invoice": "names an invoice that does not exist",
+    "unknown_checkout": "is not from a Checkout Session Portico created",
+    "invoice_mismatch": "names another invoice than its Checkout Session",
+    "session_mismatch": "names another Checkout Session than Portico recorded",
+    "payment_intent_mismatch": "names another PaymentIntent than the payment recorded",
+    "currency_mismatch": "is in another currency than the invoice",
+    "amount_mismatch": "is for another amount than Portico asked for",
+    "overpaid": "is more than was still due",
+}
 
 
-def _invoice_id(obj: dict[str, Any]) -> int | None:
-    raw = (obj.get("metadata") or {}).get("invoice_id") or obj.get("client_reference_id")
-    value = parse_id(str(raw)) if isinstance(raw, str | int) else None
-    return value if known_id(value) else None
+def still_due(invoice: Invoice, payments: list[Payment]) -> int:
+    """What a new payment may still cover: nothing on a void invoice, else the balance."""
+    return 0 if invoice.status == "void" else balance_cents(invoice, payments)
 
 
-def interpret_event(event: dict[str, Any]) -> StripeChange | None:
-    """Map a Stripe event to a payment change; None for events Portico does not act on."""
-    kind = str(event.get("type", ""))
-    obj = (event.get("data") or {}).get("object") or {}
-    invoice_id = _invoice_id(obj)
-    if invoice_id is None:
-        return None
-    currency = str(obj.get("currency") or "usd").upper()
-    if kind.startswith("checkout.session."):
-        common: dict[str, Any] = {
-            "invoice_id": invoice_id,
-            "amount_cents": int(obj.get("amount_total") or 0),
-            "currency": currency,
-            "session_id": _id_of(obj.get("id")),
-            "payment_intent_id": _id_of(obj.get("payment_intent")),
-        }
-        if kind == "checkout.session.completed":
-            if obj.get("payment_status") == "paid":
-                return StripeChange(status="succeeded", method="card", **common)
-            if obj.get("payment_status") == "unpaid":  # ACH debit: settles days later
-                return StripeChange(status="pending", method="us_bank_account", **common)
-            return None
-        if kind == "checkout.session.async_payment_succeeded":
-            return StripeChange(status="succeeded", method="us_bank_account", **common)
-        if kind == "checkout.session.async_payment_failed":
-            return StripeChange(
-                status="failed",
-                method="us_bank_account",
-                failure_reason="The bank payment failed.",
-                **common,
-            )
-        return None
-    if kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        error = obj.get("last_payment_error") or {}
-        types = obj.get("payment_method_types") or ["card"]
-        return StripeChange(
-            invoice_id=invoice_id,
-            status="succeeded" if kind.endswith("succeeded") else "failed",
-            method=str(types[0]) if len(types) == 1 else "stripe",
-            amount_cents=int(obj.get("amount_received") or obj.get("amount") or 0),
-            currency=currency,
-            session_id=None,
-            payment_intent_id=_id_of(obj.get("id")),
-            failure_reason=error.get("message") if isinstance(error, dict) else None,
+def terms_mismatch(
+    change: StripeChange, currency: str, amount_cents: int, what: str
+) -> Flag | None:
+    """A payment event must be in `currency` and, unless it failed, for exactly `amount_cents`
+    (what Portico asked Stripe for, or the payment already recorded)."""
+    if change.currency != currency:
+        return Flag(
+            "currency_mismatch",
+            f"The event is in {change.currency or 'no currency'}; {what} is in {currency}.",
+        )
+    if change.status != "failed" and change.amount_cents != amount_cents:
+        return Flag(
+            "amount_mismatch",
+            f"The event is for {money(change.amount_cents, currency)}; "
+            f"{what} is for {money(amount_cents, currency)}.",
         )
     return None
 
 
-@dataclass
-class StripeAdjustment:
-    """What a refund or dispute event reports about an existing Stripe payment: a state (the
-    charge's cumulative refunds, the dispute's status), never a delta."""
-
-    kind: str  # refund | dispute
-    payment_intent_id: str | None
-    charge_id: str | None
-    amount_cents: int  # refund: the charge's amount; dispute: the disputed amount
-    currency: str
-    refunded_cents: int = 0  # refund: the charge's `amount_refunded`
-    dispute_id: str | None = None
-    dispute_status: str | None = None
-    evidence_due_by: int | None = None  # dispute: unix time
-
-
-def interpret_adjustment(event: dict[str, Any]) -> StripeAdjustment | None:
-    """Map `charge.refunded` and `charge.dispute.*` to an adjustment; None for anything else."""
-    kind = str(event.get("type", ""))
-    obj = (event.get("data") or {}).get("object") or {}
-    if not isinstance(obj, dict):
-        return None
-    currency = str(obj.get("currency") or "usd").upper()
-    if kind == "charge.refunded" and obj.get("object", "charge") == "charge":
-        amount = int(obj.get("amount") or 0)
-        refunded = obj.get("amount_refunded")
-        if refunded is None:
-            refunded = amount if obj.get("refunded") else 0
-        adjustment = StripeAdjustment(
-            kind="refund",
-            payment_intent_id=_id_of(obj.get("payment_intent")),
-            charge_id=_id_of(obj.get("id")),
-            amount_cents=amount,
-            currency=currency,
-            refunded_cents=max(0, int(refunded)),
+def checkout_mismatch(change: StripeChange, checkout: StripeCheckout) -> Flag | None:
+    """Whether an event contradicts the Checkout Session Portico created."""
+    if change.invoice_id != checkout.invoice_id:
+        return Flag(
+            "invoice_mismatch",
+            f"The event names invoice {change.invoice_id}; its Checkout Session was made "
+            f"for invoice {checkout.invoice_id}.",
         )
-    elif kind.startswith("charge.dispute.") and obj.get("object", "dispute") == "dispute":
-        status = str(obj.get("status") or "")
-        if not status:
-            return None
-        details = obj.get("evidence_details") or {}
-        due_by = details.get("due_by") if isinstance(details, dict) else None
-        adjustment = StripeAdjustment(
-            kind="dispute",
-            payment_intent_id=_id_of(obj.get("payment_intent")),
-            charge_id=_id_of(obj.get("charge")),
-            amount_cents=max(0, int(obj.get("amount") or 0)),
-            currency=currency,
-            dispute_id=_id_of(obj.get("id")),
-            dispute_status=status[:40],
-            evidence_due_by=int(due_by) if isinstance(due_by, int) else None,
+    if change.session_id and checkout.session_id and change.session_id != checkout.session_id:
+        return Flag(
+            "session_mismatch",
+            f"The event's session {change.session_id} is not {checkout.session_id}.",
         )
-    else:
+    return terms_mismatch(change, checkout.currency, checkout.amount_cents, "the Checkout Session")
+
+
+def overpayment(amount_cents: int, due_cents: int, currency: str) -> Flag | None:
+    """A verified payment of more than is still due: booked (the money arrived), and flagged
+    so staff refund the excess."""
+    excess = amount_cents - max(0, due_cents)
+    if excess <= 0:
         return None
-    if adjustment.payment_intent_id is None and adjustment.charge_id is None:
-        return None
-    return adjustment
+    return Flag(
+        "overpaid",
+        f"{money(amount_cents, currency)} arrived when {money(max(0, due_cents), currency)} "
+        f"was due: refund {money(excess, currency)} in Stripe.",
+    )
+
+
+def review_json(row: StripeEvent) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "type": row.type,
+        "invoice_id": row.invoice_id,
+        "reason": row.reason,
+        "message": row.detail,
+        "amount_cents": row.amount_cents,
+        "currency": row.currency,
+        "payment_intent_id": row.payment_intent_id,
+        "received_at": iso(row.received_at),
+    }
 
 
 TRANSITIONS = {
@@ -379,6 +353,35 @@ class PaymentOutcome:
     client: Client
     project: Project
     payments: list[Payment]
+    flag: Flag | None = None  # booked, and staff must look at it (an overpayment)
+
+
+@dataclass
+class Review:
+    """A Stripe event flagged for staff, with the invoice it names when there is one."""
+
+    flag: Flag
+    invoice: Invoice | None = None
+    client: Client | None = None
+    project: Project | None = None
+    payments: list[Payment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """The webhook's answer: `result` plus the reason it was ignored or flagged."""
+
+    result: str  # applied | duplicate | ignored | flagged
+    ignored: str | None = None
+    flagged: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"received": True, "result": self.result}
+        if self.ignored:
+            answer["ignored"] = self.ignored
+        if self.flagged:
+            answer["flagged"] = self.flagged
+        return answer
 
 
 @dataclass
@@ -394,6 +397,33 @@ class AdjustmentOutcome:
     invoice_status_before: str
     refunded_before: int
     notices: list[str]  # refunded | dispute_opened | dispute_closed
+
+
+def record_outcome(
+    row: StripeEvent,
+    meaning: StripeChange | StripeAdjustment | Ignored,
+    result: PaymentOutcome | AdjustmentOutcome | Review | Ignored,
+) -> None:
+    """Write on the event's row what it reported and what became of it."""
+    if isinstance(meaning, StripeChange | StripeAdjustment):
+        row.amount_cents = meaning.amount_cents
+        row.currency = meaning.currency[:3] or None
+        row.payment_intent_id = meaning.payment_intent_id
+    if isinstance(meaning, StripeChange):
+        row.invoice_id = meaning.invoice_id
+    flag: Flag | None = None
+    if isinstance(result, Ignored):
+        row.outcome, row.reason, row.detail = "ignored", result.reason, result.detail
+    elif isinstance(result, Review):
+        flag = result.flag
+        if result.invoice is not None:
+            row.invoice_id = result.invoice.id
+    else:
+        row.outcome = "applied"
+        row.invoice_id = result.invoice.id
+        flag = result.flag if isinstance(result, PaymentOutcome) else None
+    if flag is not None:
+        row.outcome, row.reason, row.detail = "flagged", flag.reason, flag.detail
 
 
 # --- the service ----------------------------------------------------------------------------
@@ -572,7 +602,17 @@ class Billing:
 
     async def get_invoice(self, invoice_id: int) -> dict[str, Any]:
         invoice, payments = await self.load(invoice_id)
-        return invoice_json(self.settings, invoice, payments)
+        return invoice_json(
+            self.settings, invoice, payments, await self.payment_reviews(invoice_id)
+        )
+
+    async def payment_reviews(self, invoice_id: int | None = None) -> list[StripeEvent]:
+        """Flagged Stripe events, newest first: of one invoice, or all of them."""
+        query = select(StripeEvent).where(StripeEvent.outcome == "flagged")
+        if invoice_id is not None:
+            query = query.where(StripeEvent.invoice_id == invoice_id)
+        async with self.sessions() as session:
+            return list(await session.scalars(query.order_by(StripeEvent.id.desc()).limit(500)))
 
     async def list_invoices(
         self, client_id: int | None = None, status: str | None = None
@@ -767,8 +807,13 @@ class Billing:
             raise Invalid(f"The smallest payment is {money(STRIPE_MIN_CENTS, invoice.currency)}.")
         if not ATTEMPT.match(attempt):
             attempt = secrets.token_urlsafe(12)
+        checkout = await self._record_checkout(invoice, amount, balance, attempt)
         methods = ["card", "us_bank_account"] if invoice.currency == "USD" else ["card"]
-        metadata = {"invoice_id": str(invoice.id), "invoice_number": invoice.number}
+        metadata = {
+            "invoice_id": str(invoice.id),
+            "invoice_number": invoice.number,
+            CHECKOUT_REF: checkout.ref,
+        }
         base = f"/pay/{token}"
         params: dict[str, Any] = {
             "mode": "payment",
@@ -791,7 +836,7 @@ class Billing:
         }
         if client.email:
             params["customer_email"] = client.email
-        key = f"portico-checkout-{invoice.id}-{amount}-{attempt}"
+        key = f"portico-checkout-{checkout.ref}"
         try:
             session = await asyncio.to_thread(
                 self.stripe_client().v1.checkout.sessions.create,
@@ -803,12 +848,53 @@ class Billing:
             raise Unavailable(
                 "The payment provider did not answer; nothing was charged. Please try again."
             ) from err
+        await self._link_session(checkout, str(session.id))
         return str(session.url)
 
-    def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
-        """The event, if its Stripe-Signature is valid and recent; else BadRequest (400)."""
-        import json
+    async def _record_checkout(
+        self, invoice: Invoice, amount: int, balance: int, attempt: str
+    ) -> StripeCheckout:
+        """The StripeCheckout row of this Pay form (one per invoice, amount and attempt, so a
+        double click is one Checkout Session), written before Stripe is asked. A form older
+        than Stripe keeps idempotency keys gets a fresh attempt, so one row never names two
+        sessions."""
+        for _ in range(3):
+            ref = f"{invoice.id}-{amount}-{attempt}"
+            try:
+                async with self.sessions() as session, session.begin():
+                    row = StripeCheckout(
+                        invoice_id=invoice.id,
+                        ref=ref,
+                        amount_cents=amount,
+                        currency=invoice.currency,
+                        due_cents=balance,
+                    )
+                    session.add(row)
+                return row
+            except IntegrityError:
+                async with self.sessions() as session:
+                    earlier = await session.scalar(
+                        select(StripeCheckout).where(StripeCheckout.ref == ref)
+                    )
+                fresh = datetime.now(UTC) - IDEMPOTENCY_WINDOW
+                if earlier is not None and earlier.created_at > fresh:
+                    return earlier
+                attempt = secrets.token_urlsafe(12)
+        raise Unavailable("Could not start the payment; please try again.")
 
+    async def _link_session(self, checkout: StripeCheckout, session_id: str) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(
+                    update(StripeCheckout)
+                    .where(StripeCheckout.id == checkout.id, StripeCheckout.session_id.is_(None))
+                    .values(session_id=session_id)
+                )
+        except IntegrityError:  # Stripe gave one session to two forms: events will be flagged
+            log.error("checkout session %s is already linked elsewhere", session_id)
+
+    def verify_event(self, payload: bytes, signature: str | None) -> EventEnvelope:
+        """The event, if its Stripe-Signature is valid and recent; else BadRequest (400)."""
         import stripe
 
         secret = self.settings.stripe_webhook_secret
@@ -816,76 +902,157 @@ class Billing:
             raise BadRequest("Stripe webhooks are not configured.", code="not_configured")
         try:
             text = payload.decode("utf-8")
-            stripe.Webhook.construct_event(text, signature or "", secret)
-            event = json.loads(text)
+            # the signature only: the client's own event parsing fails on some signed JSON
+            stripe.WebhookSignature.verify_header(
+                text, signature or "", secret, stripe.Webhook.DEFAULT_TOLERANCE
+            )
+            return EventEnvelope.model_validate_json(text)
         except stripe.SignatureVerificationError as err:
             raise BadRequest("The Stripe signature is not valid.", code="bad_signature") from err
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError) as err:  # ValidationError is a ValueError
             raise BadRequest("The payload is not a Stripe event.", code="bad_payload") from err
-        if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-            raise BadRequest("The payload is not a Stripe event.", code="bad_payload")
-        return event
 
-    async def apply_event(self, event: dict[str, Any]) -> str:
-        """Apply one verified event exactly once: 'applied', 'duplicate' or 'ignored' (also
-        for events about payments Portico does not know: they are recorded, and Stripe gets
-        its 200 so it does not retry them for days)."""
-        change = interpret_event(event)
-        adjustment = interpret_adjustment(event) if change is None else None
-        outcome: PaymentOutcome | None = None
-        adjusted: AdjustmentOutcome | None = None
+    async def apply_event(self, event: EventEnvelope) -> EventResult:
+        """Apply one verified event exactly once. An event that is malformed or not about a
+        Portico payment is recorded as ignored; one that contradicts what Portico asked Stripe
+        for is recorded as flagged and staff are told. Stripe gets its 200 either way, so it
+        does not retry them for days."""
+        meaning = interpret(event)
         try:
             async with self.sessions() as session, session.begin():
-                row = StripeEvent(
-                    event_id=str(event["id"])[:255],
-                    type=str(event["type"])[:100],
-                    invoice_id=change.invoice_id if change else None,
-                )
+                row = StripeEvent(event_id=event.id, type=event.type)
                 session.add(row)
                 await session.flush()  # a duplicate delivery stops here
-                if change is not None:
-                    outcome = await self._apply_change(session, change)
-                elif adjustment is not None:
-                    adjusted = await self._apply_adjustment(session, adjustment)
-                    if adjusted is not None:
-                        row.invoice_id = adjusted.invoice.id
+                result: PaymentOutcome | AdjustmentOutcome | Review | Ignored
+                if isinstance(meaning, StripeChange):
+                    result = await self._apply_change(session, meaning)
+                elif isinstance(meaning, StripeAdjustment):
+                    result = await self._apply_adjustment(session, meaning)
+                else:
+                    result = meaning
+                record_outcome(row, meaning, result)
         except IntegrityError:
             async with self.sessions() as session:
                 seen = await session.scalar(
-                    select(StripeEvent.id).where(StripeEvent.event_id == str(event["id"]))
+                    select(StripeEvent.id).where(StripeEvent.event_id == event.id)
                 )
             if seen is not None:
-                return "duplicate"
+                return EventResult("duplicate")
             raise
-        if adjusted is not None:
-            await self.after_adjustment(adjusted)
-            return "applied"
-        if outcome is None:
-            return "ignored"
-        await self.after_payment(outcome)
-        return "applied"
+        if isinstance(result, Ignored):
+            log.info("stripe event %s %s ignored: %s", event.id, event.type, result.detail)
+            return EventResult("ignored", ignored=result.reason)
+        if isinstance(result, Review):
+            log.warning("stripe event %s %s flagged: %s", event.id, event.type, result.flag.detail)
+            await self.after_review(event, result)
+            return EventResult("flagged", flagged=result.flag.reason)
+        if isinstance(result, AdjustmentOutcome):
+            await self.after_adjustment(result)
+            return EventResult("applied")
+        await self.after_payment(result)
+        if result.flag is None:
+            return EventResult("applied")
+        log.warning("stripe event %s %s flagged: %s", event.id, event.type, result.flag.detail)
+        await self.after_review(
+            event,
+            Review(result.flag, result.invoice, result.client, result.project, result.payments),
+        )
+        return EventResult("applied", flagged=result.flag.reason)
 
-    async def _apply_change(
+    async def _review(self, session: AsyncSession, invoice: Invoice, flag: Flag) -> Review:
+        project, client = await self._owner(session, invoice)
+        return Review(flag, invoice, client, project, await self._payments(session, invoice.id))
+
+    async def _checkout_for(
         self, session: AsyncSession, change: StripeChange
-    ) -> PaymentOutcome | None:
-        try:
-            invoice = await self._lock(session, change.invoice_id)
-        except NotFound:
-            log.warning("stripe event for unknown invoice %s", change.invoice_id)
-            return None
+    ) -> StripeCheckout | None:
+        """The Checkout Session Portico created that the event is about (by the reference in
+        its metadata, else by session id)."""
+        if change.checkout_ref:
+            checkout = await session.scalar(
+                select(StripeCheckout).where(StripeCheckout.ref == change.checkout_ref)
+            )
+            if checkout is not None:
+                return checkout
+        if change.session_id:
+            return await session.scalar(
+                select(StripeCheckout).where(StripeCheckout.session_id == change.session_id)
+            )
+        return None
+
+    @staticmethod
+    async def _payment_for(
+        session: AsyncSession, change: StripeChange, checkout: StripeCheckout | None
+    ) -> Payment | None:
+        """The payment already booked for this checkout, session or PaymentIntent, if any."""
         keys = []
+        if checkout is not None:
+            keys.append(Payment.stripe_checkout_id == checkout.id)
         if change.session_id:
             keys.append(Payment.stripe_checkout_session_id == change.session_id)
         if change.payment_intent_id:
             keys.append(Payment.stripe_payment_intent_id == change.payment_intent_id)
-        payment = await session.scalar(
-            select(Payment).where(Payment.invoice_id == invoice.id, or_(*keys))
+        return await session.scalar(
+            select(Payment)
+            .where(Payment.source == "stripe", or_(*keys))
+            .order_by(Payment.id)
+            .limit(1)
+            .execution_options(populate_existing=True)
         )
+
+    async def _apply_change(
+        self, session: AsyncSession, change: StripeChange
+    ) -> PaymentOutcome | Review | Ignored:
+        """Book or move the one payment of a Checkout Session, whichever event reports it
+        (checkout.session.*, with or without its PaymentIntent, or payment_intent.*)."""
+        try:
+            invoice = await self._lock(session, change.invoice_id)
+        except NotFound:
+            return Review(Flag("unknown_invoice", f"Invoice {change.invoice_id} does not exist."))
+        checkout = await self._checkout_for(session, change)
+        payment = await self._payment_for(session, change, checkout)
+        flag: Flag | None
+        if payment is not None and payment.invoice_id != invoice.id:
+            flag = Flag(
+                "invoice_mismatch",
+                f"Its payment is booked on invoice {payment.invoice_id}, "
+                f"not on invoice {invoice.id}.",
+            )
+        elif checkout is not None:
+            flag = checkout_mismatch(change, checkout)
+        elif payment is not None:  # booked before Portico recorded its Checkout Sessions
+            flag = terms_mismatch(
+                change, payment.currency, payment.amount_cents, "the payment recorded"
+            )
+        elif change.status == "failed":
+            return Ignored("no_payment", "A failed attempt; Portico recorded no such payment.")
+        else:
+            flag = Flag(
+                "unknown_checkout",
+                "No Checkout Session Portico created matches its metadata or session id.",
+            )
+        if (
+            flag is None
+            and payment is not None
+            and payment.stripe_payment_intent_id
+            and change.payment_intent_id
+            and payment.stripe_payment_intent_id != change.payment_intent_id
+        ):
+            flag = Flag(
+                "payment_intent_mismatch",
+                f"The payment was made by {payment.stripe_payment_intent_id}, "
+                f"the event names {change.payment_intent_id}.",
+            )
+        if flag is not None:
+            return await self._review(session, invoice, flag)
+        due = still_due(invoice, await self._payments(session, invoice.id))
         now = datetime.now(UTC)
         became: str | None = None
+        excess: Flag | None = None
         if payment is None:
             if change.status == "failed" and change.session_id is None:
-                return None  # a failed card attempt inside Checkout: nothing was recorded
+                # a declined card inside Checkout: the client can still pay in that session
+                return Ignored("no_payment", "A failed attempt; Portico recorded no payment.")
             payment = Payment(
                 invoice_id=invoice.id,
                 amount_cents=change.amount_cents,
@@ -894,6 +1061,7 @@ class Billing:
                 status=change.status,
                 source="stripe",
                 reference=change.session_id or change.payment_intent_id,
+                stripe_checkout_id=checkout.id if checkout else None,
                 stripe_checkout_session_id=change.session_id,
                 stripe_payment_intent_id=change.payment_intent_id,
                 failure_reason=change.failure_reason,
@@ -901,7 +1069,12 @@ class Billing:
             )
             session.add(payment)
             became = change.status
+            if change.status != "failed":
+                excess = overpayment(change.amount_cents, due, invoice.currency)
         else:
+            payment.stripe_checkout_id = payment.stripe_checkout_id or (
+                checkout.id if checkout else None
+            )
             payment.stripe_checkout_session_id = (
                 payment.stripe_checkout_session_id or change.session_id
             )
@@ -909,6 +1082,8 @@ class Billing:
                 payment.stripe_payment_intent_id or change.payment_intent_id
             )
             if change.status in TRANSITIONS.get(payment.status, ()):
+                if payment.status == "failed":  # a pending payment was counted as in flight
+                    excess = overpayment(payment.amount_cents, due, invoice.currency)
                 payment.status = change.status
                 became = change.status
                 if change.status == "succeeded":
@@ -920,15 +1095,15 @@ class Billing:
                     payment.failure_reason = change.failure_reason
         payments = await self._recompute(session, invoice)
         if became is None:
-            return None
+            return Ignored("no_change", "The payment is already recorded in that state.")
         project, client = await self._owner(session, invoice)
-        return PaymentOutcome(invoice, payment, became, client, project, payments)
+        return PaymentOutcome(invoice, payment, became, client, project, payments, excess)
 
     async def _apply_adjustment(
         self, session: AsyncSession, adjustment: StripeAdjustment
-    ) -> AdjustmentOutcome | None:
-        """Record a refund or dispute on its payment; None if Portico has no such payment or
-        the event changes nothing (a repeat, or older than what is recorded)."""
+    ) -> AdjustmentOutcome | Review | Ignored:
+        """Record a refund or dispute on its payment; Ignored if Portico has no such payment
+        or the event changes nothing (a repeat, or older than what is recorded)."""
         keys = []
         if adjustment.payment_intent_id:
             keys.append(Payment.stripe_payment_intent_id == adjustment.payment_intent_id)
@@ -943,7 +1118,7 @@ class Billing:
                 adjustment.payment_intent_id,
                 adjustment.charge_id,
             )
-            return None
+            return Ignored("unknown_payment", "Portico has no payment of that charge.")
         invoice = await self._lock(session, invoice_id)  # then read the payment under the lock
         payment = await session.scalar(
             match.where(Payment.invoice_id == invoice.id)
@@ -951,6 +1126,16 @@ class Billing:
             .execution_options(populate_existing=True)
         )
         assert payment is not None
+        if adjustment.currency != payment.currency:
+            return await self._review(
+                session,
+                invoice,
+                Flag(
+                    "currency_mismatch",
+                    f"The {adjustment.kind} is in {adjustment.currency}; "
+                    f"the payment is in {payment.currency}.",
+                ),
+            )
         refunded_before = payment.refunded_cents or 0
         dispute_before = payment.dispute_status
         status_before = invoice.status
@@ -980,7 +1165,7 @@ class Billing:
         payments = await self._recompute(session, invoice)
         state = (payment.status, payment.dispute_status, payment.disputed_cents)
         if not notices and state == state_before:
-            return None
+            return Ignored("no_change", f"The {adjustment.kind} is already recorded.")
         project, client = await self._owner(session, invoice)
         return AdjustmentOutcome(
             invoice=invoice,
@@ -1047,6 +1232,29 @@ class Billing:
                         "evidence_due_by": due,
                     },
                 )
+
+    async def after_review(self, event: EventEnvelope, review: Review) -> None:
+        """Tell staff of a flagged Stripe event (once per event)."""
+        flag, invoice = review.flag, review.invoice
+        context: dict[str, Any] = {"company_name": self.settings.company_name}
+        if invoice is not None and review.client is not None and review.project is not None:
+            context.update(
+                invoice_email_context(
+                    self.settings, invoice, review.client, review.project, review.payments
+                )
+            )
+        context.update(
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "reason": flag.reason,
+                "label": FLAG_LABELS.get(flag.reason, flag.reason.replace("_", " ")),
+                "detail": flag.detail,
+            }
+        )
+        await self.mailer.send_staff(
+            f"stripe-event-{event.id}:flagged", "staff_payment_review", context
+        )
 
     async def _reminders_state(self, invoice: Invoice) -> str | None:
         """'running' or 'ended' for the invoice's reminder workflow (None: unknown). A refund

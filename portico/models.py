@@ -457,6 +457,10 @@ class Payment(Base):
     stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # the Checkout Session Portico created for it: one payment per checkout (and so per intent)
+    stripe_checkout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stripe_checkouts.id"), unique=True
+    )
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # cumulative, from the charge's `amount_refunded` (only ever grows)
     refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -467,8 +471,29 @@ class Payment(Base):
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StripeCheckout(Base):
+    """A Checkout Session Portico asked Stripe for: what a payment event must match.
+
+    `ref` goes into the session's and its PaymentIntent's metadata (`portico_checkout`), so
+    events of either kind find it even before the session id is known here."""
+
+    __tablename__ = "stripe_checkouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    ref: Mapped[str] = mapped_column(String(120), unique=True)
+    session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    due_cents: Mapped[int] = mapped_column(BigInteger)  # what was due when it was created
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class StripeEvent(Base):
-    """Each Stripe webhook event applied once: inserted in the payment's own transaction."""
+    """Each Stripe webhook event applied once: inserted in the payment's own transaction.
+
+    `outcome` says what became of it: applied, ignored (malformed or not Portico's, with
+    `reason`) or flagged (it did not match what Portico asked for: staff review it)."""
 
     __tablename__ = "stripe_events"
 
@@ -477,3 +502,9 @@ class StripeEvent(Base):
     type: Mapped[str] = mapped_column(String(100))
     invoice_id: Mapped[int | None] = mapped_column(Integer, index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(20), index=True)
+    reason: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))

@@ -2,7 +2,8 @@
 `POST /v1/checkout/sessions` with a checkout.session shaped like Stripe's own (fields copied from
 Stripe's published example objects), records each Idempotency-Key (replaying the first answer
 for a repeated key, as Stripe does), serves a stand-in hosted checkout page, and builds signed
-webhook events, including the `charge` (refunds) and `dispute` objects of a session's payment."""
+webhook events, including the `payment_intent`, `charge` (refunds) and `dispute` objects of a
+session's payment."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def _nested(form: dict[str, str], prefix: str) -> dict[str, str]:
     return out
 
 
+def _metadata(form: dict[str, str], prefix: str) -> dict[str, str]:
+    """`payment_intent_data[metadata][invoice_id]=7` → {"invoice_id": "7"}."""
+    start = prefix + "[metadata]["
+    return {k[len(start) : -1]: v for k, v in form.items() if k.startswith(start)}
+
+
 def _listed(form: dict[str, str], prefix: str) -> list[str]:
     items = sorted(
         (int(k[len(prefix) + 1 : -1]), v)
@@ -43,6 +50,8 @@ class FakeStripe:
     idempotency_keys: list[str | None] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the metadata Portico asked for on each session's PaymentIntent (payment_intent_data)
+    intent_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     _by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def start(self) -> FakeStripe:
@@ -115,6 +124,7 @@ class FakeStripe:
             "url": f"{self.base_url}/c/pay/{session_id}",
         }
         self.sessions[session_id] = session
+        self.intent_metadata[session_id] = _metadata(form, "payment_intent_data")
         if key:
             self._by_key[key] = session
         return web.json_response(session)
@@ -137,6 +147,30 @@ class FakeStripe:
         if event_type == "checkout.session.completed" or "async_payment" in event_type:
             obj["status"] = "complete"
         return wrap(event_type, obj)
+
+    def payment_intent(self, session: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """The succeeded PaymentIntent of a session's payment (the shape of Stripe's example
+        `payment_intent`), with the metadata Portico gave it through `payment_intent_data`."""
+        amount = session["amount_total"]
+        return {
+            "id": session["payment_intent"],
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": amount,
+            "capture_method": "automatic",
+            "client_secret": f"{session['payment_intent']}_secret_{secrets.token_hex(8)}",
+            "created": int(time.time()),
+            "currency": session["currency"],
+            "customer": None,
+            "last_payment_error": None,
+            "latest_charge": self.charge_id(session),
+            "livemode": False,
+            "metadata": dict(self.intent_metadata.get(session["id"], {})),
+            "payment_method_types": ["card"],
+            "status": "succeeded",
+            **changes,
+        }
 
     @staticmethod
     def charge_id(session: dict[str, Any]) -> str:

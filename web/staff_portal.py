@@ -1,5 +1,6 @@
 """Staff API routes (`/api/v1`, bearer key as the rest) for the client portal and billing:
-invitations, bookings, service requests, portal settings, invoices and manual payments."""
+invitations, bookings, service requests, portal settings, invoices, manual payments and the
+Stripe events flagged for review."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from portico.errors import Invalid
+from portico.invoices import review_json
 from portico.portal_schemas import (
     BookingIn,
     BookingUpdateIn,
@@ -156,6 +158,13 @@ async def void_invoice(request: web.Request) -> web.Response:
     return web.json_response(await request.app[BILLING].void_invoice(path_id(request), data.reason))
 
 
+@routes.get("/api/v1/payment-reviews")
+async def payment_reviews(request: web.Request) -> web.Response:
+    """Signed Stripe events flagged for staff (not what Portico asked for, or overpaid)."""
+    reviews = await request.app[BILLING].payment_reviews(int_query(request, "invoice_id"))
+    return web.json_response({"items": [review_json(r) for r in reviews]})
+
+
 # --- OpenAPI --------------------------------------------------------------------------------
 
 MODELS: list[type[BaseModel]] = [
@@ -226,6 +235,19 @@ def openapi_paths(op: Any, json_body: Any) -> dict[str, Any]:
                 ok=201,
                 params=["id"],
             )
+        },
+        "/payment-reviews": {
+            "get": {
+                **op("Stripe events flagged for staff (mismatched, unknown or overpaid)"),
+                "parameters": [
+                    {
+                        "name": "invoice_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer"},
+                    }
+                ],
+            }
         },
         "/invoices/{id}/void": {
             "post": op(

@@ -508,3 +508,290 @@ async def test_refunds_and_disputes_of_unknown_payments_are_recorded(stripe_stac
     shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
     assert shown["payments"] == [] and shown["status"] == "open"
     assert not await staff_mail(stack, "Refund", "Dispute")
+
+
+# --- money trust: a signed event must match the Checkout Session Portico created ------------
+
+
+async def checkout_session(stack, fake: FakeStripe, path: str, amount: str = "") -> dict:
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path, amount=amount)
+    finally:
+        await browser.close()
+    return fake.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+
+
+async def nothing_booked(stack, invoice: dict) -> dict:
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["payments"] == [] and shown["status"] == "open" and shown["paid_cents"] == 0
+    assert not [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+    return shown
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "message"),
+    [
+        (
+            {"currency": "jpy"},
+            "currency_mismatch",
+            "The event is in JPY; the Checkout Session is in USD.",
+        ),
+        (
+            {"amount_total": 0},
+            "amount_mismatch",
+            "The event is for $0.00; the Checkout Session is for $1,200.00.",
+        ),
+        (
+            {"amount_total": 1200000},
+            "amount_mismatch",
+            "The event is for $12,000.00; the Checkout Session is for $1,200.00.",
+        ),
+    ],
+)
+async def test_a_payment_unlike_its_checkout_session_is_flagged_not_booked(
+    stripe_stack, fake_stripe, changes, reason, message
+):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    session = await checkout_session(stack, fake_stripe, path)
+    event = fake_stripe.event(
+        "checkout.session.completed", session, payment_status="paid", **changes
+    )
+    status, answer = await webhook(stack, event)
+    assert (status, answer["result"], answer["flagged"]) == (200, "flagged", reason)
+    assert (await webhook(stack, event))[1]["result"] == "duplicate"
+    shown = await nothing_booked(stack, invoice)
+    [review] = shown["payment_reviews"]
+    assert (review["event_id"], review["reason"], review["message"]) == (
+        event["id"],
+        reason,
+        message,
+    )
+    listed = await stack.api("GET", "/payment-reviews", 200)
+    assert [r["event_id"] for r in listed["items"]] == [event["id"]]
+    [notice] = await staff_mail(stack, "Stripe payment to review")
+    assert "INV-1001" in notice.subject and message in notice.body
+    assert "Nothing was booked" in notice.body
+    # the real payment of that session still books normally
+    real = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, real))[1]["result"] == "applied"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], shown["paid_cents"]) == ("paid", 120000)
+
+
+async def test_a_session_portico_did_not_create_is_flagged(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, _ = await setup_invoice(stack)
+    forged = {
+        "id": "cs_test_not_portico",
+        "object": "checkout.session",
+        "amount_total": 120000,
+        "currency": "usd",
+        "metadata": {"invoice_id": str(invoice["id"])},
+        "payment_intent": "pi_not_portico",
+        "payment_status": "paid",
+    }
+    status, answer = await webhook(stack, wrap("checkout.session.completed", forged))
+    assert (status, answer["result"], answer["flagged"]) == (200, "flagged", "unknown_checkout")
+    shown = await nothing_booked(stack, invoice)
+    assert [r["reason"] for r in shown["payment_reviews"]] == ["unknown_checkout"]
+    # a PaymentIntent naming the invoice but no Checkout Session of Portico's: the same
+    intent = fake_stripe.payment_intent(
+        {**forged, "id": "cs_unknown"}, metadata={"invoice_id": str(invoice["id"])}
+    )
+    status, answer = await webhook(stack, wrap("payment_intent.succeeded", intent))
+    assert (answer["result"], answer["flagged"]) == ("flagged", "unknown_checkout")
+    await nothing_booked(stack, invoice)
+    # and one naming an invoice that does not exist
+    ghost = {**forged, "id": "cs_ghost", "metadata": {"invoice_id": "999999"}}
+    status, answer = await webhook(stack, wrap("checkout.session.completed", ghost))
+    assert (answer["result"], answer["flagged"]) == ("flagged", "unknown_invoice")
+    listed = await stack.api("GET", "/payment-reviews", 200)
+    assert [(r["reason"], r["invoice_id"]) for r in listed["items"]] == [
+        ("unknown_invoice", 999999),
+        ("unknown_checkout", invoice["id"]),
+        ("unknown_checkout", invoice["id"]),
+    ]
+    assert len(await staff_mail(stack, "Stripe payment to review")) == 3
+
+
+async def test_a_session_for_another_invoice_is_flagged(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    other, _ = await setup_invoice(stack, number="INV-2002")
+    session = await checkout_session(stack, fake_stripe, path)
+    moved = {**session["metadata"], "invoice_id": str(other["id"])}
+    event = fake_stripe.event(
+        "checkout.session.completed",
+        session,
+        payment_status="paid",
+        metadata=moved,
+        client_reference_id=str(other["id"]),
+    )
+    status, answer = await webhook(stack, event)
+    assert (answer["result"], answer["flagged"]) == ("flagged", "invoice_mismatch")
+    await nothing_booked(stack, invoice)
+    await nothing_booked(stack, other)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ("negative", "data.object.amount_total"),
+        ("huge", "data.object.amount_total"),
+        ("text", "data.object.amount_total"),
+        ("list_data", "data"),
+        ("string_object", "data.object"),
+        ("list_metadata", "data.object.metadata"),
+    ],
+)
+async def test_malformed_signed_events_are_ignored_never_a_500(
+    stripe_stack, fake_stripe, caplog, data, field
+):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    session = await checkout_session(stack, fake_stripe, path)
+    event = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    obj = event["data"]["object"]
+    event["data"] = {
+        "negative": {"object": {**obj, "amount_total": -50000}},
+        "huge": {"object": {**obj, "amount_total": 2**63}},
+        "text": {"object": {**obj, "amount_total": "abc"}},
+        "list_data": [1],
+        "string_object": {"object": "cs_test_1"},
+        "list_metadata": {"object": {**obj, "metadata": [str(invoice["id"])]}},
+    }[data]
+    with caplog.at_level("INFO", logger="portico.invoices"):
+        status, answer = await webhook(stack, event)
+    assert (status, answer["result"], answer["ignored"]) == (200, "ignored", "malformed")
+    assert any(field in r.getMessage() and event["id"] in r.getMessage() for r in caplog.records)
+    status, answer = await webhook(stack, event)  # Stripe's redelivery
+    assert (status, answer["result"]) == (200, "duplicate")
+    await nothing_booked(stack, invoice)
+    assert not await staff_mail(stack, "Payment received", "Stripe payment to review")
+    async with stack.sessions() as db:
+        row = await db.scalar(select(StripeEvent).where(StripeEvent.event_id == event["id"]))
+    assert row is not None and (row.outcome, row.reason) == ("ignored", "malformed")
+
+
+async def test_a_signed_payload_that_is_not_an_event_is_a_400(stripe_stack):
+    for body in ({"type": "checkout.session.completed"}, {"id": 5, "type": "x"}, [1], "evt"):
+        status, answer = await webhook(stripe_stack, body)
+        assert (status, answer["error"]["code"]) == (400, "bad_payload")
+
+
+@pytest.mark.parametrize("order", ["session_first", "intent_first"])
+async def test_one_payment_per_payment_intent_whatever_event_carries_it(
+    stripe_stack, fake_stripe, order
+):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    session = await checkout_session(stack, fake_stripe, path)
+    completed = fake_stripe.event(
+        "checkout.session.completed", session, payment_status="paid", payment_intent=None
+    )
+    intent = wrap("payment_intent.succeeded", fake_stripe.payment_intent(session))
+    assert intent["data"]["object"]["metadata"]["invoice_id"] == str(invoice["id"])
+    events = [completed, intent] if order == "session_first" else [intent, completed]
+    first, second = [(await webhook(stack, e))[1] for e in events]
+    assert first["result"] == "applied"
+    assert (second["result"], second["ignored"]) == ("ignored", "no_change")
+    # the same session completed again with its PaymentIntent named: still the one payment
+    named = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, named))[1]["result"] == "ignored"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], shown["paid_cents"], shown["overpaid_cents"]) == ("paid", 120000, 0)
+    [payment] = shown["payments"]
+    assert payment["stripe_payment_intent_id"] == session["payment_intent"]
+    assert shown["payment_reviews"] == []
+    receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+    assert len(receipts) == 1
+    # a refund of that PaymentIntent finds the one payment
+    refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=120000))
+    assert (await webhook(stack, refund))[1]["result"] == "applied"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert [p["status"] for p in shown["payments"]] == ["refunded"]
+
+
+async def test_a_payment_of_more_than_is_still_due_is_booked_and_flagged(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    # two Checkout Sessions for the whole balance (two tabs), then both are paid
+    one = await checkout_session(stack, fake_stripe, path)
+    two = await checkout_session(stack, fake_stripe, path)
+    assert one["id"] != two["id"] and one["amount_total"] == two["amount_total"] == 120000
+    paid = fake_stripe.event("checkout.session.completed", one, payment_status="paid")
+    assert await webhook(stack, paid) == (200, {"received": True, "result": "applied"})
+    again = fake_stripe.event("checkout.session.completed", two, payment_status="paid")
+    status, answer = await webhook(stack, again)
+    assert (status, answer["result"], answer["flagged"]) == (200, "applied", "overpaid")
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["paid_cents"], shown["overpaid_cents"]) == (240000, 120000)
+    assert len(shown["payments"]) == 2
+    [review] = shown["payment_reviews"]
+    assert review["reason"] == "overpaid"
+    assert review["message"] == (
+        "$1,200.00 arrived when $0.00 was due: refund $1,200.00 in Stripe."
+    )
+    [notice] = await staff_mail(stack, "Stripe payment to review")
+    assert "refund $1,200.00 in Stripe" in notice.body and "The payment is recorded" in notice.body
+
+    # a manual payment recorded while a session was open: the session's excess is flagged
+    other, other_path = await setup_invoice(stack, number="INV-2002")
+    session = await checkout_session(stack, fake_stripe, other_path)
+    await stack.api(
+        "POST",
+        f"/invoices/{other['id']}/payments",
+        201,
+        json={"amount_cents": 100000, "method": "check", "reference": "Check 1001"},
+    )
+    event = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, event))[1]["flagged"] == "overpaid"
+    shown = await stack.api("GET", f"/invoices/{other['id']}", 200)
+    assert shown["overpaid_cents"] == 100000
+    assert shown["payment_reviews"][0]["message"] == (
+        "$1,200.00 arrived when $200.00 was due: refund $1,000.00 in Stripe."
+    )
+
+
+async def test_a_refund_in_another_currency_is_flagged(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+    finally:
+        await browser.close()
+    refund = wrap(
+        "charge.refunded", fake_stripe.charge(session, amount_refunded=120000, currency="jpy")
+    )
+    status, answer = await webhook(stack, refund)
+    assert (answer["result"], answer["flagged"]) == ("flagged", "currency_mismatch")
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], shown["paid_cents"]) == ("paid", 120000)
+    assert [r["reason"] for r in shown["payment_reviews"]] == ["currency_mismatch"]
+
+
+async def test_a_declined_card_inside_checkout_books_nothing(stripe_stack, fake_stripe):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    session = await checkout_session(stack, fake_stripe, path)
+    declined = fake_stripe.payment_intent(
+        session,
+        status="requires_payment_method",
+        amount_received=0,
+        last_payment_error={"message": "Your card was declined."},
+    )
+    status, answer = await webhook(stack, wrap("payment_intent.payment_failed", declined))
+    assert (status, answer["result"], answer["ignored"]) == (200, "ignored", "no_payment")
+    await nothing_booked(stack, invoice)
+    assert not await _subjects(stack, "dana@client.test", "Payment failed")
+    # the client pays in the same session: booked once
+    paid = wrap("payment_intent.succeeded", fake_stripe.payment_intent(session))
+    assert (await webhook(stack, paid))[1]["result"] == "applied"
+    completed = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    assert (await webhook(stack, completed))[1]["result"] == "ignored"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], len(shown["payments"])) == ("paid", 1)
+    assert shown["payments"][0]["stripe_payment_intent_id"] == session["payment_intent"]
