@@ -1,8 +1,8 @@
 """Stripe payments are checked against the Checkout Session Portico created; events that do
 not match are flagged for staff.
 
-Revision ID: 0008_payment_trust
-Revises: 0003_refunds_disputes
+Revision ID: 0007_payment_trust
+Revises: 0006_portal_evidence
 Create Date: 2026-12-01 10:00:00.000000
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0008_payment_trust"
-down_revision: str | Sequence[str] | None = "0003_refunds_disputes"
+revision: str = "0007_payment_trust"
+down_revision: str | Sequence[str] | None = "0006_portal_evidence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
