@@ -167,10 +167,16 @@ def run_web(settings: Settings) -> None:
 
     from aiohttp import web
 
+    from web.access_log import MaskedAccessLogger
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO)
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port)
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log_class=MaskedAccessLogger,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
