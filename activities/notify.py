@@ -1,12 +1,19 @@
 """Email (SMTP via aiosmtplib) and SMS (official twilio client). Each send is recorded under a
 dedupe key first checked, so a retried activity does not message anyone twice; without SMTP or
-Twilio settings the message lands in the dev outbox instead."""
+Twilio settings the message lands in the dev outbox instead.
+
+A message to an approver arrives with placeholders for their signing link and reply code
+(workflows.types.SIGN_URL, SMS_CODE), filled in here from the database so the secrets never
+travel through Temporal. The copy recorded in `outbound_messages` has every link token and
+reply code masked, except in the dev outbox, where a developer has to click the links.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage as MimeMessage
 from email.utils import make_msgid
@@ -24,11 +31,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from bots.parse import bare_phone
-from portico import quiet_hours
+from portico import quiet_hours, redact, tokens
 from portico.files import FileStore
-from portico.models import Approval, OutboundMessage, SmsOptOut
+from portico.models import Approval, Approver, OutboundMessage, SmsOptOut
 from portico.settings import Settings
-from workflows.types import EmailMessage, SmsMessage
+from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -66,6 +73,26 @@ def twilio_client(settings: Settings) -> Any:
     return client
 
 
+@dataclass(frozen=True)
+class ApproverSecrets:
+    """An approver's signing link (None: an older request, whose messages carry it already)
+    and reply code: filled into their messages, masked in the recorded copies."""
+
+    sign_url: str | None
+    sms_code: str
+
+    def fill(self, text: str) -> str:
+        if SIGN_URL in text:
+            if self.sign_url is None:
+                raise ApplicationError(
+                    "This approver's signing link is not derived; the message cannot carry it.",
+                    type="LinkUnavailable",
+                    non_retryable=True,
+                )
+            text = text.replace(SIGN_URL, self.sign_url)
+        return text.replace(SMS_CODE, self.sms_code)
+
+
 class NotifyActivities:
     def __init__(
         self,
@@ -89,6 +116,41 @@ class NotifyActivities:
             )
             return found is not None
 
+    async def _approver_secrets(self, approver_id: int | None) -> ApproverSecrets | None:
+        if approver_id is None:
+            return None
+        async with self.sessions() as session:
+            approver = await session.get(Approver, approver_id)
+        if approver is None:
+            raise ApplicationError(
+                f"Approver {approver_id} does not exist.",
+                type="UnknownApprover",
+                non_retryable=True,
+            )
+        if approver.link_nonce is None:
+            return ApproverSecrets(None, approver.sms_code)
+        token = tokens.signing_token(self.settings.secret_key, approver.id, approver.link_nonce)
+        if tokens.hash_token(token) != approver.token_hash:
+            raise ApplicationError(
+                f"The signing link of approver {approver_id} does not match: PORTICO_SECRET_KEY "
+                "differs from the one the request was created with (is the worker's the same as "
+                "the web's?).",
+                type="LinkUnavailable",
+                non_retryable=True,
+            )
+        return ApproverSecrets(self.settings.url(f"/s/{token}"), approver.sms_code)
+
+    def _keeps_full_text(self, transport: str) -> bool:
+        """Only the dev outbox keeps sent texts whole, links and all: no relay at all, or the
+        embedded SMTP sink of `portico dev`."""
+        return transport == "outbox" or (transport == "smtp" and self.settings.smtp_dev_sink)
+
+    @staticmethod
+    def _stored(text: str, secrets: ApproverSecrets | None) -> str:
+        """A text as `outbound_messages` keeps it elsewhere: link tokens and codes masked."""
+        masked = redact.mask_links(text)
+        return redact.mask_values(masked, [secrets.sms_code]) if secrets else masked
+
     async def _record(self, **values: Any) -> None:
         async with self.sessions() as session, session.begin():
             session.add(OutboundMessage(**values))
@@ -100,7 +162,10 @@ class NotifyActivities:
             return
         if "@" not in message.to:
             raise ApplicationError(f"Not an email address: {message.to}", type="InvalidRecipient")
+        secrets = await self._approver_secrets(message.approver_id)
         context = {"public_url": self.settings.public_url, **message.context}
+        if secrets is not None:
+            context = {k: secrets.fill(v) if isinstance(v, str) else v for k, v in context.items()}
         subject, text, html = render_email(self.env, message.template, context)
         mime = MimeMessage()
         mime["From"] = self.settings.mail_from
@@ -123,14 +188,15 @@ class NotifyActivities:
                 timeout=30,
             )
             transport = "smtp"
+        full = self._keeps_full_text(transport)
         with contextlib.suppress(IntegrityError):
             await self._record(
                 dedupe_key=message.dedupe_key,
                 channel="email",
                 to=message.to,
                 subject=subject,
-                body=text,
-                html=html,
+                body=text if full else self._stored(text, secrets),
+                html=html if full else self._stored(html, secrets),
                 transport=transport,
                 provider_id=mime["Message-ID"],
             )
@@ -152,8 +218,9 @@ class NotifyActivities:
         night where they are (QuietHours: see `_hold_for_quiet_hours`)."""
         if await self._already_sent(message.dedupe_key):
             return
+        secrets = await self._approver_secrets(message.approver_id)
         if await self._opted_out(message.to):
-            await self._record_sms(message, "opted_out", None)
+            await self._record_sms(message, "opted_out", None, self._stored(message.body, secrets))
             raise ApplicationError(
                 "The recipient replied STOP to our texts; SMS not sent.",
                 type="OptedOut",
@@ -162,14 +229,16 @@ class NotifyActivities:
             )
         if not message.urgent:
             self._hold_for_quiet_hours(message.to)
+        body = secrets.fill(message.body) if secrets else message.body
         transport, provider_id = "outbox", None
         if self.settings.twilio_enabled:
-            provider_id = await asyncio.to_thread(self._send_twilio, message)
+            provider_id = await asyncio.to_thread(self._send_twilio, message.to, body)
             transport = "twilio"
-        await self._record_sms(message, transport, provider_id)
+        stored = body if self._keeps_full_text(transport) else self._stored(body, secrets)
+        await self._record_sms(message, transport, provider_id, stored)
 
     async def _record_sms(
-        self, message: SmsMessage, transport: str, provider_id: str | None
+        self, message: SmsMessage, transport: str, provider_id: str | None, body: str
     ) -> None:
         with contextlib.suppress(IntegrityError):  # a concurrent attempt recorded it first
             await self._record(
@@ -177,7 +246,7 @@ class NotifyActivities:
                 channel="sms",
                 to=message.to,
                 subject=None,
-                body=message.body,
+                body=body,
                 html=None,
                 transport=transport,
                 provider_id=provider_id,
@@ -209,7 +278,7 @@ class NotifyActivities:
                 category=ApplicationErrorCategory.BENIGN,
             )
 
-    def _send_twilio(self, message: SmsMessage) -> str:
+    def _send_twilio(self, to: str, body: str) -> str:
         from twilio.base.exceptions import TwilioRestException
 
         if self._twilio is None:
@@ -218,9 +287,9 @@ class NotifyActivities:
         if self.settings.twilio_messaging_service_sid:
             sender["messaging_service_sid"] = self.settings.twilio_messaging_service_sid
         else:
-            sender["from_"] = self._sender_for(message.to)
+            sender["from_"] = self._sender_for(to)
         try:
-            sent = self._twilio.messages.create(to=message.to, body=message.body, **sender)
+            sent = self._twilio.messages.create(to=to, body=body, **sender)
         except TwilioRestException as err:
             if err.code == 21610:  # the recipient replied STOP to this sender at Twilio's end
                 raise ApplicationError(

@@ -24,6 +24,7 @@ from aiohttp import web
 from portico import tokens
 from portico.models import Approval, Approver, Document
 from portico.settings import load_settings
+from web.access_log import MaskedAccessLogger
 from web.app import create_app
 from web.signing import Link, page_context
 
@@ -105,7 +106,7 @@ async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(bench_app())
+    runner = web.AppRunner(bench_app(), access_log_class=MaskedAccessLogger)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print("READY", flush=True)

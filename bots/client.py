@@ -32,6 +32,7 @@ from bots.parse import (
 )
 from portico.errors import PorticoError, Unavailable
 from portico.models import Approval, Approver, Document, SmsOptOut
+from portico.redact import mask_values
 from portico.service import Portico
 from workflows import messages
 from workflows.approval import ApprovalWorkflow
@@ -192,7 +193,9 @@ async def decide(
             f"{company}: to decline {label}, reply NO {command.code} followed by your reason, "
             f"e.g. NO {command.code} price too high. Nothing was changed."
         )
-    evidence = Evidence(channel="sms", phone=sender, message_sid=sid, text=text[:1600])
+    # The reply as evidence, but its code masked: it goes into Temporal history (CONTRACT §8).
+    reply = mask_values(text[:1600], [command.code])
+    evidence = Evidence(channel="sms", phone=sender, message_sid=sid, text=reply)
     gateway = service.temporal
     try:
         handle = await gateway.handle(approval.id)

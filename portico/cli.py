@@ -171,11 +171,17 @@ def run_web(settings: Settings) -> None:
     from aiohttp import web
 
     from portico.devserver import WEB_PORT_HINT, check_port_free
+    from web.access_log import MaskedAccessLogger
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO)
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port)
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log_class=MaskedAccessLogger,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

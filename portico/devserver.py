@@ -114,6 +114,7 @@ async def wait_for_temporal(settings: Settings, address: str, timeout: float = 6
 
 async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
     from portico.migrate import upgrade_async
+    from web.access_log import MaskedAccessLogger
     from web.app import create_app
     from worker import run_worker
 
@@ -130,7 +131,9 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
     if not settings.smtp_host:
         sink = SmtpSink()
         sink.start()
-        settings = settings.model_copy(update={"smtp_host": sink.host, "smtp_port": sink.port})
+        settings = settings.model_copy(
+            update={"smtp_host": sink.host, "smtp_port": sink.port, "smtp_dev_sink": True}
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,7 +143,10 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
     try:
         client = await wait_for_temporal(settings, settings.temporal_address or f"127.0.0.1:{port}")
         worker_task = asyncio.create_task(run_worker(settings, stop, client))
-        runner = web.AppRunner(create_app(settings, temporal_client=client, dev_mode=True))
+        runner = web.AppRunner(
+            create_app(settings, temporal_client=client, dev_mode=True),
+            access_log_class=MaskedAccessLogger,
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.http_host, settings.http_port).start()

@@ -150,6 +150,9 @@ class Approver(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), default="waiting")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The signing token is derived from PORTICO_SECRET_KEY, the id and this nonce
+    # (tokens.signing_token); NULL for approvers of older requests, whose token was random.
+    link_nonce: Mapped[str | None] = mapped_column(String(40))
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sms_code: Mapped[str] = mapped_column(String(8), index=True)
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

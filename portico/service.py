@@ -312,7 +312,6 @@ class Portico:
             else [StaffContact(email=e) for e in self.settings.staff_emails]
             + [StaffContact(phone=p) for p in self.settings.staff_phones]
         )
-        raw_tokens: list[str] = []
         async with self.sessions() as session, session.begin():
             document = await session.get(Document, data.document_id)
             if document is None:
@@ -349,9 +348,8 @@ class Portico:
             phones = {bare_phone(p.phone) for p in data.approvers if p.phone}
             used_codes = await self._codes_in_use(session, phones, now)
             approvers = []
-            for position, person in enumerate(data.approvers):
-                token = tokens.new_token()
-                raw_tokens.append(token)
+            nonces = [tokens.new_nonce() for _ in data.approvers]
+            for position, (person, nonce) in enumerate(zip(data.approvers, nonces, strict=True)):
                 code = free_sms_code(used_codes)
                 used_codes.add(code)
                 approvers.append(
@@ -364,13 +362,20 @@ class Portico:
                         status="pending"
                         if position == 0 or data.routing != "sequential"
                         else "waiting",
-                        token_hash=tokens.hash_token(token),
+                        token_hash=f"pending:{nonce}",  # the token needs the id
+                        link_nonce=nonce,
                         token_expires_at=token_expiry,
                         sms_code=code,
                     )
                 )
             session.add_all(approvers)
             await session.flush()
+            signing_tokens = [
+                tokens.signing_token(self.settings.secret_key, a.id, nonce)
+                for a, nonce in zip(approvers, nonces, strict=True)
+            ]
+            for approver, token in zip(approvers, signing_tokens, strict=True):
+                approver.token_hash = tokens.hash_token(token)
         inp = ApprovalInput(
             approval_id=approval.id,
             document=DocumentInfo(
@@ -383,16 +388,9 @@ class Portico:
                 client_name=client.company or client.name,
                 project_name=project.name,
             ),
+            # No link or reply code: the worker derives them (CONTRACT section 8).
             approvers=[
-                ApproverInput(
-                    id=a.id,
-                    name=a.name,
-                    email=a.email,
-                    phone=a.phone,
-                    sign_url=self.settings.url(f"/s/{token}"),
-                    sms_code=a.sms_code,
-                )
-                for a, token in zip(approvers, raw_tokens, strict=True)
+                ApproverInput(id=a.id, name=a.name, email=a.email, phone=a.phone) for a in approvers
             ],
             routing=data.routing,
             created_at=now,
@@ -444,8 +442,8 @@ class Portico:
                 "The approval engine is unreachable right now; nothing was sent. Try again."
             ) from err
         result = await self.get_approval(approval.id)
-        for item, approver_in in zip(result["approvers"], inp.approvers, strict=True):
-            item["sign_url"] = approver_in.sign_url
+        for item, token in zip(result["approvers"], signing_tokens, strict=True):
+            item["sign_url"] = self.settings.url(f"/s/{token}")
         return result
 
     async def _codes_in_use(

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, alias="PORTICO_SMTP_PASSWORD")
     smtp_starttls: bool = Field(False, alias="PORTICO_SMTP_STARTTLS")
     mail_from: str = Field("Portico <no-reply@localhost>", alias="PORTICO_MAIL_FROM")
+    # Set by `portico dev` when the "relay" is its own embedded SMTP sink: the dev outbox then
+    # keeps messages with their links, as with no relay at all (docs/operations.md).
+    smtp_dev_sink: bool = Field(False, alias="PORTICO_SMTP_DEV_SINK")
 
     twilio_account_sid: str | None = Field(None, alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: str | None = Field(None, alias="TWILIO_AUTH_TOKEN")

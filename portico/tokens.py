@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -10,6 +11,22 @@ import secrets
 def new_token() -> str:
     """A URL-safe random token with 192 bits of entropy."""
     return secrets.token_urlsafe(24)
+
+
+def new_nonce() -> str:
+    """A random value stored next to a derived token's hash (see `signing_token`)."""
+    return secrets.token_hex(16)
+
+
+def signing_token(secret_key: str, approver_id: int, nonce: str) -> str:
+    """An approver's signing-link token: 192 bits derived from PORTICO_SECRET_KEY, so the
+    worker can put the link in a message without it ever travelling through Temporal, while
+    the database keeps only its hash. The stored random nonce makes it unguessable from the
+    approver id and never the same twice, even for an id reused after a database restore."""
+    mac = hmac.new(
+        secret_key.encode(), f"sign:{approver_id}:{nonce}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode()
 
 
 def hash_token(token: str) -> str:

@@ -9,6 +9,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from portico.errors import PorticoError
+from portico.redact import mask_links
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,7 +79,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         carry_headers(exc, response)
         return response
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, mask_links(request.path))
         message = "Something went wrong on our side; nothing was changed. Please try again."
         if wants_json(request):
             return json_error(500, "internal", message)

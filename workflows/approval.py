@@ -534,6 +534,7 @@ class ApprovalWorkflow:
                 attach_signed_pdf_of=(
                     self._inp.approval_id if template == "completed_copy" else None
                 ),
+                approver_id=approver.id,
             )
             sent = await self._try_notify("send_email", email)
         if "sms" in channels and approver.phone:
@@ -542,6 +543,7 @@ class ApprovalWorkflow:
                 to=approver.phone,
                 body=messages.sms_text(template, self._inp, approver, reason=self._void_reason),
                 urgent=template not in ("reminder", "expiry_warning"),
+                approver_id=approver.id,
             )
             if not sms.urgent and workflow.patched(QUIET_SMS_PATCH):
                 self._send_later(approver.id, sms)

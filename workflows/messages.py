@@ -1,11 +1,16 @@
 """What the approval workflow says to approvers and staff: pure, deterministic composition of
-email template contexts and SMS texts (rendering happens in the notify activity)."""
+email template contexts and SMS texts (rendering happens in the notify activity).
+
+An approver's signing link and reply code are secrets, so they never pass through Temporal:
+the texts carry placeholders (`workflows.types.SIGN_URL`, `SMS_CODE`) that the notify activity
+fills in from the database (requests started before that carry their own link and code).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from workflows.types import ApprovalInput, ApproverInput
+from workflows.types import SIGN_URL, SMS_CODE, ApprovalInput, ApproverInput
 
 KIND_LABELS = {
     "ticket": "Ticket",
@@ -56,16 +61,25 @@ def email_context(inp: ApprovalInput, approver: ApproverInput | None = None, **e
         "accent": inp.accent,
     }
     if approver is not None:
-        ctx.update(approver_name=approver.name, sign_url=approver.sign_url)
+        ctx.update(approver_name=approver.name, sign_url=sign_url(approver))
     ctx.update(extra)
     return ctx
 
 
+def sign_url(approver: ApproverInput) -> str:
+    """The approver's link, or the placeholder the notify activity replaces with it."""
+    return approver.sign_url or SIGN_URL
+
+
+def sms_code(approver: ApproverInput) -> str:
+    return approver.sms_code or SMS_CODE
+
+
 def sms_prompt(inp: ApprovalInput, approver: ApproverInput, lead: str) -> str:
     """The SMS an approver gets, carrying the link and their reply code (CONTRACT section 5)."""
-    code = approver.sms_code
+    code = sms_code(approver)
     return (
-        f"{inp.company_name}: {lead} {document_line(inp)}. Review: {approver.sign_url} "
+        f"{inp.company_name}: {lead} {document_line(inp)}. Review: {sign_url(approver)} "
         f"Reply YES {code} to approve or NO {code} <reason> to decline."
     )
 
@@ -87,7 +101,7 @@ def sms_text(template: str, inp: ApprovalInput, approver: ApproverInput, **extra
         reason = extra.get("reason")
         return f"{inp.company_name}: {line} was withdrawn" + (f": {reason}" if reason else ".")
     if template == "completed_copy":
-        return f"{inp.company_name}: {line} is fully approved. Signed copy: {approver.sign_url}"
+        return f"{inp.company_name}: {line} is fully approved. Signed copy: {sign_url(approver)}"
     return f"{inp.company_name}: update on {line}."
 
 

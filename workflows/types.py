@@ -26,6 +26,11 @@ VIEWED = "viewed"
 SKIPPED = "skipped"
 ACTIVE_APPROVER_STATUSES = (PENDING, VIEWED)
 
+# Stand-ins for an approver's secrets in messages composed by the workflow: the notify
+# activity replaces them with the signing link and reply code (CONTRACT section 8).
+SIGN_URL = "{sign_url}"
+SMS_CODE = "{sms_code}"
+
 
 @dataclass
 class DocumentInfo:
@@ -45,6 +50,8 @@ class ApproverInput:
     name: str
     email: str | None = None
     phone: str | None = None
+    # Only in requests started before links were derived (tokens.signing_token): new ones leave
+    # them empty and the notify activity looks both up by approver id.
     sign_url: str = ""
     sms_code: str = ""
 
@@ -216,6 +223,8 @@ class EmailMessage:
     template: str
     context: dict[str, Any] = field(default_factory=dict)
     attach_signed_pdf_of: int | None = None  # approval id
+    # To an approver: the activity fills in their `{sign_url}` / `{sms_code}` placeholders.
+    approver_id: int | None = None
 
 
 @dataclass
@@ -224,6 +233,7 @@ class SmsMessage:
     to: str
     body: str
     urgent: bool = True  # reminders are not urgent: they respect quiet hours
+    approver_id: int | None = None  # as in EmailMessage
 
 
 @dataclass
