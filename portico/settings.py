@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     # Workflows the worker keeps in memory (~0.3 MiB each); evicted ones are replayed from
     # history when they next wake up (docs/benchmarks.md, section 4).
     worker_cache_size: int = Field(1000, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
+    # The outbox (docs/operations.md): a message that fails is retried from this delay, doubling
+    # up to the maximum, until it is given up after the window; the worker hands to Temporal
+    # any message the web layer recorded but did not (it died first) once it is this old.
+    outbox_retry_seconds: float = Field(5.0, gt=0, alias="PORTICO_OUTBOX_RETRY_SECONDS")
+    outbox_retry_max_seconds: float = Field(600.0, gt=0, alias="PORTICO_OUTBOX_RETRY_MAX_SECONDS")
+    outbox_give_up_hours: float = Field(72.0, gt=0, alias="PORTICO_OUTBOX_GIVE_UP_HOURS")
+    outbox_sweep_seconds: float = Field(5.0, gt=0, alias="PORTICO_OUTBOX_SWEEP_SECONDS")
 
     @cached_property
     def secret_key(self) -> str:
