@@ -1,6 +1,7 @@
-"""Email sent by the web layer itself, in-process (payment receipts and payment notices): the same templates, SMTP/outbox transport and dedupe table as the `send_email`
-activity, without a workflow. New code records messages with `portico.outbox.add` instead, so a
-failing relay loses nothing."""
+"""Email sent by the web layer itself, in-process (payment receipts and payment notices): the
+same templates, SMTP/outbox transport and dedupe table as the `send_email` activity, without a
+workflow. New code records messages with `portico.outbox.add` instead, so a failing relay loses
+nothing."""
 
 from __future__ import annotations
 

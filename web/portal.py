@@ -32,7 +32,7 @@ from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
 from web import payments, staff_portal
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.portal_keys import AUTH, BILLING, OUTBOX, STORE
+from web.portal_keys import AUTH, BILLING, STORE
 from workflows.messages import kind_label, money
 
 routes = web.RouteTableDef()
@@ -53,7 +53,6 @@ def setup(app: web.Application) -> None:
 async def portal_services(app: web.Application) -> AsyncIterator[None]:
     settings, sessions = app[SETTINGS], app[SESSIONS]
     outbox = Outbox(settings, sessions, app[TEMPORAL])
-    app[OUTBOX] = outbox
     app[AUTH] = PortalAuth(settings, sessions, outbox)
     app[STORE] = PortalStore(settings, sessions, outbox)
     app[BILLING] = Billing(settings, sessions, app[TEMPORAL], Mailer(settings, sessions))

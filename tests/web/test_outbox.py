@@ -11,21 +11,28 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage as MimeMessage
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from portico import outbox
+from portico import cli, outbox
 from portico.models import OutboundMessage, OutboxMessage
 from portico.smtp_sink import SinkHandler, SmtpSink, free_port
-from tests.conftest import Stack, start_stack
+from tests.conftest import STAFF_KEY, Stack, start_stack
 from tests.helpers import wait_until
 from tests.portal_support import (
+    CSRF,
     MAGIC,
     Browser,
     background_mail_sent,
@@ -296,3 +303,97 @@ async def test_a_relay_down_for_longer_than_the_window_marks_the_message_failed(
         relay.handler.down = False
         await asyncio.sleep(SWEEP_SECONDS * 3)
         assert relay.to(CLIENT) == []  # a failed message is not swept again
+
+
+# --- (b') a real `portico web`, SIGKILLed right after its answer ----------------------------
+
+
+@dataclass
+class WebProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+async def web_process(settings, dev_env, tmp_path) -> AsyncIterator[WebProcess]:
+    """`portico web` as its own process on the test database and Temporal."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(Path(cli.__file__).parent.parent),
+        "PORTICO_DATABASE_URL": settings.database_url,
+        "PORTICO_VAR_DIR": str(settings.var_dir),
+        "PORTICO_FILES_DIR": str(settings.files_dir),
+        "PORTICO_SECRET_KEY": settings.secret_key,
+        "PORTICO_STAFF_API_KEY": STAFF_KEY,
+        "PORTICO_PUBLIC_URL": settings.public_url,
+        "PORTICO_HTTP_PORT": str(port),
+        "PORTICO_TASK_QUEUE": settings.task_queue,
+        "PORTICO_STAFF_EMAILS": STAFF,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portico.cli", "web"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    web = WebProcess(f"http://127.0.0.1:{port}", process)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                try:
+                    async with http.get(web.url + "/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(up)
+        yield web
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+async def test_portico_web_killed_right_after_its_answers_loses_nothing(
+    web_process, settings, sessions, dev_env, relay
+):
+    """A sign-in link and an invitation, each answered 2xx by `portico web`, which is then
+    SIGKILLed at once with no worker running: once a worker runs, each arrives exactly once."""
+    relay.handler.down = False
+    url, auth = web_process.url, {"Authorization": f"Bearer {STAFF_KEY}"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            url + "/api/v1/clients", json={"name": "Dana Client", "email": CLIENT}, headers=auth
+        ) as response:
+            assert response.status == 201
+            client = await response.json()
+        async with http.get(url + "/portal") as response:
+            csrf = CSRF.search(await response.text())
+        assert csrf
+        async with http.post(
+            url + "/portal/sign-in", data={"csrf": csrf.group(1), "email": CLIENT}
+        ) as response:
+            assert response.status == 200 and "sent a sign-in link" in await response.text()
+        async with http.post(url + f"/api/v1/clients/{client['id']}/invite", headers=auth) as r:
+            assert r.status == 202
+            web_process.process.send_signal(signal.SIGKILL)
+    assert web_process.process.wait(timeout=30) == -signal.SIGKILL
+    await asyncio.sleep(SWEEP_SECONDS * 3)
+    assert relay.to(CLIENT) == []  # no worker yet
+    async with build_worker(dev_env.client, settings, sessions):
+
+        async def both() -> bool:
+            return len(relay.to(CLIENT)) >= 2
+
+        await wait_until(both)
+        await asyncio.sleep(SWEEP_SECONDS * 4)
+    texts = [SmtpSink.text_of(m) for m in relay.to(CLIENT)]
+    assert len(texts) == 2, texts
+    assert sum("invited you" in t for t in texts) == 1  # one invitation, one sign-in link
+    async with sessions() as session:
+        statuses = list(await session.scalars(select(OutboxMessage.status)))
+    assert statuses == [outbox.DELIVERED, outbox.DELIVERED]
