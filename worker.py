@@ -1,9 +1,11 @@
 """The Temporal worker: connects, makes sure the search attributes exist, runs the approval
-workflow and every activity until interrupted. Run it with `python worker.py`."""
+workflow and every activity, and sweeps the outbox, until interrupted. Run it with
+`python worker.py`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import timedelta
@@ -16,13 +18,18 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.documents import DocumentActivities
 from activities.notify import NotifyActivities
+from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from portico.db import create_engine, session_maker
+from portico.gateway import TemporalGateway
+from portico.outbox import Outbox
+from portico.portal_auth import PortalAuth
 from portico.settings import Settings, load_settings
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow
+from workflows.outbox import OutboxMessageWorkflow
 
 log = logging.getLogger("portico.worker")
 # Deterministic, side-effect-free modules the workflows import: shared with the sandbox instead
@@ -40,11 +47,16 @@ class Workers:
 
     Stopping waits at most SHUTDOWN_TIMEOUT per worker: the SDK's final shutdown step has been
     seen to wait forever under load after every task was already handed back to the server;
-    nothing is lost by not waiting longer (Temporal retries whatever was unfinished)."""
+    nothing is lost by not waiting longer (Temporal retries whatever was unfinished).
 
-    def __init__(self, workers: list[Worker]) -> None:
+    With an `outbox`, its sweep runs while the workers do: it starts the delivery of messages
+    the web layer recorded but could not hand to Temporal (portico/outbox.py)."""
+
+    def __init__(self, workers: list[Worker], outbox: Outbox | None = None) -> None:
         self.workers = workers
+        self.outbox = outbox
         self._running: list[Worker] = []
+        self._sweep: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Workers:
         try:
@@ -54,6 +66,8 @@ class Workers:
         except BaseException:
             await self._stop()
             raise
+        if self.outbox is not None:
+            self._sweep = asyncio.create_task(self.outbox.sweep_forever())
         return self
 
     async def __aexit__(
@@ -65,6 +79,11 @@ class Workers:
         await self._stop()
 
     async def _stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
+            self._sweep = None
         while self._running:
             worker = self._running.pop()
             try:
@@ -87,10 +106,12 @@ def build_worker(
     notify = NotifyActivities(settings, sessions)
     documents = DocumentActivities(settings, sessions)
     payments = PaymentActivities(settings, sessions, notify)
+    outbox = Outbox(settings, sessions, TemporalGateway(settings, client))
+    delivery = OutboxActivities(settings, sessions, notify, PortalAuth(settings, sessions, outbox))
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow, InvoiceWorkflow],
+        workflows=[ApprovalWorkflow, InvoiceWorkflow, OutboxMessageWorkflow],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
@@ -102,15 +123,17 @@ def build_worker(
             notify.send_sms,  # for requests started before the SMS queue existed
             documents.build_signed_pdf,
             payments.invoice_notice,
+            delivery.deliver,  # emails (texts are delivered from the SMS queue)
+            delivery.finish,
         ],
     )
     sms = Worker(
         client,
         task_queue=settings.sms_task_queue,
-        activities=[notify.send_sms],
+        activities=[notify.send_sms, delivery.deliver],
         max_task_queue_activities_per_second=settings.sms_per_second,
     )
-    return Workers([main, sms])
+    return Workers([main, sms], outbox)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:

@@ -511,3 +511,26 @@ class StripeEvent(Base):
     amount_cents: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class OutboxMessage(Base):
+    """An email or SMS a request promised, recorded in that request's own transaction and
+    delivered by the `OutboxMessageWorkflow` (`message-{id}`), so a 2xx never loses it
+    (CONTRACT section 8; docs/operations.md, "Outbox")."""
+
+    __tablename__ = "outbox_messages"
+    # Ids name workflows (`message-{id}`): never reuse one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    # The EmailMessage / SmsMessage's fields (JSON); no raw secret: links are minted on delivery.
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # A portal link to mint when delivering (portico.outbox.PortalLink's fields), or null.
+    link: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # workflow started
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -3,6 +3,7 @@ client's ids are simply not found), bookings, service requests, contact details,
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from bots.parse import bare_phone
-from portico import tokens
+from portico import outbox, tokens
 from portico.errors import Forbidden, Invalid, NotFound
 from portico.models import (
     Approval,
@@ -210,9 +211,15 @@ class Overview:
 
 
 class PortalStore:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: outbox.Outbox,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.outbox = outbox
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -384,8 +391,9 @@ class PortalStore:
     # --- contact details and service requests ----------------------------------------------
 
     async def update_contact(self, client_id: int, data: ContactIn) -> dict[str, Any]:
-        """Apply the client's new details; returns {field: [old, new]} of what changed."""
-        async with self.sessions() as session, session.begin():
+        """Apply the client's new details; returns {field: [old, new]} of what changed. Staff
+        are told in the same transaction (the outbox)."""
+        async with self.outbox.transaction() as session:
             client = await session.get(Client, client_id)
             if client is None:
                 raise NotFound("Your account no longer exists.")
@@ -404,18 +412,45 @@ class PortalStore:
             if contact.address != data.address:
                 changes["address"] = [contact.address, data.address]
                 contact.address = data.address
+            if changes:
+                context = {
+                    "company_name": self.settings.company_name,
+                    "client_name": data.name,
+                    "client_id": client_id,
+                    "changes": changes,
+                }
+                key = f"contact-changed:{uuid.uuid4().hex}"
+                outbox.add_staff_emails(
+                    session, self.settings, key, "staff_contact_changed", context
+                )
         return changes
 
     async def create_service_request(
         self, client_id: int, data: ServiceRequestIn
     ) -> ServiceRequest:
-        async with self.sessions() as session, session.begin():
+        """Store the request and, in the same transaction, the staff notices (the outbox)."""
+        async with self.outbox.transaction() as session:
             if data.project_id is not None:
                 project = await session.get(Project, data.project_id)
                 if project is None or project.client_id != client_id:
                     raise NotFound("There is no such project in your account.")
+            else:
+                project = None
+            client = await session.get(Client, client_id)
+            if client is None:
+                raise NotFound("Your account no longer exists.")
             item = ServiceRequest(client_id=client_id, **data.model_dump())
             session.add(item)
+            await session.flush()
+            context = {
+                **service_request_json(item),
+                "company_name": self.settings.company_name,
+                "client_name": client.company or client.name,
+                "request_id": item.id,
+                "project_name": project.name if project else None,
+            }
+            key = f"service-request-{item.id}"
+            outbox.add_staff_emails(session, self.settings, key, "staff_service_request", context)
         return item
 
     async def list_service_requests(

@@ -7,17 +7,19 @@ sessions live in SQL so any number of web replicas share them.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portico import tokens
+from portico import outbox, tokens
 from portico.errors import Conflict, NotFound, PorticoError
 from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
 from portico.portal import load_portal_settings
 from portico.settings import Settings
+from workflows.types import EmailMessage
 
 SIGN_IN_TTL = timedelta(minutes=15)
 INVITE_TTL = timedelta(days=7)
@@ -62,10 +64,22 @@ class IssuedLink:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Invitation:
+    client: Client
+    expires_at: datetime  # about: the link's validity starts when it is mailed
+
+
 class PortalAuth:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: outbox.Outbox,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.outbox = outbox
 
     async def enabled(self) -> bool:
         async with self.sessions() as session:
@@ -73,33 +87,81 @@ class PortalAuth:
 
     # --- magic links ------------------------------------------------------------------------
 
-    async def check_rate(self, email: str, ip: str) -> None:
-        """Count this request; RateLimited when the address or the IP asked too often."""
+    async def request_sign_in(self, email: str, ip: str) -> None:
+        """Count this request and record the sign-in email to send, in one transaction;
+        RateLimited when the address or the IP asked too often (the request still counts).
+
+        Every address is recorded alike: the worker looks up the clients and mints their
+        links (none for an unknown address), so neither this answer nor its timing tells
+        whether the address is known."""
+        async with self.outbox.transaction() as session:
+            limited = await self._count_request(session, email, ip)
+            if not limited:
+                minutes = int(SIGN_IN_TTL.total_seconds() // 60)
+                outbox.add(
+                    session,
+                    self._link_email(
+                        f"magic-link:{uuid.uuid4().hex}", email, f"in {minutes} minutes"
+                    ),
+                    outbox.PortalLink(outbox.SIGN_IN, int(SIGN_IN_TTL.total_seconds()), ip=ip[:64]),
+                )
+        if limited:
+            raise RateLimited("Too many sign-in requests. Please wait a few minutes and try again.")
+
+    async def _count_request(self, session: AsyncSession, email: str, ip: str) -> bool:
+        """Count this sign-in request; True when the address or the IP asked too often."""
         at = now()
         key = email_hash(email)
-        async with self.sessions() as session, session.begin():
-            session.add(PortalSignInRequest(email_hash=key, ip=ip[:64], created_at=at))
-            await session.flush()
-            since = at - RATE_WINDOW
-            by_email = await session.scalar(
-                select(func.count())
-                .select_from(PortalSignInRequest)
-                .where(
-                    PortalSignInRequest.email_hash == key, PortalSignInRequest.created_at > since
-                )
+        session.add(PortalSignInRequest(email_hash=key, ip=ip[:64], created_at=at))
+        await session.flush()
+        since = at - RATE_WINDOW
+        by_email = await session.scalar(
+            select(func.count())
+            .select_from(PortalSignInRequest)
+            .where(PortalSignInRequest.email_hash == key, PortalSignInRequest.created_at > since)
+        )
+        by_ip = await session.scalar(
+            select(func.count())
+            .select_from(PortalSignInRequest)
+            .where(PortalSignInRequest.ip == ip[:64], PortalSignInRequest.created_at > since)
+        )
+        await session.execute(
+            delete(PortalSignInRequest).where(
+                PortalSignInRequest.created_at < at - timedelta(days=1)
             )
-            by_ip = await session.scalar(
-                select(func.count())
-                .select_from(PortalSignInRequest)
-                .where(PortalSignInRequest.ip == ip[:64], PortalSignInRequest.created_at > since)
+        )
+        return (by_email or 0) > EMAIL_LIMIT or (by_ip or 0) > IP_LIMIT
+
+    async def invite(self, client_id: int, ttl: timedelta = INVITE_TTL) -> Invitation:
+        """Record the client's invitation email; its link is minted when it is delivered."""
+        async with self.outbox.transaction() as session:
+            client = await self._invitee(session, client_id)
+            days = round(ttl.total_seconds() / 86400)
+            outbox.add(
+                session,
+                self._link_email(
+                    f"portal-invite:{uuid.uuid4().hex}",
+                    client.email,
+                    f"in {days} day{'s' if days != 1 else ''}",
+                    invite=True,
+                ),
+                outbox.PortalLink(outbox.INVITE, int(ttl.total_seconds()), client_id=client.id),
             )
-            await session.execute(
-                delete(PortalSignInRequest).where(
-                    PortalSignInRequest.created_at < at - timedelta(days=1)
-                )
-            )
-        if (by_email or 0) > EMAIL_LIMIT or (by_ip or 0) > IP_LIMIT:
-            raise RateLimited("Too many sign-in requests. Please wait a few minutes and try again.")
+        return Invitation(client, now() + ttl)
+
+    def _link_email(self, key: str, to: str, expires_in: str, invite: bool = False) -> EmailMessage:
+        """The `portal_sign_in` email without its link (`link_url`, `client_name` are added
+        per client when it is delivered: see `issue_sign_in_links`, `issue_invite`)."""
+        return EmailMessage(
+            dedupe_key=key,
+            to=to,
+            template="portal_sign_in",
+            context={
+                "company_name": self.settings.company_name,
+                "expires_in": expires_in,
+                "invite": invite,
+            },
+        )
 
     async def issue_sign_in_links(self, email: str, ip: str | None) -> list[IssuedLink]:
         """A fresh link for each client with this address (none for an unknown one)."""
@@ -119,12 +181,17 @@ class PortalAuth:
 
     async def issue_invite(self, client_id: int, ttl: timedelta = INVITE_TTL) -> IssuedLink:
         async with self.sessions() as session, session.begin():
-            if not (await load_portal_settings(session)).enabled:
-                raise Conflict("The client portal is turned off.", code="portal_disabled")
-            client = await session.get(Client, client_id)
-            if client is None:
-                raise NotFound(f"Client {client_id} does not exist.")
+            client = await self._invitee(session, client_id)
             return await self._mint(session, client, "invite", ttl, None)
+
+    @staticmethod
+    async def _invitee(session: AsyncSession, client_id: int) -> Client:
+        if not (await load_portal_settings(session)).enabled:
+            raise Conflict("The client portal is turned off.", code="portal_disabled")
+        client = await session.get(Client, client_id)
+        if client is None:
+            raise NotFound(f"Client {client_id} does not exist.")
+        return client
 
     async def _mint(
         self, session: AsyncSession, client: Client, purpose: str, ttl: timedelta, ip: str | None

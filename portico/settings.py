@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     # (the SDK's default is 10 s): after a worker dies, the next decision on each of its cached
     # workflows waits this long (docs/operations.md, "When a worker dies").
     worker_sticky_timeout: float = Field(3.0, gt=0, le=60, alias="PORTICO_WORKER_STICKY_TIMEOUT")
+    # The outbox (docs/operations.md): a message that fails is retried from this delay, doubling
+    # up to the maximum, until it is given up after the window; the worker hands to Temporal
+    # any message the web layer recorded but did not (it died first) once it is this old.
+    outbox_retry_seconds: float = Field(5.0, gt=0, alias="PORTICO_OUTBOX_RETRY_SECONDS")
+    outbox_retry_max_seconds: float = Field(600.0, gt=0, alias="PORTICO_OUTBOX_RETRY_MAX_SECONDS")
+    outbox_give_up_hours: float = Field(72.0, gt=0, alias="PORTICO_OUTBOX_GIVE_UP_HOURS")
+    outbox_sweep_seconds: float = Field(5.0, gt=0, alias="PORTICO_OUTBOX_SWEEP_SECONDS")
 
     @cached_property
     def secret_key(self) -> str:

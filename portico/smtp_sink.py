@@ -32,8 +32,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class SmtpSink:
     """Start with `start()`, read `.messages`, stop with `stop()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
-        self.handler = SinkHandler()
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, handler: SinkHandler | None = None
+    ) -> None:
+        self.handler = handler or SinkHandler()
         self.host = host
         self.port = port or free_port(host)
         self.controller = Controller(self.handler, hostname=host, port=self.port)

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
-from portico.models import OutboundMessage
+from portico import outbox
+from portico.models import OutboundMessage, OutboxMessage
 from tests.helpers import wait_until
-from web.portal_keys import MAILER
 
 MAGIC = re.compile(r"/portal/link/([A-Za-z0-9_\-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -99,9 +99,17 @@ async def mails_to(stack: Any, address: str) -> list[OutboundMessage]:
 
 
 async def background_mail_sent(stack: Any) -> None:
-    """Wait until every email the web app queued in the background (sign-in links) has been
-    handled, so what is *not* in the outbox then was never sent."""
-    await stack.http.app[MAILER].drain()
+    """Wait until every message the web app recorded in the outbox (sign-in links, notices)
+    has been delivered or given up, so what is *not* in the sent mail then was never sent."""
+
+    async def settled() -> bool:
+        async with stack.sessions() as session:
+            waiting = await session.scalar(
+                select(OutboxMessage.id).where(OutboxMessage.status == outbox.PENDING).limit(1)
+            )
+        return waiting is None
+
+    await wait_until(settled)
 
 
 async def magic_links(stack: Any, address: str) -> list[str]:

@@ -20,10 +20,10 @@ from portico import tokens
 from portico.errors import BadRequest, Forbidden, NotFound
 from portico.invoices import Billing, pay_token
 from portico.mailer import Mailer
-from portico.portal import COMPLETE_STATUSES, PortalStore, service_request_json
+from portico.outbox import Outbox
+from portico.portal import COMPLETE_STATUSES, PortalStore
 from portico.portal_auth import (
     ABSOLUTE_TIMEOUT,
-    SIGN_IN_TTL,
     PortalAuth,
     PortalIdentity,
     RateLimited,
@@ -32,10 +32,9 @@ from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
 from web import payments, staff_portal
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.portal_keys import AUTH, BILLING, MAILER, STORE
+from web.portal_keys import AUTH, BILLING, STORE
 from web.security import https_only
 from workflows.messages import kind_label, money
-from workflows.types import EmailMessage
 
 routes = web.RouteTableDef()
 COOKIE = "portico_portal"  # the session cookie's name over http
@@ -55,13 +54,11 @@ def setup(app: web.Application) -> None:
 
 async def portal_services(app: web.Application) -> AsyncIterator[None]:
     settings, sessions = app[SETTINGS], app[SESSIONS]
-    mailer = Mailer(settings, sessions)
-    app[MAILER] = mailer
-    app[AUTH] = PortalAuth(settings, sessions)
-    app[STORE] = PortalStore(settings, sessions)
-    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], mailer)
+    outbox = Outbox(settings, sessions, app[TEMPORAL])
+    app[AUTH] = PortalAuth(settings, sessions, outbox)
+    app[STORE] = PortalStore(settings, sessions, outbox)
+    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], Mailer(settings, sessions))
     yield
-    await mailer.drain()
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -241,35 +238,13 @@ async def request_link(request: web.Request) -> web.Response:
         return await sign_in_page(request, 409)
     if not re.fullmatch(EMAIL_PATTERN, email) or len(email) > 320:
         return await sign_in_page(request, 422, "Please enter a valid email address.", email)
-    ip = client_ip(request)
     try:
-        await request.app[AUTH].check_rate(email, ip)
+        await request.app[AUTH].request_sign_in(email, client_ip(request))
     except RateLimited as err:
         return await sign_in_page(request, 429, err.message, email)
-    request.app[MAILER].spawn(send_sign_in_links(request.app, email, ip))
     return await render(
         request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE + "."}
     )
-
-
-async def send_sign_in_links(app: web.Application, email: str, ip: str) -> None:
-    """Mint and mail a link per matching client (runs in the background)."""
-    settings = app[SETTINGS]
-    for link in await app[AUTH].issue_sign_in_links(email, ip):
-        await app[MAILER].send(
-            EmailMessage(
-                dedupe_key=f"magic-link:{tokens.hash_token(link.token)}",
-                to=link.client.email,
-                template="portal_sign_in",
-                context={
-                    "company_name": settings.company_name,
-                    "client_name": link.client.name,
-                    "link_url": settings.url(f"/portal/link/{link.token}"),
-                    "expires_in": f"in {int(SIGN_IN_TTL.total_seconds() // 60)} minutes",
-                    "invite": False,
-                },
-            )
-        )
 
 
 def invalid_link_page(request: web.Request) -> NotFound:
@@ -480,19 +455,7 @@ async def contact_save(request: web.Request) -> web.Response:
             {"title": "Contact details", "client": client, "form": form, "error": error},
             status=422,
         )
-    changes = await request.app[STORE].update_contact(who.client_id, data)
-    if changes:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        await request.app[MAILER].send_staff(
-            f"contact-{who.client_id}-{stamp}",
-            "staff_contact_changed",
-            {
-                "company_name": request.app[SETTINGS].company_name,
-                "client_name": data.name,
-                "client_id": who.client_id,
-                "changes": changes,
-            },
-        )
+    await request.app[STORE].update_contact(who.client_id, data)  # staff are told of changes
     raise web.HTTPSeeOther("/portal/contact?saved=1")
 
 
@@ -533,23 +496,7 @@ async def service_request_send(request: web.Request) -> web.Response:
             {"title": "Request service", "form": form, "projects": view.projects, "error": error},
             status=422,
         )
-    item = await store.create_service_request(who.client_id, data)
-    client, _ = await store.client(who.client_id)
-    project_name = None
-    if item.project_id is not None:
-        view = await store.overview(who.client_id, project_id=item.project_id)
-        project_name = view.projects[0].name
-    await request.app[MAILER].send_staff(
-        f"service-request-{item.id}",
-        "staff_service_request",
-        {
-            **service_request_json(item),
-            "company_name": request.app[SETTINGS].company_name,
-            "client_name": client.company or client.name,
-            "request_id": item.id,
-            "project_name": project_name,
-        },
-    )
+    await store.create_service_request(who.client_id, data)  # and the staff notices
     return await render(
         request,
         "message.html",

@@ -5,11 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from portico.invoices import Billing
-from portico.mailer import Mailer
 from portico.portal import PortalStore
 from portico.portal_auth import PortalAuth
 
 AUTH = web.AppKey("portal_auth", PortalAuth)
 STORE = web.AppKey("portal_store", PortalStore)
 BILLING = web.AppKey("billing", Billing)
-MAILER = web.AppKey("mailer", Mailer)

@@ -4,7 +4,7 @@ fields with defaults (histories of running approvals must keep decoding)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 ROUTINGS = ("sequential", "any", "all")
@@ -272,3 +272,27 @@ class InvoiceState:
     status: str  # open | settled status seen last (paid | void)
     reminders_sent: int
     next_reminder_at: datetime | None
+
+
+# --- OutboxMessageWorkflow ---------------------------------------------------------------
+
+
+@dataclass
+class OutboxDelivery:
+    """Deliver outbox row `outbox_id` (workflow `message-{outbox_id}`): the message itself stays
+    in SQL, so nothing it carries (addresses, links) enters the history. Failing attempts are
+    retried from `retry_initial`, doubling up to `retry_maximum`, for `give_up_after`."""
+
+    outbox_id: int
+    channel: str = "email"  # email | sms
+    sms_task_queue: str = ""  # the rate-limited queue an SMS is sent from ("": the main one)
+    retry_initial: timedelta = timedelta(seconds=5)
+    retry_maximum: timedelta = timedelta(minutes=10)
+    give_up_after: timedelta = timedelta(days=3)
+
+
+@dataclass
+class OutboxOutcome:
+    outbox_id: int
+    status: str  # delivered | failed
+    error: str | None = None

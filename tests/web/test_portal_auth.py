@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from portico import tokens
 from portico.models import MagicLink, PortalSession, PortalSignInRequest
 from portico.portal_auth import EMAIL_LIMIT, IP_LIMIT
+from tests.helpers import wait_until
 from tests.portal_support import (
     Browser,
     background_mail_sent,
@@ -211,7 +212,7 @@ async def test_staff_invite_sends_a_longer_single_use_link(stack):
     assert answer["sent"] is True
     expires = datetime.fromisoformat(answer["expires_at"].replace("Z", "+00:00"))
     assert expires - datetime.now(UTC) > timedelta(days=6, hours=23)
-    mail = (await mails_to(stack, "dana@client.test"))[-1]
+    mail = (await wait_until(lambda: mails_to(stack, "dana@client.test")))[-1]
     assert "invited you" in mail.body
     token = (await magic_links(stack, "dana@client.test"))[-1]
     browser, other = Browser(stack), Browser(stack)

@@ -252,8 +252,8 @@ async def test_contact_details_and_service_requests_reach_staff(stack):
         assert item["description"] == "The kitchen tap drips."
         assert item["client_id"] == acct["client"]["id"]
         assert item["preferred_date"] == "2031-05-01" and item["address"].startswith("1 Main")
-        mail = await _mail(stack, "office@firm.test", "Service request")
-        assert mail and "The kitchen tap drips." in mail.body
+        mail = await wait_until(lambda: _mail(stack, "office@firm.test", "Service request"))
+        assert "The kitchen tap drips." in mail.body
         status, _, _ = await browser.post(
             "/portal/service-request", {"csrf": csrf, "description": "", "name": "D"}
         )
