@@ -129,15 +129,13 @@ def check_pdf(data: bytes, limits: PdfLimits) -> CheckedPdf:
         reader = open_checked(data, limits)
         pages = len(reader.flattened_pages or [])
         try:
-            writer = PdfWriter(clone_from=reader)
-            removed = strip_active_content(writer)
-            if not removed:
-                return CheckedPdf(data=bytes(data), pages=pages)
-            out = io.BytesIO()
-            writer.write(out)
+            stripped = strip_active_content(reader)
         except Exception as exc:
             raise InvalidPdf("The PDF is damaged and could not be read.") from exc
-    return CheckedPdf(data=out.getvalue(), pages=pages, removed=tuple(removed))
+    if stripped is None:
+        return CheckedPdf(data=bytes(data), pages=pages)
+    clean, removed = stripped
+    return CheckedPdf(data=clean, pages=pages, removed=tuple(removed))
 
 
 def validate_pdf(data: bytes, max_bytes: int) -> int:
@@ -766,8 +764,10 @@ def build_signed_pdf(
     with limits_config(limits):
         reader = open_checked(original_pdf, limits)
         try:
+            stripped = strip_active_content(reader)
+            if stripped is not None:
+                reader = PdfReader(io.BytesIO(stripped[0]), strict=False)
             writer = PdfWriter(clone_from=reader)
-            strip_active_content(writer)
             last = writer.pages[-1]
             certificate_size = _certificate_page_size(last.cropbox, int(last.rotation or 0))
             if int(last.rotation or 0) % 360:

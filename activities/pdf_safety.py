@@ -203,11 +203,28 @@ def _check_streams(reader: PdfReader, objects: list[tuple[int, int]], limits: Pd
 # --------------------------------------------------------------------------- active content
 
 
-def strip_active_content(writer: PdfWriter) -> list[str]:
-    """Remove everything a viewer could run or unpack from ``writer``'s document: the open
-    action, document, page and field actions (/AA), JavaScript, launch, form-submit and other
+def strip_active_content(reader: PdfReader) -> tuple[bytes, list[str]] | None:
+    """``reader``'s document without anything a viewer could run or unpack: the open action,
+    document, page and field actions (/AA), JavaScript, launch, form-submit and other
     non-navigation actions, embedded files, XFA forms and media annotations. Links to pages
-    and to http(s)/mailto addresses stay. Returns what was removed (sorted labels)."""
+    and to http(s)/mailto addresses stay.
+
+    Returns (the new file, what was removed) or None when there was nothing to remove."""
+    writer = PdfWriter(clone_from=reader)
+    removed = _strip(writer)
+    if not removed:
+        return None
+    draft = io.BytesIO()
+    writer.write(draft)
+    # Cloning copies what the catalog still reaches: the removed scripts and files are left out.
+    clean = PdfWriter(clone_from=PdfReader(draft, strict=False))
+    out = io.BytesIO()
+    clean.write(out)
+    return out.getvalue(), removed
+
+
+def _strip(writer: PdfWriter) -> list[str]:
+    """Remove active content from ``writer``'s document; returns what was removed."""
     removed: set[str] = set()
     root = writer.root_object
     for key, label in (("/OpenAction", "open action"), ("/AA", "document actions")):
@@ -243,8 +260,6 @@ def strip_active_content(writer: PdfWriter) -> list[str]:
             if key in node and not _safe_action(node[key]):
                 del node[key]
                 removed.add("actions")
-    if removed:
-        writer.compress_identical_objects(remove_identicals=False, remove_orphans=True)
     return sorted(removed)
 
 
