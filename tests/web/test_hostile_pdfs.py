@@ -155,9 +155,7 @@ async def test_hostile_signed_uploads_are_refused_with_422(stack):
         (zero_bomb(streams=4), "expand to more than 50 MB"),
         (many_pages(501), "more than 500 pages"),
     ]:
-        response = await stack.http.post(
-            f"/s/{token}/upload", data=upload_form(stack, token, data)
-        )
+        response = await stack.http.post(f"/s/{token}/upload", data=upload_form(stack, token, data))
         assert response.status == 422
         assert message in await response.text()
     assert await approval_status(stack, created["id"]) == "pending"
@@ -200,9 +198,7 @@ async def test_a_signed_pdf_that_cannot_be_built_fails_visibly_and_staff_are_tol
     approved, the build fails for good at once, and everyone can see it."""
     document = await seed_document(stack)
     async with stack.sessions() as session:
-        path = await session.scalar(
-            select(Document.file_path).where(Document.id == document["id"])
-        )
+        path = await session.scalar(select(Document.file_path).where(Document.id == document["id"]))
     assert path
     (Path(stack.settings.files_dir) / path).write_bytes(zero_bomb(streams=4))
     created = await create_approval(stack, document["id"])
