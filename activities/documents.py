@@ -1,5 +1,7 @@
 """Builds the signed copy of an approved document: the document of record, a signature stamp on
-its last page and certificate-of-completion pages. Safe to run twice."""
+its last page and certificate-of-completion pages. Safe to run twice. The PDF work runs in a
+child process within the PORTICO_PDF_* limits (activities/pdf_sandbox.py): a document beyond
+them fails for good (InvalidPdf), and the workflow tells staff."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import pdf
+from activities import pdf, pdf_sandbox
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent
 from portico.settings import Settings
@@ -79,7 +81,7 @@ class DocumentActivities:
                     non_retryable=True,
                 )
 
-            existing = self._existing(approval)
+            existing = await asyncio.to_thread(self._existing, approval)
             if existing is not None:
                 return existing
 
@@ -120,10 +122,23 @@ class DocumentActivities:
                 replaced_by_upload=uploader is not None,
             )
             try:
-                data = await asyncio.to_thread(pdf.build_signed_pdf, record, certificate)
+                data, pages = await pdf_sandbox.build_signed_pdf(
+                    record,
+                    certificate,
+                    pdf_sandbox.limits_for(self.settings),
+                    self.settings.pdf_timeout_seconds,
+                )
+            except pdf_sandbox.PdfTimeout as exc:  # perhaps a busy machine: worth a retry
+                raise ApplicationError(
+                    f"building the signed PDF took longer than "
+                    f"{self.settings.pdf_timeout_seconds:g} s",
+                    type="PdfTimeout",
+                ) from exc
+            except pdf_sandbox.PdfBusy as exc:
+                raise ApplicationError(str(exc), type="PdfBusy") from exc
             except pdf.InvalidPdf as exc:
                 raise ApplicationError(
-                    f"approval {approval_id}: the document of record is unusable: {exc}",
+                    f"the document of record is unusable: {exc}",
                     type="InvalidPdf",
                     non_retryable=True,
                 ) from exc
@@ -133,7 +148,7 @@ class DocumentActivities:
             approval.signed_pdf_path = path
             approval.signed_pdf_sha256 = digest
             await session.commit()
-            return SignedPdfResult(path=path, sha256=digest, pages=pdf.page_count(data))
+            return SignedPdfResult(path=path, sha256=digest, pages=pages)
 
     def _existing(self, approval: Approval) -> SignedPdfResult | None:
         """The already-recorded signed PDF, if its file is still there with the same hash."""

@@ -11,7 +11,7 @@ import hashlib
 import io
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -38,17 +38,31 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from activities.pdf_safety import (
+    DEFAULT_LIMITS,
+    InvalidPdf,
+    PdfLimits,
+    limits_config,
+    open_checked,
+    size_label,
+    strip_active_content,
+)
+
 __all__ = [
     "Certificate",
     "CertificateSigner",
+    "CheckedPdf",
     "InvalidPdf",
+    "PdfLimits",
     "UPLOAD_NOTICE",
     "build_signed_pdf",
+    "check_pdf",
     "format_money",
     "page_count",
     "pdf_text",
     "render_line_items_pdf",
     "sha256_hex",
+    "size_label",
     "validate_pdf",
 ]
 
@@ -66,6 +80,10 @@ _RULE = colors.HexColor("#cbd2d9")
 _HEADER_BG = colors.HexColor("#eef2f6")
 _STAMP_INK = colors.HexColor("#1d3f72")
 
+# Portico's own output (signed copies, rendered documents) is read with room to spare.
+_OWN_OUTPUT = PdfLimits(
+    max_bytes=1 << 40, max_pages=100_000, max_objects=10_000_000, max_decompressed_bytes=1 << 34
+)
 _MAX_SIGNATURE_PIXELS = 4_000_000
 _MAX_DESCRIPTION_CHARS = 3_000
 _MAX_FIELD_CHARS = 20_000
@@ -84,10 +102,6 @@ _TRANSLITERATE = {
 }  # fmt: skip
 
 
-class InvalidPdf(ValueError):
-    """The bytes are not a PDF Portico can use; the message is a sentence for the user."""
-
-
 # --------------------------------------------------------------------------- basics
 
 
@@ -96,60 +110,56 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _size_label(n: int) -> str:
-    mib = 1024 * 1024
-    if n >= mib:
-        value = n / mib
-        return f"{value:.0f} MB" if n % mib == 0 else f"{value:.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n} bytes"
+@dataclass(frozen=True)
+class CheckedPdf:
+    """An accepted PDF: the bytes to store (without active content) and what was removed."""
+
+    data: bytes
+    pages: int
+    removed: tuple[str, ...] = ()
 
 
-def _open_pdf(data: bytes) -> PdfReader:
-    """Parse ``data`` with pypdf, raising InvalidPdf when it is unusable."""
-    if not data:
-        raise InvalidPdf("The file is empty.")
-    if bytes(data[:5]) != b"%PDF-":
-        raise InvalidPdf("The file is not a PDF.")
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        encrypted = reader.is_encrypted
-    except Exception as exc:
-        raise InvalidPdf("The PDF is damaged and could not be read.") from exc
-    if encrypted:
-        raise InvalidPdf("The PDF is encrypted; please upload a copy without a password.")
-    try:
-        pages = reader.pages
-        count = len(pages)
-        for page in pages:
-            _ = page.mediabox
-    except Exception as exc:
-        raise InvalidPdf("The PDF is damaged and could not be read.") from exc
-    if count == 0:
-        raise InvalidPdf("The PDF has no pages.")
-    return reader
+def check_pdf(data: bytes, limits: PdfLimits) -> CheckedPdf:
+    """Check an untrusted PDF within ``limits`` and strip its active content.
+
+    The stored bytes are the original ones unless something had to be removed. Raises
+    InvalidPdf if the file is empty, oversize, not a PDF, damaged, encrypted, without pages or
+    beyond a limit. CPU-bound: run it through activities/pdf_sandbox.py from async code."""
+    with limits_config(limits):
+        reader = open_checked(data, limits)
+        pages = len(reader.flattened_pages or [])
+        try:
+            stripped = strip_active_content(reader)
+        except Exception as exc:
+            raise InvalidPdf("The PDF is damaged and could not be read.") from exc
+    if stripped is None:
+        return CheckedPdf(data=bytes(data), pages=pages)
+    clean, removed = stripped
+    return CheckedPdf(data=clean, pages=pages, removed=tuple(removed))
 
 
 def validate_pdf(data: bytes, max_bytes: int) -> int:
     """Return the page count; raise InvalidPdf if empty, oversize, not a PDF, damaged,
-    encrypted or without pages."""
-    if not data:
-        raise InvalidPdf("The file is empty.")
-    if len(data) > max_bytes:
-        raise InvalidPdf(f"The PDF is larger than {_size_label(max_bytes)}.")
-    return len(_open_pdf(data).pages)
+    encrypted, without pages or beyond the default limits (pages, objects, inflated size)."""
+    return check_pdf(data, replace(DEFAULT_LIMITS, max_bytes=max_bytes)).pages
+
+
+def _open_pdf(data: bytes) -> PdfReader:
+    """Read a PDF Portico made (a signed copy, a rendered document)."""
+    with limits_config(_OWN_OUTPUT):
+        return open_checked(data, _OWN_OUTPUT)
 
 
 def page_count(data: bytes) -> int:
     """Number of pages in ``data`` (InvalidPdf if it cannot be read)."""
-    return len(_open_pdf(data).pages)
+    return len(_open_pdf(data).flattened_pages or [])
 
 
 def pdf_text(data: bytes) -> str:
     """All text pypdf can extract, pages separated by newlines."""
-    reader = _open_pdf(data)
-    return "\n".join(page.extract_text() or "" for page in reader.pages)
+    with limits_config(_OWN_OUTPUT):
+        reader = open_checked(data, _OWN_OUTPUT)
+        return "\n".join(page.extract_text() or "" for page in reader.flattened_pages or [])
 
 
 def format_money(amount_cents: int | None, currency: str) -> str:
@@ -745,35 +755,42 @@ def _certificate_page_size(box: RectangleObject, rotation: int) -> tuple[float, 
     return A4 if abs(short - A4[0]) < abs(short - LETTER[0]) else LETTER
 
 
-def build_signed_pdf(original_pdf: bytes, certificate: Certificate) -> bytes:
+def build_signed_pdf(
+    original_pdf: bytes, certificate: Certificate, limits: PdfLimits = DEFAULT_LIMITS
+) -> bytes:
     """Stamp the last page of ``original_pdf`` and append certificate-of-completion pages.
 
-    Raises InvalidPdf if the original cannot be read.
+    The original is checked within ``limits`` again (it may have been stored before they
+    existed) and loses its active content. Raises InvalidPdf if it cannot be used. CPU-bound:
+    run it through activities/pdf_sandbox.py from async code.
     """
-    reader = _open_pdf(original_pdf)
-    try:
-        writer = PdfWriter(clone_from=reader)
-        last = writer.pages[-1]
-        certificate_size = _certificate_page_size(last.cropbox, int(last.rotation or 0))
-        if int(last.rotation or 0) % 360:
-            last.transfer_rotation_to_content()
-        box = last.cropbox
-        left = min(float(box.left), float(box.right))
-        bottom = min(float(box.bottom), float(box.top))
-        width, height = abs(float(box.width)), abs(float(box.height))
-    except InvalidPdf:
-        raise
-    except Exception as exc:
-        raise InvalidPdf("The PDF is damaged and could not be read.") from exc
+    with limits_config(limits):
+        reader = open_checked(original_pdf, limits)
+        try:
+            stripped = strip_active_content(reader)
+            if stripped is not None:
+                reader = PdfReader(io.BytesIO(stripped[0]), strict=False)
+            writer = PdfWriter(clone_from=reader)
+            last = writer.pages[-1]
+            certificate_size = _certificate_page_size(last.cropbox, int(last.rotation or 0))
+            if int(last.rotation or 0) % 360:
+                last.transfer_rotation_to_content()
+            box = last.cropbox
+            left = min(float(box.left), float(box.right))
+            bottom = min(float(box.bottom), float(box.top))
+            width, height = abs(float(box.width)), abs(float(box.height))
+        except Exception as exc:
+            raise InvalidPdf("The PDF is damaged and could not be read.") from exc
 
-    overlay = PdfReader(io.BytesIO(_stamp_overlay(certificate, width, height))).pages[0]
-    try:
-        last.merge_transformed_page(overlay, Transformation().translate(left, bottom))
-    except Exception as exc:
-        raise InvalidPdf("The PDF is damaged and could not be stamped.") from exc
+        overlay = PdfReader(io.BytesIO(_stamp_overlay(certificate, width, height))).pages[0]
+        try:
+            last.merge_transformed_page(overlay, Transformation().translate(left, bottom))
+            last.compress_content_streams()  # merged content is written inflated otherwise
+        except Exception as exc:
+            raise InvalidPdf("The PDF is damaged and could not be stamped.") from exc
 
-    for page in PdfReader(io.BytesIO(_certificate_pdf(certificate, certificate_size))).pages:
-        writer.add_page(page)
-    out = io.BytesIO()
-    writer.write(out)
+        for page in PdfReader(io.BytesIO(_certificate_pdf(certificate, certificate_size))).pages:
+            writer.add_page(page)
+        out = io.BytesIO()
+        writer.write(out)
     return out.getvalue()

@@ -58,6 +58,14 @@ async def append_event(session: AsyncSession, approval_id: int, event: AuditEven
     return True
 
 
+def _record_signed_pdf_outcome(approval: Approval, event: AuditEventInput) -> None:
+    """Keep `signed_pdf_error` in step with the workflow's signed-PDF events."""
+    if event.type == "signed_pdf_failed":
+        approval.signed_pdf_error = str(event.data.get("error") or "unknown error")[:2000]
+    elif event.type == "signed_pdf":
+        approval.signed_pdf_error = None
+
+
 class RecordActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
@@ -99,4 +107,5 @@ class RecordActivities:
                 if snapshot.token_expires_at is not None:
                     row.token_expires_at = snapshot.token_expires_at
             if snapshot.event is not None:
+                _record_signed_pdf_outcome(approval, snapshot.event)
                 await append_event(session, snapshot.approval_id, snapshot.event)

@@ -127,6 +127,9 @@ class Approval(Base):
     void_reason: Mapped[str | None] = mapped_column(Text)
     signed_pdf_path: Mapped[str | None] = mapped_column(String(500))
     signed_pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Why the signed PDF could not be built (the workflow's `signed_pdf_failed` event); staff
+    # were told. Cleared when a signed PDF is recorded.
+    signed_pdf_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when a new version of the document replaced the one this request was for (the id of

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities import pdf
+from activities import pdf, pdf_sandbox
 from activities.records import append_event
 from bots.parse import bare_phone
 from portico import branding, tokens
@@ -72,6 +72,21 @@ def free_sms_code(used: set[str], attempts: int = 1000) -> str:
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+async def check_upload(settings: Settings, data: bytes) -> pdf.CheckedPdf:
+    """Check an uploaded PDF off the event loop, within the PORTICO_PDF_* limits; what to store
+    is the copy without active content. Refusals are 413/422 with a sentence for the user."""
+    if len(data) > settings.max_upload_bytes:
+        raise TooLarge(f"The PDF is larger than {pdf.size_label(settings.max_upload_bytes)}.")
+    try:
+        return await pdf_sandbox.check_pdf(
+            data, pdf_sandbox.limits_for(settings), settings.pdf_timeout_seconds
+        )
+    except pdf_sandbox.PdfBusy as err:
+        raise Unavailable(str(err)) from err
+    except pdf.InvalidPdf as err:
+        raise Invalid(str(err), code="invalid_pdf") from err
 
 
 class Portico:
@@ -142,17 +157,11 @@ class Portico:
                 issued_on=datetime.now(UTC).date(),
                 notes=meta.notes,
             )
-        if file_bytes is None:
+        elif file_bytes is None:
             raise Invalid("Send a PDF as `file`, or `line_items` to have one rendered.")
-        if len(file_bytes) > self.settings.max_upload_bytes:
-            raise TooLarge(
-                f"The PDF is larger than {self.settings.max_upload_bytes // (1024 * 1024)} MB."
-            )
-        try:
-            pdf.validate_pdf(file_bytes, self.settings.max_upload_bytes)
-        except pdf.InvalidPdf as err:
-            raise Invalid(str(err), code="invalid_pdf") from err
-        path = self.files.save("documents", file_bytes, ".pdf")
+        else:  # an upload: checked within the limits, stored without its active content
+            file_bytes = (await check_upload(self.settings, file_bytes)).data
+        path = await asyncio.to_thread(self.files.save, "documents", file_bytes, ".pdf")
         fields = meta.model_dump(exclude={"line_items", "notes"})
         fields["amount_cents"] = amount
         return dict(
@@ -583,6 +592,13 @@ class Portico:
                 f"The signed PDF exists once the request is approved (it is {approval.status}).",
                 code="not_approved",
             )
+        if approval.signed_pdf_error and not approval.signed_pdf_path:
+            raise Conflict(
+                "The request is approved, but its signed PDF could not be built "
+                f"({approval.signed_pdf_error}). Staff were told by email; the approval and its "
+                "audit trail stand.",
+                code="signed_pdf_failed",
+            )
         if not approval.signed_pdf_path:
             raise Conflict(
                 "The request is approved and its signed PDF is still being prepared; "
@@ -600,7 +616,7 @@ class Portico:
         loop = asyncio.get_running_loop()
         end = loop.time() + (SIGNED_PDF_WAIT if timeout is None else timeout)
         while approval.status == APPROVED and not approval.signed_pdf_path:
-            if loop.time() >= end:
+            if loop.time() >= end or approval.signed_pdf_error:
                 break
             await asyncio.sleep(0.2)
             approval = await self.load_approval(approval_id)
@@ -671,6 +687,15 @@ def approver_json(approver: Approver) -> dict[str, Any]:
     }
 
 
+def signed_pdf_status(approval: Approval) -> str | None:
+    """`ready`, `failed` (staff were told), `pending` (being built) or None (not approved)."""
+    if approval.signed_pdf_path:
+        return "ready"
+    if approval.signed_pdf_error:
+        return "failed"
+    return "pending" if approval.status == APPROVED else None
+
+
 def approval_json(approval: Approval, events: list[AuditEvent] | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": approval.id,
@@ -686,6 +711,8 @@ def approval_json(approval: Approval, events: list[AuditEvent] | None) -> dict[s
         "created_at": iso(approval.created_at),
         "completed_at": iso(approval.completed_at),
         "signed_pdf_sha256": approval.signed_pdf_sha256,
+        "signed_pdf_status": signed_pdf_status(approval),
+        "signed_pdf_error": approval.signed_pdf_error,
         "superseded": approval.superseded_by_document_id is not None,
         "superseded_by_document_id": approval.superseded_by_document_id,
         "document": document_json(approval.document),

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     accent_color: str | None = Field(None, alias="PORTICO_ACCENT_COLOR")
     division_logos_value: str = Field("", alias="PORTICO_DIVISION_LOGOS")
     max_upload_bytes: int = Field(20 * 1024 * 1024, alias="PORTICO_MAX_UPLOAD_BYTES")
+    # Untrusted PDFs (uploads, signed copies returned by clients) are checked in a child process
+    # within these limits and refused beyond them (docs/operations.md, "PDF limits").
+    pdf_max_pages: int = Field(500, ge=1, alias="PORTICO_PDF_MAX_PAGES")
+    pdf_max_objects: int = Field(100_000, ge=100, alias="PORTICO_PDF_MAX_OBJECTS")
+    pdf_max_decompressed_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024 * 1024, alias="PORTICO_PDF_MAX_DECOMPRESSED_BYTES"
+    )
+    pdf_timeout_seconds: float = Field(30.0, gt=0, le=600, alias="PORTICO_PDF_TIMEOUT_SECONDS")
 
     # Operations (docs/operations.md): payload encryption, codec endpoint, worker metrics.
     payload_key: str | None = Field(None, alias="PORTICO_PAYLOAD_KEY")

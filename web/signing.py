@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -18,11 +19,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper
 
-from activities import pdf
 from portico import tokens
 from portico.db import read_connection
 from portico.errors import (
     BadRequest,
+    Conflict,
     Invalid,
     NotFound,
     PorticoError,
@@ -32,7 +33,7 @@ from portico.errors import (
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
 from portico.portal import PortalOrigin, approver_for_portal_token
-from portico.service import approver_json
+from portico.service import approver_json, check_upload
 from web.branding import BRANDING
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.payments import SIGN_PAGE_EXTRA, add_deposit_link
@@ -362,12 +363,13 @@ async def upload_signed(request: web.Request, link: Link, form: dict[str, Any]) 
     data = upload.file.read() if isinstance(upload, web.FileField) else b""
     if not data:
         raise Invalid("Choose the signed PDF to upload.")
-    try:
-        pdf.validate_pdf(data, request.app[SETTINGS].max_upload_bytes)
-    except pdf.InvalidPdf as err:
-        raise Invalid(str(err)) from err
-    path = FileStore(request.app[SETTINGS].files_dir).save("uploads", data, ".pdf")
-    req = approve_request(request, link, form, uploaded_pdf=path)
+    req = approve_request(request, link, form)
+    if not req.consent:  # the same consent as typed signing (the workflow checks it too)
+        raise Invalid("Please agree to sign electronically before uploading your signed PDF.")
+    settings = request.app[SETTINGS]
+    checked = await check_upload(settings, data)
+    files = FileStore(settings.files_dir)
+    req.uploaded_pdf = await asyncio.to_thread(files.save, "uploads", checked.data, ".pdf")
     req.signature_name = req.signature_name or link.approver.name
     req.evidence.channel = "upload"
     return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.approve, req))
@@ -402,8 +404,15 @@ async def document_pdf(request: web.Request) -> web.Response:
 async def signed_pdf(request: web.Request) -> web.Response:
     link = await open_link(request)
     path = link.approval.signed_pdf_path
-    if link.approval.status == "approved" and not path:  # rendered a moment after approval
-        path = (await request.app[SERVICE].wait_for_signed_pdf(link.approval.id)).signed_pdf_path
+    failed = link.approval.signed_pdf_error
+    if link.approval.status == "approved" and not path and not failed:  # built a moment later
+        approval = await request.app[SERVICE].wait_for_signed_pdf(link.approval.id)
+        path, failed = approval.signed_pdf_path, approval.signed_pdf_error
+    if link.approval.status == "approved" and not path and failed:
+        raise Conflict(
+            "Your signed copy could not be prepared automatically. "
+            f"{request.app[SETTINGS].company_name} has been told and will send it to you."
+        )
     if link.approval.status != "approved" or not path:
         raise NotFound("The signed copy is available once everyone has approved.")
     data = FileStore(request.app[SETTINGS].files_dir).read(path)

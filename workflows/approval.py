@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 from workflows import messages
 from workflows import search_attributes as sa
@@ -83,12 +84,31 @@ QUIET_SMS_PATCH = "non-urgent-sms-in-background"
 # A request or reminder queued before a decision, skip or void is dropped, not sent.
 STALE_PROMPT_PATCH = "skip-stale-prompts"
 PROMPTS = ("request", "reminder", "expiry_warning")
+# The signed PDF is built in bounded attempts (a hostile or broken document must not retry
+# forever with the request `approved` and no evidence); when it fails staff are told.
+BOUNDED_SIGNED_PDF_PATCH = "bounded-signed-pdf"
+SIGNED_PDF_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=3,
+    non_retryable_error_types=["InvalidPdf", "NotFound", "NotApproved"],
+)
 EXPIRY_WARNING_BEFORE = timedelta(days=1)
 LINK_GRACE = timedelta(days=90)  # a link keeps working this long after the request ends
 
 
 def _error(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def _failure_reason(err: ActivityError) -> str:
+    """Why an activity failed for good, as a sentence (not the SDK's wrapper text)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    if isinstance(cause, ActivityTimeout):
+        return "it did not finish in time"
+    return str(cause or err)
 
 
 @workflow.defn
@@ -262,13 +282,12 @@ class ApprovalWorkflow:
     @approve.validator
     def _validate_approve(self, req: ApproveRequest) -> None:
         self._check_can_decide(req.approver_id)
-        if req.evidence.channel == "web":
-            if not req.consent:
-                raise _error(
-                    "Please agree to sign electronically before approving.", CONSENT_REQUIRED
-                )
-            if not (req.signature_name or "").strip():
-                raise _error("Please type your full name to sign.", SIGNATURE_REQUIRED)
+        # An uploaded signed PDF needs the same consent as typed signing. (Validators do not
+        # run on replay, so this needs no patch.)
+        if req.evidence.channel in ("web", "upload") and not req.consent:
+            raise _error("Please agree to sign electronically before approving.", CONSENT_REQUIRED)
+        if req.evidence.channel == "web" and not (req.signature_name or "").strip():
+            raise _error("Please type your full name to sign.", SIGNATURE_REQUIRED)
 
     @workflow.update
     async def decline(self, req: DeclineRequest) -> DecisionResult:
@@ -636,22 +655,30 @@ class ApprovalWorkflow:
     async def _finish(self) -> None:
         """Completion work once the request has ended."""
         if self._status == APPROVED:
+            bounded = workflow.patched(BOUNDED_SIGNED_PDF_PATCH)
+            failure: str | None = None
             try:
                 pdf: SignedPdfResult = await workflow.execute_activity(
                     "build_signed_pdf",
                     self._inp.approval_id,
                     start_to_close_timeout=timedelta(minutes=2),
-                    retry_policy=RECORD_RETRY,
+                    retry_policy=SIGNED_PDF_RETRY if bounded else RECORD_RETRY,
                     result_type=SignedPdfResult,
                 )
                 await self._sync("signed_pdf", "system", {"sha256": pdf.sha256, "pages": pdf.pages})
             except ActivityError as err:
                 # The approval stands; staff get told and can rebuild the PDF.
-                await self._sync("signed_pdf_failed", "system", {"error": str(err.cause or err)})
-            await self._notify_staff("approved")
+                failure = _failure_reason(err) if bounded else str(err.cause or err)
+                await self._sync("signed_pdf_failed", "system", {"error": failure})
+            if failure is not None and bounded:
+                # No "approved, signed PDF attached" mail: staff hear what failed instead.
+                await self._notify_staff("signed_pdf_failed", reason=failure)
+            else:
+                await self._notify_staff("approved")
             for approver in self._inp.approvers:
                 if self._records[approver.id].status == APPROVED:
-                    await self._notify_approver("completed_copy", approver)
+                    extra = {"signed_pdf_failed": True} if failure and bounded else {}
+                    await self._notify_approver("completed_copy", approver, **extra)
         elif self._status == DECLINED:
             decliner = next(r for r in self._records.values() if r.status == DECLINED)
             await self._notify_staff(

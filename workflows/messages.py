@@ -113,5 +113,9 @@ def staff_text(event: str, inp: ApprovalInput, **extra: Any) -> str:
         "approved": f"APPROVED: {line} (request #{inp.approval_id}). Billing can start.",
         "declined": f"DECLINED by {who}: {line}. Reason: {extra.get('reason', '')}",
         "expired": f"EXPIRED: {line} (request #{inp.approval_id}) was not approved in time.",
+        "signed_pdf_failed": (
+            f"APPROVED: {line} (request #{inp.approval_id}), but its signed PDF could not be "
+            f"built: {extra.get('reason', '')}"
+        ),
     }
     return f"Portico: {texts.get(event, line)}"

@@ -192,6 +192,7 @@ async def test_upload_own_signed_pdf(stack, desktop, tmp_path: Path):
     path.write_bytes(signed)
     page = await open_signing_page(desktop, url)
     await page.get_by_label("Signed PDF", exact=True).set_input_files(str(path))
+    await page.get_by_label("electronic").check()  # the same consent as typed signing
     await page.get_by_role("button", name="Upload signed PDF").click()
     await expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
     shown = await wait_until(lambda: _signed(stack, created["id"]))

@@ -177,6 +177,7 @@ async def test_upload_own_signed_pdf_approves_and_yields_a_signed_copy(stack):
     bad = FormData()
     status, html = await open_page(stack, token)
     bad.add_field("csrf", csrf(html))
+    bad.add_field("consent", "on")
     bad.add_field("signed_pdf", b"not a pdf", filename="x.pdf", content_type="application/pdf")
     response = await stack.http.post(f"/s/{token}/upload", data=bad)
     assert response.status == 422
@@ -185,6 +186,7 @@ async def test_upload_own_signed_pdf_approves_and_yields_a_signed_copy(stack):
     signed = sample_pdf("Signed in Acrobat")
     form = FormData()
     form.add_field("csrf", csrf(html))
+    form.add_field("consent", "on")  # the same consent as typed signing
     form.add_field("signed_pdf", signed, filename="signed.pdf", content_type="application/pdf")
     response = await stack.http.post(f"/s/{token}/upload", data=form, allow_redirects=False)
     assert response.status == 303

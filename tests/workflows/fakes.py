@@ -18,6 +18,7 @@ class Recorder:
     pdfs: list[int] = field(default_factory=list)
     undeliverable: set[str] = field(default_factory=set)
     pdf_fails: bool = False
+    pdf_times_out: bool = False  # fails with a retryable error on every attempt
 
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
@@ -38,6 +39,8 @@ class Recorder:
         self.pdfs.append(approval_id)
         if self.pdfs and self.pdf_fails:
             raise ApplicationError("document is damaged", type="InvalidPdf", non_retryable=True)
+        if self.pdf_times_out:
+            raise ApplicationError("building the signed PDF took too long", type="PdfTimeout")
         return SignedPdfResult(path=f"signed/{approval_id}.pdf", sha256="ab" * 32, pages=2)
 
     def activities(self) -> list:

@@ -108,9 +108,12 @@ async def started(
     routing: str,
     undeliverable: set[str] | None = None,
     pdf_fails: bool = False,
+    pdf_times_out: bool = False,
     **kw,
 ) -> AsyncIterator[Run]:
-    rec = Recorder(undeliverable=undeliverable or set(), pdf_fails=pdf_fails)
+    rec = Recorder(
+        undeliverable=undeliverable or set(), pdf_fails=pdf_fails, pdf_times_out=pdf_times_out
+    )
     queue = f"approvals-{uuid.uuid4()}"
     approval_id = uuid.uuid4().int % 1_000_000
     inp = make_input(approval_id, await env.get_current_time(), routing=routing, **kw)
@@ -361,7 +364,42 @@ async def test_a_failed_signed_pdf_does_not_undo_the_approval(time_env):
         assert await run.approve(run.inp.approvers[0].id) == "approved"
         assert (await run.handle.result()).status == "approved"
         assert "signed_pdf_failed" in run.rec.events()
-        assert run.rec.emails_to("office@firm.test", "staff_approved")
+        assert run.rec.pdfs == [run.inp.approval_id]  # a damaged document is not retried
+        # Staff hear that the PDF failed, not "approved, signed PDF attached".
+        (notice,) = run.rec.emails_to("office@firm.test", "staff_signed_pdf_failed")
+        assert notice.context["reason"] == "document is damaged"
+        assert run.rec.emails_to("office@firm.test", "staff_approved") == []
+        assert any("could not be built" in s.body for s in run.rec.sms if s.to == "+15559990000")
+        (copy,) = run.rec.emails_to("a1@client.test", "completed_copy")
+        assert copy.context["signed_pdf_failed"] is True
+
+
+async def test_a_signed_pdf_that_keeps_failing_is_given_up_after_three_attempts(time_env):
+    """It used to be retried forever: `approved`, no evidence, staff never told."""
+    async with started(time_env, "any", n=1, pdf_times_out=True) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        result = await run.handle.result()
+        assert result.status == "approved"
+        assert run.rec.pdfs == [run.inp.approval_id] * 3
+        failed = [s.event for s in run.rec.syncs if s.event and s.event.type == "signed_pdf_failed"]
+        assert failed[0].data == {"error": "building the signed PDF took too long"}
+        assert run.rec.emails_to("office@firm.test", "staff_signed_pdf_failed")
+
+
+async def test_an_uploaded_signed_pdf_needs_consent(time_env):
+    async with started(time_env, "any", n=1) as run:
+        upload = ApproveRequest(
+            approver_id=run.inp.approvers[0].id,
+            consent=False,
+            uploaded_pdf="uploads/signed.pdf",
+            evidence=Evidence(channel="upload", ip="203.0.113.9", user_agent="pytest"),
+        )
+        err = await rejected(run.handle.execute_update(ApprovalWorkflow.approve, upload))
+        assert err.type == "ConsentRequired"
+        assert await run.statuses() == ["pending"]
+        upload.consent = True
+        result = await run.handle.execute_update(ApprovalWorkflow.approve, upload)
+        assert result.approval_status == "approved"
 
 
 @asynccontextmanager
