@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from portico import tokens
-from portico.errors import Invalid, NotFound
+from portico.errors import Conflict, Invalid, NotFound
 from portico.models import (
     Approval,
     Approver,
@@ -369,7 +369,9 @@ class PortalStore:
                 if project is None:
                     raise NotFound(f"Project {data.project_id} does not exist.")
                 if client_id is not None and client_id != project.client_id:
-                    raise Invalid("The project belongs to another client.")
+                    raise Conflict(  # both exist, but do not go together
+                        "The project belongs to another client.", code="project_of_another_client"
+                    )
                 client_id = project.client_id
             if client_id is None or await session.get(Client, client_id) is None:
                 raise NotFound(f"Client {client_id} does not exist.")

@@ -64,8 +64,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         }.get(exc.status, exc.reason)
         if wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
-            return json_error(exc.status, code, message)
-        return error_page(request, exc.status, message)
+            response = json_error(exc.status, code, message)
+        else:
+            response = error_page(request, exc.status, message)
+        if "Allow" in exc.headers:  # 405: which methods would do (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         message = "Something went wrong on our side; nothing was changed. Please try again."
