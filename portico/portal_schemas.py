@@ -15,6 +15,7 @@ from portico.schemas import (
     PHONE_PATTERN,
     Id,
     Int,
+    IsoDate,
     LineItem,
     LineItemOut,
     NotBool,
@@ -22,6 +23,8 @@ from portico.schemas import (
     Out,
     Strict,
     check_items_total,
+    decimal_input,
+    decimal_schema,
     needs_one_of,
 )
 
@@ -29,11 +32,20 @@ MANUAL_METHODS = ("check", "cash", "bank_transfer")
 BOOKING_STATUSES = ("scheduled", "confirmed", "completed", "cancelled")
 
 
+TAX_RATE_PATTERN = r"^(100(\.0{1,4})?|[0-9]{1,2}(\.[0-9]{1,4})?)$"
+TaxRate = Annotated[
+    Decimal,
+    Field(ge=0, le=100, max_digits=7, decimal_places=4),
+    decimal_input(TAX_RATE_PATTERN, Decimal(0), Decimal(100)),
+    decimal_schema(TAX_RATE_PATTERN, Decimal(0), Decimal(100)),
+]
+
+
 class InvoiceIn(Strict):
     project_id: Id
     number: str = Field(min_length=1, max_length=60)
     currency: str = Field("USD", pattern=r"^[A-Za-z]{3}$")
-    due_date: dt.date
+    due_date: IsoDate
     line_items: list[LineItem] = Field(
         min_length=1,
         max_length=500,
@@ -42,7 +54,7 @@ class InvoiceIn(Strict):
         # What JSON Schema can say of that: some line costs something.
         json_schema_extra={"contains": {"properties": {"unit_price_cents": {"minimum": 1}}}},
     )
-    tax_rate_percent: Decimal | None = Field(None, ge=0, le=100, max_digits=7, decimal_places=4)
+    tax_rate_percent: TaxRate | None = None
     approval_id: Id | None = None
     document_id: Id | None = None
     notes: str | None = Field(None, max_length=5000)
@@ -78,7 +90,7 @@ class BookingIn(Strict):
     project_id: Id | None = None
     title: str = Field(min_length=1, max_length=200)
     kind: Literal["appointment", "visit", "job", "booking"] = "appointment"
-    date: dt.date
+    date: IsoDate
     time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     status: Literal["scheduled", "confirmed", "completed", "cancelled"] = "scheduled"
     notes: str | None = Field(None, max_length=5000)
@@ -91,7 +103,7 @@ class BookingIn(Strict):
 
 
 class BookingUpdateIn(Strict):
-    date: Omittable[dt.date] = None
+    date: Omittable[IsoDate] = None
     time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     status: Omittable[Literal["scheduled", "confirmed", "completed", "cancelled"]] = None
     notes: str | None = Field(None, max_length=5000)
@@ -138,7 +150,7 @@ class ServiceRequestIn(Strict):
     company: str | None = Field(None, max_length=200)
     address: str | None = Field(None, max_length=500)
     description: str = Field(min_length=1, max_length=5000)
-    preferred_date: dt.date | None = None
+    preferred_date: IsoDate | None = None
     project_id: Id | None = None
 
 

@@ -4,8 +4,8 @@ the shapes of its answers (`...Out`), from which web/openapi.py writes the OpenA
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     WithJsonSchema,
     field_validator,
@@ -49,6 +50,16 @@ Days = Annotated[int, Field(ge=1, le=180), NotBool]
 # The most any total may come to (line items, amounts): far below the 64-bit columns.
 MAX_TOTAL_CENTS = 10**13
 Cents = Annotated[int, Field(ge=0, le=MAX_TOTAL_CENTS), NotBool]
+
+
+def _date_text(value: Any) -> Any:
+    """A date is `YYYY-MM-DD` text (pydantic would also take a number of seconds since 1970)."""
+    if not isinstance(value, str | date):
+        raise ValueError("must be a date, like 2025-01-31")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
 T = TypeVar("T")
 
 
@@ -132,44 +143,49 @@ class ProjectIn(Strict):
     number: str | None = Field(None, max_length=60)
 
 
-QUANTITY_PATTERN = r"^(?=[0-9.]*[1-9])[0-9]{1,8}(\.[0-9]{1,4})?$"
-_QUANTITY = re.compile(QUANTITY_PATTERN)
-MIN_QUANTITY, MAX_QUANTITY = Decimal("0.0001"), Decimal("99999999.9999")
+def decimal_input(pattern: str, low: Decimal, high: Decimal) -> BeforeValidator:
+    """A decimal field's input: text matching `pattern`, or a JSON number from `low` to `high`.
+    A float is no exact decimal (0.1 is 0.1000000000000000055...), so one with more than 4
+    places is rounded to 4: JSON Schema cannot say "at most 4 decimal places" of a number."""
+    text = re.compile(pattern)
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str):
+            if not text.fullmatch(value):
+                raise ValueError(f"must be a number from {low} to {high}, at most 4 decimals")
+            return Decimal(value)
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValueError("must be a number, like 1.5")
+        if not low <= value <= high:  # also refuses NaN
+            raise ValueError(f"must be from {low} to {high}")
+        number = Decimal(str(value))
+        exponent = number.as_tuple().exponent
+        return number.quantize(_PLACES) if isinstance(exponent, int) and exponent < -4 else number
+
+    return BeforeValidator(parse)
+
+
+def decimal_schema(pattern: str, low: Decimal, high: Decimal) -> WithJsonSchema:
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": float(low), "maximum": float(high)},
+                {"type": "string", "pattern": pattern},
+            ],
+            "description": "A number (rounded to 4 decimal places) or a decimal text.",
+        }
+    )
+
+
 _PLACES = Decimal("0.0001")
-
-
-def _quantity(value: Any) -> Any:
-    """A line's quantity: a decimal string with at most 4 decimal places, or a JSON number from
-    0.0001 to 99 999 999.9999. A float is no exact decimal (0.1 is 0.1000000000000000055...), so
-    one with more places is rounded to 4: JSON Schema cannot say "at most 4 places" of a number."""
-    if isinstance(value, str):
-        if not _QUANTITY.fullmatch(value):
-            raise ValueError(
-                "must be a number from 0.0001 to 99999999.9999 with at most 4 decimal places"
-            )
-        return Decimal(value)
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number, like 1.5")
-    if not MIN_QUANTITY <= value <= MAX_QUANTITY:  # also refuses NaN
-        raise ValueError("must be from 0.0001 to 99999999.9999")
-    number = Decimal(str(value))
-    exponent = number.as_tuple().exponent
-    return number.quantize(_PLACES) if isinstance(exponent, int) and exponent < -4 else number
-
-
+# More than 0 (some digit is not 0), at most 8 digits before the point and 4 after.
+QUANTITY_PATTERN = r"^(?=[0-9.]*[1-9])[0-9]{1,8}(\.[0-9]{1,4})?$"
+MIN_QUANTITY, MAX_QUANTITY = Decimal("0.0001"), Decimal("99999999.9999")
 Quantity = Annotated[
     Decimal,
     Field(gt=0, max_digits=12, decimal_places=4),
-    BeforeValidator(_quantity),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0.0001, "maximum": 99999999.9999},
-                {"type": "string", "pattern": QUANTITY_PATTERN},
-            ],
-            "description": "A number (rounded to 4 decimal places) or a decimal string.",
-        }
-    ),
+    decimal_input(QUANTITY_PATTERN, MIN_QUANTITY, MAX_QUANTITY),
+    decimal_schema(QUANTITY_PATTERN, MIN_QUANTITY, MAX_QUANTITY),
 ]
 
 
@@ -195,9 +211,7 @@ class DocumentMeta(Strict):
 
 
 class DocumentFromItems(DocumentMeta):
-    line_items: list[LineItem] = Field(
-        min_length=1, max_length=500, description=ITEMS_TOTAL_RULE
-    )
+    line_items: list[LineItem] = Field(min_length=1, max_length=500, description=ITEMS_TOTAL_RULE)
     notes: str | None = Field(None, max_length=5000)
 
     @field_validator("line_items")
@@ -223,9 +237,7 @@ class VersionMeta(Strict):
 
 
 class VersionFromItems(VersionMeta):
-    line_items: list[LineItem] = Field(
-        min_length=1, max_length=500, description=ITEMS_TOTAL_RULE
-    )
+    line_items: list[LineItem] = Field(min_length=1, max_length=500, description=ITEMS_TOTAL_RULE)
     notes: str | None = Field(None, max_length=5000)
 
     @field_validator("line_items")
@@ -235,7 +247,7 @@ class VersionFromItems(VersionMeta):
         return items
 
 
-def needs_one_of(*names: str) -> list[dict[str, Any]]:
+def needs_one_of(*names: str) -> list[JsonValue]:
     """JSON Schema for "at least one of these fields, not null" (a pydantic model_validator)."""
     return [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]
 
@@ -272,7 +284,9 @@ def _reach_all_by(channel: Channel, contact: str) -> dict[str, Any]:
 
 class ApprovalIn(Strict):
     model_config = ConfigDict(
-        json_schema_extra={"allOf": [_reach_all_by("email", "phone"), _reach_all_by("sms", "email")]}
+        json_schema_extra={
+            "allOf": [_reach_all_by("email", "phone"), _reach_all_by("sms", "email")]
+        }
     )
 
     document_id: Id
@@ -432,7 +446,7 @@ class ApprovalSummaryOut(Out):
     superseded: bool
     superseded_by_document_id: int | None
     document: DocumentOut
-    approvers: list[ApproverOut]
+    approvers: Sequence[ApproverOut]
 
 
 class ApprovalOut(ApprovalSummaryOut):

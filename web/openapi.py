@@ -129,7 +129,9 @@ def _op(
             **{
                 str(code): {
                     "description": text,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
                 }
                 for code, text in sorted(errors)
             },
@@ -149,7 +151,9 @@ def _form(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
-    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "contentMediaType": "application/pdf"}
+    }
     for name, field in schema["properties"].items():
         if name in required:
             properties[name] = field
@@ -164,7 +168,6 @@ def _form(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
                 "required": ["file", *sorted(required)],
                 "properties": properties,
             },
-            "encoding": {"file": {"contentType": "application/pdf"}},
         }
     }
 
@@ -339,9 +342,7 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
             ),
         },
         "/bookings/{id}": {
-            "patch": _op(
-                "Change a booking", BookingOut, body=_json(BookingUpdateIn), path_id=True
-            )
+            "patch": _op("Change a booking", BookingOut, body=_json(BookingUpdateIn), path_id=True)
         },
         "/service-requests": {
             "get": _op(

@@ -148,12 +148,9 @@ async def create_version(request: web.Request) -> web.Response:
 
 
 MAX_FIELD_BYTES = 64 * 1024
-# A form's text for true and false; the models take real booleans only (JSON `0` is no `false`),
-# so any other text in a boolean field is refused.
-FORM_BOOLEANS = {
-    **dict.fromkeys(("true", "on", "yes", "1"), True),
-    **dict.fromkeys(("false", "off", "no", "0"), False),
-}
+# A form's text for true and false, as the OpenAPI document's `boolean` is sent (any case); the
+# models take real booleans only (JSON `0` is no `false`), so other text there is refused.
+FORM_BOOLEANS = {"true": True, "false": False}
 
 
 @cache

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from typing import Any
 
 from aiohttp import web
+
 from portico.errors import Invalid
 from portico.portal_schemas import (
     BookingIn,

@@ -1,6 +1,6 @@
 """Schemathesis hooks for tests/web/test_openapi_fuzz.py, loaded by its CLI (SCHEMATHESIS_HOOKS).
 
-- The document says uploads are `application/pdf`: a schema-valid upload is a real PDF.
+- The document says uploads are PDFs (`contentMediaType`): a schema-valid upload is a real one.
 - JSON Schema cannot add numbers up: the rule that line items must add up to at most
   MAX_TOTAL_CENTS (and an invoice to more than zero) is in the `line_items` descriptions, and
   generated bodies that break it are left out here rather than counted as refused valid data.
@@ -19,9 +19,8 @@ from portico.invoices import totals
 from portico.schemas import MAX_TOTAL_CENTS, LineItem
 from tests.helpers import sample_pdf
 
-schemathesis.openapi.media_type(
-    "application/pdf", st.sampled_from([sample_pdf("First"), sample_pdf("Second")])
-)
+# The only binary fields are the uploads, `contentMediaType: application/pdf`.
+schemathesis.openapi.format("binary", st.sampled_from([sample_pdf("First"), sample_pdf("Second")]))
 
 
 @schemathesis.hook

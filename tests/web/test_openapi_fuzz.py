@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 from tests.conftest import STAFF_KEY, venv_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_EXAMPLES = int(os.environ.get("PORTICO_FUZZ_EXAMPLES", "6"))
+MAX_EXAMPLES = int(os.environ.get("PORTICO_FUZZ_EXAMPLES", "4"))
 SEED = 20251
 
 
@@ -56,4 +57,5 @@ async def run_schemathesis(stack, tmp_path, *args: str) -> tuple[int, str]:
 async def test_schemathesis_finds_nothing(stack, tmp_path):
     code, report = await run_schemathesis(stack, tmp_path)
     assert code == 0, report
-    assert "No issues found" in report, report
+    generated = re.search(r"(\d+) generated, \1 passed", report)  # every case, none failed
+    assert generated and int(generated[1]) > 500, report
