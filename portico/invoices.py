@@ -713,7 +713,7 @@ class Billing:
                 raise Conflict("The invoice is void.", code="invoice_void")
             balance = balance_cents(invoice, await self._payments(session, invoice_id))
             if data.amount_cents > balance:
-                raise Invalid(
+                raise Conflict(  # the amount is fine, the invoice's balance is the obstacle
                     f"amount_cents is more than the balance due "
                     f"({money(balance, invoice.currency)}).",
                     code="overpayment",

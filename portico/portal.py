@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from bots.parse import bare_phone
 from portico import outbox, tokens
-from portico.errors import Forbidden, Invalid, NotFound
+from portico.errors import Conflict, Forbidden, Invalid, NotFound
 from portico.models import (
     Approval,
     Approver,
@@ -474,7 +474,9 @@ class PortalStore:
                 if project is None:
                     raise NotFound(f"Project {data.project_id} does not exist.")
                 if client_id is not None and client_id != project.client_id:
-                    raise Invalid("The project belongs to another client.")
+                    raise Conflict(  # both exist, but do not go together
+                        "The project belongs to another client.", code="project_of_another_client"
+                    )
                 client_id = project.client_id
             if client_id is None or await session.get(Client, client_id) is None:
                 raise NotFound(f"Client {client_id} does not exist.")

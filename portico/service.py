@@ -203,6 +203,8 @@ class Portico:
         }
         meta: DocumentMeta
         if isinstance(changes, VersionFromItems):
+            # The amount comes from the new lines; the old one (negative for a credit) is no input.
+            base["amount_cents"] = None
             meta = DocumentFromItems(**base, line_items=changes.line_items, notes=changes.notes)
         else:
             meta = DocumentMeta(**base)

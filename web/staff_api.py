@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
@@ -80,9 +81,10 @@ def path_id(request: web.Request, name: str = "id") -> int:
 
 
 def query_id(request: web.Request, name: str) -> int | None:
-    """An optional id filter from the query string (`?client_id=7`)."""
+    """An optional id filter from the query string (`?client_id=7`); an empty one is no number
+    (the OpenAPI document says integer), one that cannot be an id matches nothing."""
     raw = request.query.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return None
     value = parse_id(raw)
     if value is None:
@@ -111,7 +113,7 @@ async def create_project(request: web.Request) -> web.Response:
 async def create_document(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     if request.content_type.startswith("multipart/"):
-        fields, file_bytes = await read_multipart(request)
+        fields, file_bytes = await read_multipart(request, DocumentMeta)
         meta = validate(DocumentMeta, fields)
         if file_bytes is None:
             raise Invalid("Attach the PDF as the `file` field.")
@@ -132,7 +134,7 @@ async def create_version(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     document_id = path_id(request)
     if request.content_type.startswith("multipart/"):
-        fields, file_bytes = await read_multipart(request)
+        fields, file_bytes = await read_multipart(request, VersionMeta)
         if file_bytes is None:
             raise Invalid("Attach the new PDF as the `file` field.")
         result = await service.create_version(
@@ -146,6 +148,20 @@ async def create_version(request: web.Request) -> web.Response:
 
 
 MAX_FIELD_BYTES = 64 * 1024
+# A form's text for true and false, as the OpenAPI document's `boolean` is sent (any case); the
+# models take real booleans only (JSON `0` is no `false`), so other text there is refused.
+FORM_BOOLEANS = {"true": True, "false": False}
+
+
+@cache
+def boolean_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` whose schema is boolean (or boolean or null)."""
+    fields = model.model_json_schema()["properties"].items()
+    return frozenset(
+        name
+        for name, schema in fields
+        if "boolean" in [kind.get("type") for kind in schema.get("anyOf", [schema])]
+    )
 
 
 async def read_text_field(part: BodyPartReader) -> str:
@@ -164,10 +180,17 @@ async def read_text_field(part: BodyPartReader) -> str:
         ) from err
 
 
-async def read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
-    """Form fields and the `file` part, refusing a file over the size limit while reading."""
+async def read_multipart(
+    request: web.Request, model: type[BaseModel]
+) -> tuple[dict[str, Any], bytes | None]:
+    """Form fields and the `file` part, refusing a file over the size limit while reading.
+    An empty field counts as left out, as HTML forms send them; `model`'s booleans are read from
+    their text."""
     limit = request.app[SETTINGS].max_upload_bytes
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as err:  # e.g. `multipart/form-data` without a boundary
+        raise BadRequest(f"The multipart body cannot be read: {err}.") from err
     fields: dict[str, Any] = {}
     file_bytes: bytes | None = None
     async for part in reader:
@@ -185,8 +208,8 @@ async def read_multipart(request: web.Request) -> tuple[dict[str, Any], bytes | 
             value = await read_text_field(part)
             if value != "":
                 fields[part.name] = value
-    if "portal_visible" in fields:
-        fields["portal_visible"] = fields["portal_visible"].lower() in ("1", "true", "yes", "on")
+    for name in boolean_fields(model) & fields.keys():
+        fields[name] = FORM_BOOLEANS.get(fields[name].lower(), fields[name])
     return fields, file_bytes
 
 

@@ -4,11 +4,10 @@ Stripe events flagged for review."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from portico.errors import Invalid
 from portico.invoices import review_json
@@ -26,6 +25,7 @@ from web.portal_keys import AUTH, BILLING, STORE
 from web.staff_api import body, path_id, query_id
 
 routes = web.RouteTableDef()
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def int_query(request: web.Request, name: str) -> int | None:
@@ -66,10 +66,14 @@ async def create_booking(request: web.Request) -> web.Response:
 @routes.get("/api/v1/bookings")
 async def list_bookings(request: web.Request) -> web.Response:
     since = request.query.get("since")
-    try:
-        since_date = date.fromisoformat(since) if since else None
-    except ValueError as err:
-        raise Invalid("since must be a date, like 2025-01-31.") from err
+    since_date = None
+    if since is not None:  # YYYY-MM-DD only, as the OpenAPI document says (`format: date`)
+        try:
+            if not ISO_DATE.fullmatch(since):
+                raise ValueError(since)
+            since_date = date.fromisoformat(since)
+        except ValueError as err:
+            raise Invalid("since must be a date, like 2025-01-31.") from err
     items = await request.app[STORE].list_bookings(int_query(request, "client_id"), since_date)
     return web.json_response({"items": items})
 
@@ -146,98 +150,3 @@ async def payment_reviews(request: web.Request) -> web.Response:
     """Signed Stripe events flagged for staff (not what Portico asked for, or overpaid)."""
     reviews = await request.app[BILLING].payment_reviews(int_query(request, "invoice_id"))
     return web.json_response({"items": [review_json(r) for r in reviews]})
-
-
-# --- OpenAPI --------------------------------------------------------------------------------
-
-MODELS: list[type[BaseModel]] = [
-    InviteIn,
-    ProjectUpdateIn,
-    BookingIn,
-    BookingUpdateIn,
-    PortalSettingsIn,
-    InvoiceIn,
-    PaymentIn,
-    InvoiceVoidIn,
-]
-
-
-def openapi_paths(op: Any, json_body: Any) -> dict[str, Any]:
-    """The paths above, built with openapi.py's `_op` and `_json` helpers."""
-    query = [
-        {"name": "client_id", "in": "query", "required": False, "schema": {"type": "integer"}},
-        {"name": "status", "in": "query", "required": False, "schema": {"type": "string"}},
-    ]
-    return {
-        "/clients/{id}/invite": {
-            "post": op(
-                "Email a portal invitation (magic link)",
-                body=json_body(InviteIn),
-                ok=202,
-                params=["id"],
-                optional_body=True,
-            )
-        },
-        "/projects/{id}": {
-            "patch": op(
-                "Change a project (status active/complete)",
-                body=json_body(ProjectUpdateIn),
-                params=["id"],
-            )
-        },
-        "/bookings": {
-            "post": op("Create a booking, appointment or job", body=json_body(BookingIn), ok=201),
-            "get": {**op("List bookings"), "parameters": query[:1]},
-        },
-        "/bookings/{id}": {
-            "patch": op("Change a booking", body=json_body(BookingUpdateIn), params=["id"])
-        },
-        "/service-requests": {
-            "get": {**op("Service requests sent from the portal"), "parameters": query}
-        },
-        "/portal/settings": {
-            "get": op("Portal settings"),
-            "patch": op("Change portal settings", body=json_body(PortalSettingsIn)),
-        },
-        "/invoices": {
-            "post": op(
-                "Create an invoice (PDF rendered, reminders scheduled)",
-                body=json_body(InvoiceIn),
-                ok=201,
-            ),
-            "get": {**op("List invoices"), "parameters": query},
-        },
-        "/invoices/{id}": {"get": op("One invoice with its payments", params=["id"])},
-        "/invoices/{id}/invoice.pdf": {
-            "get": op("The invoice PDF", ok_type="application/pdf", params=["id"])
-        },
-        "/invoices/{id}/payments": {
-            "post": op(
-                "Record a manual payment (check, cash, bank transfer)",
-                body=json_body(PaymentIn),
-                ok=201,
-                params=["id"],
-            )
-        },
-        "/payment-reviews": {
-            "get": {
-                **op("Stripe events flagged for staff (mismatched, unknown or overpaid)"),
-                "parameters": [
-                    {
-                        "name": "invoice_id",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer"},
-                    }
-                ],
-            }
-        },
-        "/invoices/{id}/void": {
-            "post": op(
-                "Void an unpaid invoice",
-                body=json_body(InvoiceVoidIn),
-                params=["id"],
-                optional_body=True,
-            )
-        },
-    }

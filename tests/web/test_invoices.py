@@ -76,8 +76,9 @@ async def test_manual_payments_partial_full_and_overpayment(stack):
         "paid_cents": 50000,
         "balance_cents": 70000,
     }
+    # A valid amount the balance does not allow: 409 (the state), not 422 (the input).
     error = await stack.api(
-        "POST", path, 422, json={"amount_cents": 70001, "method": "cash", "reference": "x"}
+        "POST", path, 409, json={"amount_cents": 70001, "method": "cash", "reference": "x"}
     )
     assert error["error"]["code"] == "overpayment"
     await stack.api("POST", path, 422, json={"amount_cents": 100, "method": "bitcoin"})
@@ -92,7 +93,7 @@ async def test_manual_payments_partial_full_and_overpayment(stack):
     assert shown["status"] == "paid" and shown["paid_cents"] == 120000
     assert [p["amount_cents"] for p in shown["payments"]] == [50000, 70000]
     assert [p["method"] for p in shown["payments"]] == ["check", "bank_transfer"]
-    await stack.api("POST", path, 422, json={"amount_cents": 1, "method": "cash"})
+    await stack.api("POST", path, 409, json={"amount_cents": 1, "method": "cash"})  # paid
     # receipts for each payment; staff told of each
     receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
     assert len(receipts) == 2 and "$500.00" in receipts[0].subject
