@@ -66,6 +66,8 @@ Kind = Literal[
 
 
 Channel = Literal["email", "sms"]
+LOCALES = ("en", "fr", "es")  # CONTRACT section 10
+Locale = Literal["en", "fr", "es"]
 ALL_CHANNELS: tuple[Channel, ...] = ("email", "sms")
 
 
@@ -78,6 +80,7 @@ class ClientIn(Strict):
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(None, max_length=40, pattern=r"^(whatsapp:)?\+[1-9]\d{6,14}$")
     company: str | None = Field(None, max_length=200)
+    locale: Locale | None = None
 
 
 class ProjectIn(Strict):

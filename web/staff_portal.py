@@ -36,12 +36,15 @@ def int_query(request: web.Request, name: str) -> int | None:
 async def invite_client(request: web.Request) -> web.Response:
     """Email the client a portal invitation: a single-use magic link (default 7 days)."""
     data = await body(request, InviteIn, optional=True)
-    settings = request.app[SETTINGS]
-    link = await request.app[AUTH].issue_invite(
-        path_id(request), timedelta(days=data.expires_in_days)
-    )
-    days = data.expires_in_days
-    sent = await request.app[MAILER].send(
+    result = await send_invite(request.app, path_id(request), data.expires_in_days)
+    return web.json_response(result, status=202)
+
+
+async def send_invite(app: web.Application, client_id: int, days: int) -> dict[str, Any]:
+    """Mint a portal invitation for the client and email it (the API and the console)."""
+    settings = app[SETTINGS]
+    link = await app[AUTH].issue_invite(client_id, timedelta(days=days))
+    sent = await app[MAILER].send(
         EmailMessage(
             dedupe_key=f"portal-invite:{link.token[:12]}:{link.client.id}",
             to=link.client.email,
@@ -55,15 +58,12 @@ async def invite_client(request: web.Request) -> web.Response:
             },
         )
     )
-    return web.json_response(
-        {
-            "client_id": link.client.id,
-            "email": link.client.email,
-            "sent": sent,
-            "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
-        },
-        status=202,
-    )
+    return {
+        "client_id": link.client.id,
+        "email": link.client.email,
+        "sent": sent,
+        "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 @routes.patch("/api/v1/projects/{id}")

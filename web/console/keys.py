@@ -1,0 +1,16 @@
+"""Typed application keys of the staff console."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from portico.console import ConsoleQueries
+from portico.staff import StaffAuth
+
+STAFF_AUTH = web.AppKey("staff_auth", StaffAuth)
+QUERIES = web.AppKey("console_queries", ConsoleQueries)
+# Seconds between two database polls of an open board's live stream (tests shorten it).
+POLL_SECONDS = web.AppKey("console_poll_seconds", float)
+STREAMS = web.AppKey("console_streams", set[asyncio.Task[None]])
