@@ -12,7 +12,7 @@ from aiohttp import web
 from portico.console import ConsoleQueries
 from portico.staff import StaffAuth
 from web.console import approvals, auth, board, clients, settings
-from web.console.keys import POLL_SECONDS, QUERIES, STAFF_AUTH, STREAMS
+from web.console.keys import QUERIES, STAFF_AUTH, STREAMS
 from web.keys import SESSIONS
 
 
@@ -20,7 +20,6 @@ def setup(app: web.Application) -> None:
     """Mount the console (after the portal's setup: it uses the portal's services)."""
     app.cleanup_ctx.append(console_services)
     app.on_shutdown.append(close_streams)
-    app[POLL_SECONDS] = board.DEFAULT_POLL_SECONDS
     app[STREAMS] = set()
     for module in (auth, board, approvals, clients, settings):
         app.add_routes(module.routes)

@@ -19,11 +19,11 @@ from portico.console import APPROVAL_STATUSES, WATCH_LIMIT
 from portico.schemas import known_id, parse_id
 from portico.staff import StaffIdentity
 from web.console.common import render, session_cookie, signed_in, status_label
-from web.console.keys import POLL_SECONDS, QUERIES, STAFF_AUTH, STREAMS
+from web.console.keys import QUERIES, STAFF_AUTH, STREAMS
 from web.security import add_headers
 
 routes = web.RouteTableDef()
-DEFAULT_POLL_SECONDS = 2.0
+POLL_SECONDS = 2.0  # between two database polls of an open board's live stream
 RECHECK_SESSION_EVERY = 15  # polls between two checks that the session is still valid
 
 
@@ -93,4 +93,4 @@ async def stream_statuses(
                     known[approval_id] = status
                     data = {"id": approval_id, "status": status, "label": status_label(status)}
                     await response.send(json.dumps(data), event="status")
-            await asyncio.sleep(request.app[POLL_SECONDS])
+            await asyncio.sleep(POLL_SECONDS)

@@ -11,6 +11,4 @@ from portico.staff import StaffAuth
 
 STAFF_AUTH = web.AppKey("staff_auth", StaffAuth)
 QUERIES = web.AppKey("console_queries", ConsoleQueries)
-# Seconds between two database polls of an open board's live stream (tests shorten it).
-POLL_SECONDS = web.AppKey("console_poll_seconds", float)
 STREAMS = web.AppKey("console_streams", set[asyncio.Task[None]])
