@@ -33,6 +33,7 @@ async def console_services(app: web.Application) -> AsyncIterator[None]:
 
 async def close_streams(app: web.Application) -> None:
     """End open live boards, so shutting down does not wait on them."""
-    for task in list(app[STREAMS]):
+    tasks = app[STREAMS]
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*app[STREAMS], return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -102,7 +102,7 @@ async def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
     who = request.get(IDENTITY)
-    base = {
+    base: dict[str, Any] = {
         "company_name": request.app[SETTINGS].company_name,
         "who": who,
         "csrf": csrf_for(request, who) if who else None,
