@@ -381,3 +381,14 @@ async def test_verify_says_what_broke(stack):
         assert "content does not match its hash" in html
     finally:
         await browser.close()
+
+
+async def test_api_staff_actions_are_recorded_as_api(stack):
+    request = await seed_request(stack)
+    approval_id = request["id"]
+    await stack.api("POST", f"/approvals/{approval_id}/remind", 202)
+    await stack.api("POST", f"/approvals/{approval_id}/extend", 200, json={"days": 3})
+    await stack.api("POST", f"/approvals/{approval_id}/void", 200, json={"reason": "x"})
+    body = await stack.api("GET", f"/approvals/{approval_id}", 200)
+    actors = {e["type"]: e["actor"] for e in body["events"]}
+    assert actors["reminded"] == actors["extended"] == actors["voided"] == "api"
