@@ -26,6 +26,7 @@ from portico.gateway import TemporalGateway
 from portico.outbox import Outbox
 from portico.portal_auth import PortalAuth
 from portico.settings import Settings, load_settings
+from portico.staff import StaffAuth
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow
@@ -107,7 +108,9 @@ def build_worker(
     documents = DocumentActivities(settings, sessions)
     payments = PaymentActivities(settings, sessions, notify)
     outbox = Outbox(settings, sessions, TemporalGateway(settings, client))
-    delivery = OutboxActivities(settings, sessions, notify, PortalAuth(settings, sessions, outbox))
+    delivery = OutboxActivities(
+        settings, sessions, notify, PortalAuth(settings, sessions, outbox), StaffAuth(sessions)
+    )
     main = Worker(
         client,
         task_queue=settings.task_queue,

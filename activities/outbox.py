@@ -18,6 +18,7 @@ from portico.errors import PorticoError
 from portico.models import OutboxMessage, utcnow
 from portico.portal_auth import IssuedLink, PortalAuth, email_hash
 from portico.settings import Settings
+from portico.staff import StaffAuth
 from workflows.outbox import DELIVER, FINISH
 from workflows.types import EmailMessage, OutboxOutcome, SmsMessage
 
@@ -29,11 +30,13 @@ class OutboxActivities:
         sessions: async_sessionmaker[AsyncSession],
         notify: NotifyActivities,
         auth: PortalAuth,
+        staff: StaffAuth,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.notify = notify
         self.auth = auth
+        self.staff = staff
 
     @activity.defn(name=DELIVER)
     async def deliver(self, outbox_id: int) -> None:
@@ -60,6 +63,8 @@ class OutboxActivities:
     ) -> list[EmailMessage]:
         """The email once per client the link is for, each with a freshly minted link (an
         attempt that failed before left only an unused link behind)."""
+        if link.purpose == outbox.STAFF_SIGN_IN:
+            return await self._with_staff_link(message)
         try:
             if link.purpose == outbox.SIGN_IN:
                 issued = await self.auth.issue_sign_in_links(message.to, link.ip)
@@ -83,6 +88,24 @@ class OutboxActivities:
             },
         )
 
+    async def _with_staff_link(self, message: EmailMessage) -> list[EmailMessage]:
+        """A staff console sign-in link for the active member with the address (else none)."""
+        issued = await self.staff.issue_link(message.to)
+        if issued is None:
+            return []
+        return [
+            dataclasses.replace(
+                message,
+                dedupe_key=f"{message.dedupe_key}:{issued.member.id}",
+                to=issued.member.email,
+                context={
+                    **message.context,
+                    "name": issued.member.name,
+                    "link_url": self.settings.url(f"/staff/link/{issued.token}"),
+                },
+            )
+        ]
+
     @activity.defn(name=FINISH)
     async def finish(self, outcome: OutboxOutcome) -> None:
         """Record how the delivery ended (once). A sign-in request's address is then kept only
@@ -95,5 +118,5 @@ class OutboxActivities:
             row.error = outcome.error
             row.finished_at = utcnow()
             link = outbox.link_of(row)
-            if link is not None and link.purpose == outbox.SIGN_IN:
+            if link is not None and link.purpose in (outbox.SIGN_IN, outbox.STAFF_SIGN_IN):
                 row.message = {**row.message, "to": email_hash(row.message["to"])}

@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     remind.add_argument("id", type=approval_id)
     remind.add_argument("--extend-days", type=int)
 
+    staff = sub.add_parser("staff", help="staff members of the console (/staff)")
+    staff_actions = staff.add_subparsers(dest="action", required=True)
+    add = staff_actions.add_parser("add", help="add a staff member")
+    add.add_argument("email")
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", choices=["admin", "staff"], default="staff")
+    staff_actions.add_parser("list", help="list staff members")
+    remove = staff_actions.add_parser("remove", help="remove a member and end their sessions")
+    remove.add_argument("email")
+    link = staff_actions.add_parser("link", help="print a single-use sign-in URL (15 min)")
+    link.add_argument("email")
+
     audit = sub.add_parser("audit", help="evidence checks")
     audit_actions = audit.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="re-check the hash chain and signed PDF")
@@ -165,6 +177,43 @@ async def audit_verify(approval_id: int, settings: Settings) -> int:
     return 0
 
 
+async def staff_command(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from portico.db import create_engine, session_maker
+    from portico.schemas import describe_errors
+    from portico.staff import StaffAuth, StaffMemberIn
+
+    engine = create_engine(settings.database_url)
+    auth = StaffAuth(session_maker(engine))
+    try:
+        if args.action == "add":
+            member = await auth.add(StaffMemberIn(email=args.email, name=args.name, role=args.role))
+            print(f"added {member.email} ({member.name}, {member.role})")
+        elif args.action == "list":
+            print(f"{'EMAIL':<40} {'ROLE':<6} NAME")
+            for member in await auth.members():
+                print(f"{member.email:<40} {member.role:<6} {member.name}")
+        elif args.action == "remove":
+            member = await auth.remove(args.email)
+            print(f"removed {member.email}; their sessions are ended")
+        else:
+            link = await auth.issue_link(args.email)
+            if link is None:
+                print(f"error: {args.email} is not a staff member.", file=sys.stderr)
+                return 1
+            print(settings.url(f"/staff/link/{link.token}"))
+        return 0
+    except ValidationError as err:
+        print(f"error: {describe_errors(err)}", file=sys.stderr)
+        return 2
+    except PorticoError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+
+
 def run_web(settings: Settings) -> None:
     import logging
 
@@ -225,6 +274,8 @@ def run(argv: list[str] | None = None) -> int:
         return asyncio.run(approvals_command(args, settings))
     if args.command == "audit":
         return asyncio.run(audit_verify(args.id, settings))
+    if args.command == "staff":
+        return asyncio.run(staff_command(args, settings))
     return 2
 
 

@@ -178,16 +178,27 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
                 temporal_process.kill()
 
 
+DEMO_ADMIN = "office@example.com"
+
+
 async def create_demo(settings: Settings, client: Client) -> str:
-    """A demo client, project, change order and one pending approval; returns its link."""
+    """A demo client, project, change order and one pending approval, and the console admin
+    office@example.com; returns the approval's signing link."""
     from portico.db import create_engine, session_maker
+    from portico.errors import Conflict
     from portico.gateway import TemporalGateway
     from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
     from portico.service import Portico
+    from portico.staff import StaffAuth, StaffMemberIn
 
     engine = create_engine(settings.database_url)
     try:
-        service = Portico(settings, session_maker(engine), TemporalGateway(settings, client))
+        sessions = session_maker(engine)
+        with contextlib.suppress(Conflict):  # already there from an earlier `--demo`
+            await StaffAuth(sessions).add(
+                StaffMemberIn(email=DEMO_ADMIN, name="Office Admin", role="admin")
+            )
+        service = Portico(settings, sessions, TemporalGateway(settings, client))
         demo_client = await service.create_client(
             ClientIn(name="Dana Demo", email="dana@example.com", company="Demo Homes")
         )
@@ -233,6 +244,7 @@ def print_banner(settings: Settings, demo_link: str | None, ui_port: int | None)
         "",
         "Portico is running.",
         f"  Client portal:  {base}/portal",
+        f"  Staff console: {base}/staff   (portico staff link EMAIL prints a sign-in link)",
         f"  Dev outbox:     {base}/dev/outbox   (every email and SMS sent)",
         f"  Staff API:      {base}/api/v1   (Authorization: Bearer {settings.staff_api_key})",
         f"  Staff API key:  {settings.staff_api_key}",
@@ -246,6 +258,7 @@ def print_banner(settings: Settings, demo_link: str | None, ui_port: int | None)
         lines.append(f"  Temporal:       {settings.temporal_address}")
     if demo_link:
         lines.append(f"  Demo signing link: {demo_link}")
+        lines.append(f"  Demo staff admin: {DEMO_ADMIN} (sign in at {base}/staff)")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 

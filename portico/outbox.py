@@ -37,7 +37,7 @@ from workflows.types import EmailMessage, OutboxDelivery, SmsMessage
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-SIGN_IN, INVITE = "sign_in", "invite"
+SIGN_IN, INVITE, STAFF_SIGN_IN = "sign_in", "invite", "staff_sign_in"
 ADDED = "portico.outbox.added"  # session.info key: rows added in the current transaction
 START_TIMEOUT = timedelta(seconds=5)  # a hand-off waits no longer for Temporal
 SWEEP_BATCH = 100
@@ -49,9 +49,10 @@ Message = EmailMessage | SmsMessage
 class PortalLink:
     """A portal magic link the delivery mints, so no raw token is ever stored or put in a
     workflow's history. `sign_in`: a link for each client with the message's address (none for
-    an unknown address); `invite`: a link for `client_id`."""
+    an unknown address); `invite`: a link for `client_id`; `staff_sign_in`: a staff console link
+    for the active staff member with the message's address (none for anyone else)."""
 
-    purpose: str  # sign_in | invite
+    purpose: str  # sign_in | invite | staff_sign_in
     ttl_seconds: int
     client_id: int | None = None
     ip: str | None = None

@@ -123,6 +123,8 @@ Kind = Literal[
 
 
 Channel = Literal["email", "sms"]
+LOCALES = ("en", "fr", "es")  # CONTRACT section 10
+Locale = Literal["en", "fr", "es"]
 ALL_CHANNELS: tuple[Channel, ...] = ("email", "sms")
 
 
@@ -135,6 +137,7 @@ class ClientIn(Strict):
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
     phone: str | None = Field(None, max_length=40, pattern=PHONE_PATTERN)
     company: str | None = Field(None, max_length=200)
+    locale: Locale | None = None
 
 
 class ProjectIn(Strict):

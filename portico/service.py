@@ -635,6 +635,7 @@ def client_json(client: Client) -> dict[str, Any]:
         "email": client.email,
         "phone": client.phone,
         "company": client.company,
+        "locale": client.locale,
         "created_at": iso(client.created_at),
     }
 

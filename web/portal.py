@@ -30,15 +30,13 @@ from portico.portal_auth import (
 )
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
-from web import payments, staff_portal
+from web import cookies, payments, staff_portal
 from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.portal_keys import AUTH, BILLING, STORE
-from web.security import https_only
 from workflows.messages import kind_label, money
 
 routes = web.RouteTableDef()
 COOKIE = "portico_portal"  # the session cookie's name over http
-HOST_COOKIE = "__Host-portico_portal"  # over https: Secure, Path=/, no Domain, host-bound
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
 SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
 IDENTITY = web.RequestKey("portal_identity", PortalIdentity)
@@ -64,35 +62,18 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def secure_cookies(request: web.Request) -> bool:
-    return https_only(request.app[SETTINGS])
-
-
 def session_cookie(request: web.Request) -> str | None:
-    """The session id; both names are read, so sessions opened before (or after) a switch of
-    PORTICO_PUBLIC_URL between http and https keep working."""
-    return request.cookies.get(HOST_COOKIE) or request.cookies.get(COOKIE)
+    return cookies.read_session(request, COOKIE)
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
-    secure = secure_cookies(request)
-    clear_session_cookie(request, response)  # an older cookie under the other name goes too
-    response.set_cookie(
-        HOST_COOKIE if secure else COOKIE,
-        session_id,
-        httponly=True,
-        samesite="Lax",
-        secure=secure,
-        path="/",
-        max_age=int(ABSOLUTE_TIMEOUT.total_seconds()),
+    cookies.set_session(
+        request, response, COOKIE, session_id, int(ABSOLUTE_TIMEOUT.total_seconds())
     )
 
 
 def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    """Expire whichever session cookies the browser sent."""
-    for name in (HOST_COOKIE, COOKIE):
-        if name in request.cookies:
-            response.del_cookie(name, path="/", secure=secure_cookies(request))
+    cookies.clear_session(request, response, COOKIE)
 
 
 def client_ip(request: web.Request) -> str:
@@ -218,7 +199,7 @@ async def sign_in_page(
             pre,
             httponly=True,
             samesite="Lax",
-            secure=secure_cookies(request),
+            secure=cookies.secure_cookies(request),
             path="/portal",
         )
     return response

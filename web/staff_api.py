@@ -35,6 +35,7 @@ routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
+API_ACTOR = "api"  # how the audit trail names the API's staff actions (CONTRACT section 9)
 
 
 @web.middleware
@@ -238,19 +239,23 @@ async def show_approval(request: web.Request) -> web.Response:
 @routes.post("/api/v1/approvals/{id}/void")
 async def void_approval(request: web.Request) -> web.Response:
     data = await body(request, VoidIn, optional=True)
-    return web.json_response(await request.app[SERVICE].void(path_id(request), data))
+    return web.json_response(
+        await request.app[SERVICE].void(path_id(request), data, actor=API_ACTOR)
+    )
 
 
 @routes.post("/api/v1/approvals/{id}/extend")
 async def extend_approval(request: web.Request) -> web.Response:
     data = await body(request, ExtendIn)
-    return web.json_response(await request.app[SERVICE].extend(path_id(request), data))
+    return web.json_response(
+        await request.app[SERVICE].extend(path_id(request), data, actor=API_ACTOR)
+    )
 
 
 @routes.post("/api/v1/approvals/{id}/remind")
 async def remind_approval(request: web.Request) -> web.Response:
     data = await body(request, RemindIn, optional=True)
-    result = await request.app[SERVICE].remind(path_id(request), data)
+    result = await request.app[SERVICE].remind(path_id(request), data, actor=API_ACTOR)
     return web.json_response(result, status=202)
 
 

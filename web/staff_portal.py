@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -37,18 +38,20 @@ async def invite_client(request: web.Request) -> web.Response:
     """Email the client a portal invitation: a single-use magic link (default 7 days), sent
     through the outbox (delivered once, retried while the relay is down)."""
     data = await body(request, InviteIn, optional=True)
-    invitation = await request.app[AUTH].invite(
-        path_id(request), timedelta(days=data.expires_in_days)
-    )
-    return web.json_response(
-        {
-            "client_id": invitation.client.id,
-            "email": invitation.client.email,
-            "sent": True,  # accepted for delivery: it leaves once, even if the relay is down
-            "expires_at": invitation.expires_at.isoformat().replace("+00:00", "Z"),
-        },
-        status=202,
-    )
+    result = await send_invite(request.app, path_id(request), data.expires_in_days)
+    return web.json_response(result, status=202)
+
+
+async def send_invite(app: web.Application, client_id: int, days: int) -> dict[str, Any]:
+    """Invite the client to the portal (the API and the console): the invitation is
+    recorded in the outbox and its link minted when it is delivered."""
+    invitation = await app[AUTH].invite(client_id, timedelta(days=days))
+    return {
+        "client_id": invitation.client.id,
+        "email": invitation.client.email,
+        "sent": True,  # accepted for delivery: it leaves once, even if the relay is down
+        "expires_at": invitation.expires_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 @routes.patch("/api/v1/projects/{id}")

@@ -1,0 +1,185 @@
+"""Clients (`/staff/clients`), a client's page with projects, approvals and invoices and the
+portal invitation, and an invoice's page with manual payments (`/staff/invoices/{id}`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from portico.errors import PorticoError
+from portico.money import BadAmount, parse_cents
+from portico.portal_schemas import PaymentIn
+from portico.schemas import LOCALES, ClientIn, ProjectIn
+from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
+from web.console.keys import QUERIES
+from web.keys import SERVICE
+from web.portal_keys import BILLING
+from web.staff_portal import send_invite
+
+routes = web.RouteTableDef()
+CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
+LANGUAGES = (("en", "English"), ("fr", "Français"), ("es", "Español"))
+METHODS = (("check", "Check"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"))
+INVITE_DAYS = 7
+assert tuple(code for code, _ in LANGUAGES) == LOCALES
+
+
+async def clients_page(
+    request: web.Request, form: dict[str, Any], errors: FieldErrors, status: int = 200
+) -> web.Response:
+    return await render(
+        request,
+        "clients.html",
+        {
+            "title": "Clients",
+            "section": "clients",
+            "clients": await request.app[QUERIES].clients(),
+            "form": form,
+            "errors": errors,
+            "languages": LANGUAGES,
+        },
+        status=status,
+    )
+
+
+@routes.get("/staff/clients")
+async def list_clients(request: web.Request) -> web.Response:
+    await signed_in(request)
+    return await clients_page(request, {}, {})
+
+
+@routes.post("/staff/clients")
+async def add_client(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    data, errors = validated(ClientIn, {k: form.get(k, "") for k in CLIENT_FIELDS})
+    if data is None:
+        return await clients_page(request, form, errors, status=422)
+    client = await request.app[SERVICE].create_client(data)
+    raise web.HTTPSeeOther(f"/staff/clients/{client['id']}")
+
+
+async def client_page(
+    request: web.Request,
+    client_id: int,
+    *,
+    errors: FieldErrors | None = None,
+    form: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    client, projects = await request.app[QUERIES].client(client_id)
+    approvals = await request.app[SERVICE].list_approvals(client_id=client_id)
+    invoices = await request.app[BILLING].list_invoices(client_id=client_id)
+    notices = {"invited": f"A portal invitation was emailed to {client.email}."}
+    return await render(
+        request,
+        "client.html",
+        {
+            "title": client.name,
+            "section": "clients",
+            "client": client,
+            "projects": projects,
+            "approvals": approvals,
+            "invoices": invoices,
+            "form": form or {},
+            "errors": errors or {},
+            "error": error,
+            "notice": notices.get(request.query.get("done", "")),
+        },
+        status=status,
+    )
+
+
+@routes.get("/staff/clients/{id:\\d+}")
+async def show_client(request: web.Request) -> web.Response:
+    await signed_in(request)
+    return await client_page(request, path_int(request))
+
+
+@routes.post("/staff/clients/{id:\\d+}/projects")
+async def add_project(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    client_id = path_int(request)
+    await request.app[QUERIES].client(client_id)  # 404 for an unknown client
+    data, errors = validated(ProjectIn, {"client_id": client_id, "name": form.get("name", "")})
+    if data is None:
+        return await client_page(request, client_id, errors=errors, form=form, status=422)
+    await request.app[SERVICE].create_project(data)
+    raise web.HTTPSeeOther(f"/staff/clients/{client_id}")
+
+
+@routes.post("/staff/clients/{id:\\d+}/invite")
+async def invite(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    await checked_form(request, who)
+    client_id = path_int(request)
+    await request.app[QUERIES].client(client_id)
+    try:
+        await send_invite(request.app, client_id, INVITE_DAYS)
+    except PorticoError as err:  # the portal is turned off
+        return await client_page(request, client_id, error=err.message, status=err.status)
+    raise web.HTTPSeeOther(f"/staff/clients/{client_id}?done=invited")
+
+
+# --- invoices -------------------------------------------------------------------------------
+
+
+async def invoice_page(
+    request: web.Request,
+    invoice_id: int,
+    *,
+    form: dict[str, Any] | None = None,
+    errors: FieldErrors | None = None,
+    status: int = 200,
+) -> web.Response:
+    invoice = await request.app[BILLING].get_invoice(invoice_id)
+    client = await request.app[QUERIES].client_of_project(invoice["project_id"])
+    return await render(
+        request,
+        "invoice.html",
+        {
+            "title": f"Invoice {invoice['number']}",
+            "section": "clients",
+            "invoice": invoice,
+            "client": client,
+            "methods": METHODS,
+            "form": form or {},
+            "errors": errors or {},
+            "notice": "The payment was recorded." if request.query.get("done") else None,
+        },
+        status=status,
+    )
+
+
+@routes.get("/staff/invoices/{id:\\d+}")
+async def show_invoice(request: web.Request) -> web.Response:
+    await signed_in(request)
+    return await invoice_page(request, path_int(request))
+
+
+@routes.post("/staff/invoices/{id:\\d+}/payments")
+async def record_payment(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    invoice_id = path_int(request)
+    errors: FieldErrors = {}
+    fields: dict[str, Any] = {"method": form.get("method", ""), "reference": form.get("reference")}
+    try:
+        fields["amount_cents"] = parse_cents(str(form.get("amount", "")))
+    except BadAmount as err:
+        errors["amount"] = str(err)
+    data, invalid = validated(PaymentIn, fields)
+    errors.update({("amount" if k == "amount_cents" else k): v for k, v in invalid.items()})
+    if errors or data is None:
+        return await invoice_page(request, invoice_id, form=form, errors=errors, status=422)
+    try:
+        await request.app[BILLING].record_manual_payment(invoice_id, data)
+    except PorticoError as err:
+        field = "amount" if err.status == 422 else ""
+        return await invoice_page(
+            request, invoice_id, form=form, errors={field: err.message}, status=err.status
+        )
+    raise web.HTTPSeeOther(f"/staff/invoices/{invoice_id}?done=paid")
