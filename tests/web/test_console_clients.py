@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from portico.models import Client, Payment, Project
 from tests.console_support import ADMIN, post_form, staff_auth, staff_sign_in
-from tests.portal_support import create_invoice, magic_links, seed_client
+from tests.portal_support import background_mail_sent, create_invoice, magic_links, seed_client
 
 
 async def count(stack, model) -> int:
@@ -82,6 +82,7 @@ async def test_client_page_lists_approvals_invoices_and_invites_to_the_portal(st
         assert ">Invite to portal</button>" in html
         status, html = await post_form(browser, page, f"{page}/invite", {})
         assert status == 200 and "A portal invitation was emailed" in html
+        await background_mail_sent(stack)  # the outbox delivers it
         assert len(await magic_links(stack, client["email"])) == 1
         status, _, _ = await browser.get("/staff/clients/999999")
         assert status == 404
