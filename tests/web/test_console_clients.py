@@ -109,7 +109,7 @@ async def test_record_a_manual_payment(stack):
         status, html = await post_form(
             browser, page, f"{page}/payments", {"amount": "5000.00", "method": "check"}
         )
-        assert status == 422 and "more than the balance" in html
+        assert status == 409 and "more than the balance" in html
         status, html = await post_form(
             browser, page, f"{page}/payments", {"amount": "200", "method": "wire"}
         )
