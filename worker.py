@@ -22,7 +22,7 @@ from portico.db import create_engine, session_maker
 from portico.settings import Settings, load_settings
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
-from workflows.invoice import InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 
 log = logging.getLogger("portico.worker")
 # Deterministic, side-effect-free modules the workflows import: shared with the sandbox instead
@@ -90,7 +90,7 @@ def build_worker(
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow, InvoiceWorkflow],
+        workflows=[ApprovalWorkflow, InvoiceWorkflow, PaymentReviewWorkflow],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
@@ -102,6 +102,7 @@ def build_worker(
             notify.send_sms,  # for requests started before the SMS queue existed
             documents.build_signed_pdf,
             payments.invoice_notice,
+            payments.announce_payments,
         ],
     )
     sms = Worker(

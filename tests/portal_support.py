@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from portico.models import OutboundMessage
+from portico.models import OutboundMessage, PaymentAnnouncement
 from tests.helpers import wait_until
 from web.portal_keys import MAILER
 
@@ -96,6 +96,22 @@ async def mails_to(stack: Any, address: str) -> list[OutboundMessage]:
                 .order_by(OutboundMessage.id)
             )
         )
+
+
+async def payments_announced(stack: Any) -> None:
+    """Wait until the invoice workflows have made every committed payment announcement
+    (receipts, staff notices), so what is *not* in the outbox then was never sent."""
+
+    async def done() -> bool:
+        async with stack.sessions() as session:
+            left = await session.scalar(
+                select(func.count())
+                .select_from(PaymentAnnouncement)
+                .where(PaymentAnnouncement.announced_at.is_(None))
+            )
+        return left == 0
+
+    await wait_until(done, 60)
 
 
 async def background_mail_sent(stack: Any) -> None:

@@ -59,7 +59,7 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     app[MAILER] = mailer
     app[AUTH] = PortalAuth(settings, sessions)
     app[STORE] = PortalStore(settings, sessions)
-    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], mailer)
+    app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
     yield
     await mailer.drain()
 

@@ -91,7 +91,5 @@ def downgrade() -> None:
         batch_op.drop_column("idempotency_key")
     op.drop_index(op.f("ix_invoice_audit_events_invoice_id"), table_name="invoice_audit_events")
     op.drop_table("invoice_audit_events")
-    op.drop_index(
-        op.f("ix_payment_announcements_invoice_id"), table_name="payment_announcements"
-    )
+    op.drop_index(op.f("ix_payment_announcements_invoice_id"), table_name="payment_announcements")
     op.drop_table("payment_announcements")
