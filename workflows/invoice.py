@@ -77,6 +77,7 @@ class InvoiceWorkflow:
         self._next: datetime | None = None
         self._paid_at = inp.paid_at
         self._pending: list[int] = list(inp.pending)
+        self._announced_upto = inp.announced_upto
 
     @workflow.run
     async def run(self, inp: InvoiceInput) -> InvoiceState:
@@ -165,6 +166,7 @@ class InvoiceWorkflow:
                 "invoice %s announcement %s not made: %s", self._inp.number, announcement_id, err
             )
             return
+        self._announced_upto = max(self._announced_upto, announcement_id)
         if result.status:
             self._seen(result.status)
 
@@ -176,6 +178,7 @@ class InvoiceWorkflow:
             status=self._status,
             paid_at=self._paid_at,
             pending=list(self._pending),
+            announced_upto=self._announced_upto,
             resumed=False,
         )
 
@@ -243,8 +246,12 @@ class InvoiceWorkflow:
 
     @workflow.signal
     def announce(self, note: PaymentAnnounced) -> None:
-        """A payment change was committed: announce it (a repeated hand-off is dropped)."""
-        if note.announcement_id not in self._pending:
+        """A payment change was committed: announce it. A repeated hand-off is dropped (an
+        announcement up to `_announced_upto` is made: the activity makes all older ones)."""
+        if (
+            note.announcement_id > self._announced_upto
+            and note.announcement_id not in self._pending
+        ):
             self._pending.append(note.announcement_id)
 
     @workflow.signal

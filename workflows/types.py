@@ -249,6 +249,8 @@ class InvoiceInput:
     status: str = "open"  # the invoice's status as last seen in SQL
     paid_at: datetime | None = None  # when this workflow first saw it paid
     pending: list[int] = field(default_factory=list)  # payment announcements not yet made
+    # the activity announces all of an invoice's rows up to the one asked: those are done
+    announced_upto: int = 0
     # started by a payment hand-off after an earlier run had ended: reminders whose time
     # passed meanwhile are not sent late
     resumed: bool = False
