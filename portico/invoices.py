@@ -1054,7 +1054,7 @@ class Billing:
             if earlier is None:
                 raise
             return earlier  # a concurrent request with the same key booked it
-        await self._hand_off(note.id, invoice, manual_retry_hint(idempotency_key))
+        await self._hand_off(note, invoice, manual_retry_hint(idempotency_key))
         return manual_payment_json(invoice, payment, payments)
 
     async def _manual_retry(
@@ -1083,11 +1083,11 @@ class Billing:
                 select(PaymentAnnouncement).where(PaymentAnnouncement.key == manual_key(payment.id))
             )
         if note is not None and note.announced_at is None:
-            await self._hand_off(note.id, invoice, manual_retry_hint(key))
+            await self._hand_off(note, invoice, manual_retry_hint(key))
         return manual_payment_json(invoice, payment, payments)
 
     async def _hand_off(
-        self, announcement_id: int, invoice: Invoice | None, retry: str = STRIPE_RETRIES
+        self, note: PaymentAnnouncement, invoice: Invoice | None, retry: str = STRIPE_RETRIES
     ) -> None:
         """Give a committed announcement to its workflow: signal-with-start `invoice-{id}`
         (which starts a new run if the last one ended), or a PaymentReviewWorkflow for a
@@ -1099,8 +1099,8 @@ class Billing:
                 with contextlib.suppress(WorkflowAlreadyStartedError):
                     await client.start_workflow(
                         PaymentReviewWorkflow.run,
-                        AnnouncePayments(invoice_id=None, announcement_id=announcement_id),
-                        id=f"payment-review-{announcement_id}",
+                        AnnouncePayments(invoice_id=None, announcement_id=note.id),
+                        id=f"payment-review-{note.key}",
                         task_queue=self.settings.task_queue,
                         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                         rpc_timeout=HAND_OFF_TIMEOUT,
@@ -1112,11 +1112,11 @@ class Billing:
                 id=invoice.workflow_id,
                 task_queue=self.settings.task_queue,
                 start_signal="announce",
-                start_signal_args=[PaymentAnnounced(announcement_id)],
+                start_signal_args=[PaymentAnnounced(note.id)],
                 rpc_timeout=HAND_OFF_TIMEOUT,
             )
         except Exception as err:
-            log.warning("payment announcement %s not handed off: %s", announcement_id, err)
+            log.warning("payment announcement %s not handed off: %s", note.key, err)
             raise Unavailable(
                 f"The payment is recorded, but its receipt and notices are not sent yet: {retry}"
             ) from err
@@ -1301,13 +1301,13 @@ class Billing:
             if seen is None:
                 raise
             if earlier is not None and earlier.announced_at is None:
-                await self._hand_off(earlier.id, invoice)
+                await self._hand_off(earlier, invoice)
             return EventResult("duplicate")
         if isinstance(result, Ignored):
             log.info("stripe event %s %s ignored: %s", event.id, event.type, result.detail)
             return EventResult("ignored", ignored=result.reason)
         assert note is not None
-        await self._hand_off(note.id, result.invoice)
+        await self._hand_off(note, result.invoice)
         flag = result.flag if not isinstance(result, AdjustmentOutcome) else None
         if flag is not None:
             log.warning("stripe event %s %s flagged: %s", event.id, event.type, flag.detail)
