@@ -29,7 +29,7 @@ from portico.settings import Settings, load_settings
 from portico.staff import StaffAuth
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
-from workflows.invoice import InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.outbox import OutboxMessageWorkflow
 
 log = logging.getLogger("portico.worker")
@@ -114,7 +114,7 @@ def build_worker(
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow, InvoiceWorkflow, OutboxMessageWorkflow],
+        workflows=[ApprovalWorkflow, InvoiceWorkflow, PaymentReviewWorkflow, OutboxMessageWorkflow],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
@@ -128,6 +128,7 @@ def build_worker(
             payments.invoice_notice,
             delivery.deliver,  # emails (texts are delivered from the SMS queue)
             delivery.finish,
+            payments.announce_payments,
         ],
     )
     sms = Worker(

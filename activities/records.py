@@ -10,26 +10,38 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from portico.audit import GENESIS, chain_hash, event_payload
-from portico.models import Approval, Approver, AuditEvent
+from portico.models import Approval, Approver, AuditEvent, InvoiceAuditEvent
 from workflows.types import ApproverRecord, AuditEventInput, SyncApprovalInput
 
 APPROVER_FIELDS = [f.name for f in fields(ApproverRecord) if f.name != "id"]
 
 
 async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
-    """Append one event to the chain unless its key is already there. Returns True if added."""
+    """Append one event to an approval's chain unless its key is already there. Returns True
+    if added."""
+    return await append_link(session, AuditEvent, "approval_id", approval_id, event)
+
+
+async def append_link(
+    session: AsyncSession,
+    model: type[AuditEvent] | type[InvoiceAuditEvent],
+    scope: str,
+    owner_id: int,
+    event: AuditEventInput,
+) -> bool:
+    """Append one event to the chain of `model` whose `scope` column (approval_id,
+    invoice_id) is `owner_id`, unless its key is already there. Returns True if added."""
+    owner = getattr(model, scope)
     existing = await session.scalar(
-        select(AuditEvent.id).where(
-            AuditEvent.approval_id == approval_id, AuditEvent.event_key == event.event_key
-        )
+        select(model.id).where(owner == owner_id, model.event_key == event.event_key)
     )
     if existing is not None:
         return False
     last = (
         await session.execute(
-            select(AuditEvent.seq, AuditEvent.hash)
-            .where(AuditEvent.approval_id == approval_id)
-            .order_by(AuditEvent.seq.desc())
+            select(model.seq, model.hash)
+            .where(owner == owner_id)
+            .order_by(model.seq.desc())
             .limit(1)
         )
     ).first()
@@ -43,8 +55,8 @@ async def append_event(session: AsyncSession, approval_id: int, event: AuditEven
         data=event.data,
     )
     session.add(
-        AuditEvent(
-            approval_id=approval_id,
+        model(
+            **{scope: owner_id},
             seq=seq,
             event_key=event.event_key,
             at=event.at,

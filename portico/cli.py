@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from portico.errors import PorticoError
@@ -21,6 +22,26 @@ def approval_id(text: str) -> int:
     if value is None or not known_id(value):
         raise argparse.ArgumentTypeError(f"not an approval id: {text!r}")
     return value
+
+
+@dataclass(frozen=True)
+class InvoiceRef:
+    """`invoice:<id>` as the argument of `portico audit verify`."""
+
+    id: int
+
+
+def audit_target(text: str) -> int | InvoiceRef:
+    """An approval id (`42`, `#42`) or an invoice (`invoice:42`)."""
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        return approval_id(text)
+    from portico.schemas import known_id, parse_id
+
+    value = parse_id(rest)
+    if kind.lower() != "invoice" or value is None or not known_id(value):
+        raise argparse.ArgumentTypeError(f"not an approval id or invoice:<id>: {text!r}")
+    return InvoiceRef(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="evidence checks")
     audit_actions = audit.add_subparsers(dest="action", required=True)
-    verify = audit_actions.add_parser("verify", help="re-check the hash chain and signed PDF")
-    verify.add_argument("id", type=approval_id)
+    verify = audit_actions.add_parser(
+        "verify",
+        help="re-check an approval's hash chain and signed PDF, or (invoice:<id>) an "
+        "invoice's payment trail",
+    )
+    verify.add_argument("id", type=audit_target, metavar="ID | invoice:ID")
     return parser
 
 
@@ -214,6 +239,32 @@ async def staff_command(args: argparse.Namespace, settings: Settings) -> int:
         await engine.dispose()
 
 
+async def audit_verify_invoice(invoice_id: int, settings: Settings) -> int:
+    from portico.db import create_engine, session_maker
+    from portico.invoice_audit import verify_invoice
+
+    engine = create_engine(settings.database_url)
+    try:
+        found = await verify_invoice(session_maker(engine), invoice_id)
+    finally:
+        await engine.dispose()
+    if not found.exists:
+        print(f"error: Invoice {invoice_id} does not exist.", file=sys.stderr)
+        return 1
+    if found.problems:
+        print(f"invoice {invoice_id}: TAMPERED OR INCOMPLETE")
+        for problem in found.problems:
+            print(f"  - {problem}")
+        return 1
+    print(
+        f"invoice {invoice_id}: audit trail intact ({found.events} events); "
+        f"{found.payments} payments match it"
+    )
+    if found.pending:
+        print(f"  {found.pending} payment announcements are not made yet (is the worker running?)")
+    return 0
+
+
 def run_web(settings: Settings) -> None:
     import logging
 
@@ -273,6 +324,8 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "approvals":
         return asyncio.run(approvals_command(args, settings))
     if args.command == "audit":
+        if isinstance(args.id, InvoiceRef):
+            return asyncio.run(audit_verify_invoice(args.id.id, settings))
         return asyncio.run(audit_verify(args.id, settings))
     if args.command == "staff":
         return asyncio.run(staff_command(args, settings))

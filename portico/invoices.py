@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
@@ -30,15 +31,14 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import pdf
 from portico import tokens
 from portico.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
 from portico.gateway import TemporalGateway
-from portico.mailer import Mailer
 from portico.models import (
     Approval,
     Approver,
@@ -46,6 +46,7 @@ from portico.models import (
     Document,
     Invoice,
     Payment,
+    PaymentAnnouncement,
     Project,
     SigningLink,
     StripeCheckout,
@@ -62,9 +63,9 @@ from portico.stripe_events import (
     StripeChange,
     interpret,
 )
-from workflows.invoice import InvoiceWorkflow
+from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.messages import money
-from workflows.types import EmailMessage, InvoiceInput
+from workflows.types import AnnouncePayments, EmailMessage, InvoiceInput, PaymentAnnounced
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ SETTLED_PAYMENT = ("succeeded", "refunded", "disputed", "dispute_lost")
 CLOSED_DISPUTE = ("won", "lost", "warning_closed", "prevented")
 STRIPE_MIN_CENTS = 50  # Stripe's minimum charge in USD
 ATTEMPT = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
+# how long a payment hand-off waits for Temporal before answering 503
+HAND_OFF_TIMEOUT = timedelta(seconds=10)
 # Stripe keeps an idempotency key for at least 24 hours
 IDEMPOTENCY_WINDOW = timedelta(hours=23)
 
@@ -426,6 +430,290 @@ def record_outcome(
         row.outcome, row.reason, row.detail = "flagged", flag.reason, flag.detail
 
 
+# --- what a payment change announces --------------------------------------------------------
+# Built in the change's own transaction and stored on a PaymentAnnouncement row; the invoice's
+# workflow sends them (activities/payments.py) under these send_email dedupe keys.
+
+
+def staff_emails(
+    settings: Settings, key: str, template: str, context: dict[str, Any]
+) -> list[EmailMessage]:
+    """One notice per PORTICO_STAFF_EMAILS address (dedupe keys `{key}:staff:{n}`)."""
+    return [
+        EmailMessage(dedupe_key=f"{key}:staff:{n}", to=address, template=template, context=context)
+        for n, address in enumerate(settings.staff_emails)
+    ]
+
+
+def payment_context(
+    settings: Settings,
+    invoice: Invoice,
+    payment: Payment,
+    client: Client,
+    project: Project,
+    payments: list[Payment],
+) -> dict[str, Any]:
+    return {
+        **invoice_email_context(settings, invoice, client, project, payments),
+        "amount": money(payment.amount_cents, payment.currency),
+        "method": METHOD_LABELS.get(payment.method, payment.method),
+        "reference": payment.reference,
+    }
+
+
+def payment_messages(settings: Settings, outcome: PaymentOutcome) -> list[EmailMessage]:
+    """The client's receipt (or failure / processing notice) and the staff notice."""
+    payment = outcome.payment
+    context = {
+        **payment_context(
+            settings,
+            outcome.invoice,
+            payment,
+            outcome.client,
+            outcome.project,
+            outcome.payments,
+        ),
+        "payment_status": outcome.became,
+        "failure_reason": payment.failure_reason,
+    }
+    key = f"payment-{payment.id}:{outcome.became}"
+    messages = []
+    if outcome.client.email:
+        messages.append(
+            EmailMessage(
+                dedupe_key=f"{key}:client",
+                to=outcome.client.email,
+                template="payment_failed" if outcome.became == "failed" else "payment_receipt",
+                context=context,
+            )
+        )
+    return messages + staff_emails(settings, key, "staff_payment", context)
+
+
+def adjustment_messages(settings: Settings, outcome: AdjustmentOutcome) -> list[EmailMessage]:
+    """Staff notices of a refund, or of a dispute opened / closed."""
+    invoice, payment = outcome.invoice, outcome.payment
+    context: dict[str, Any] = {
+        **payment_context(
+            settings, invoice, payment, outcome.client, outcome.project, outcome.payments
+        ),
+        "payment_amount": money(payment.amount_cents, payment.currency),
+        "payment_status": payment.status,
+        "reopened": outcome.invoice_status_before == "paid" and invoice.status in PAYABLE,
+        # the invoice's workflow reminds while a balance is due, also after a reopening
+        "reminders": (
+            "running" if invoice.status in PAYABLE and invoice.remind_every_days else None
+        ),
+    }
+    messages: list[EmailMessage] = []
+    for notice in outcome.notices:
+        if notice == "refunded":
+            refunded = payment.refunded_cents or 0
+            messages += staff_emails(
+                settings,
+                f"payment-{payment.id}:refunded:{refunded}",
+                "staff_refund",
+                {
+                    **context,
+                    "amount": money(refunded - outcome.refunded_before, payment.currency),
+                    "refunded_total": money(refunded, payment.currency),
+                    "full": refunded >= payment.amount_cents,
+                },
+            )
+            continue
+        dispute = outcome.adjustment
+        status = dispute.dispute_status or ""
+        due = (
+            datetime.fromtimestamp(dispute.evidence_due_by, UTC).strftime("%b %d, %Y")
+            if dispute.evidence_due_by and notice == "dispute_opened"
+            else None
+        )
+        key = dispute.dispute_id or f"charge-{payment.stripe_charge_id}"
+        phase = "opened" if notice == "dispute_opened" else status
+        messages += staff_emails(
+            settings,
+            f"payment-{payment.id}:dispute:{key}:{phase}",
+            "staff_dispute",
+            {
+                **context,
+                "amount": money(payment.disputed_cents or 0, payment.currency),
+                "phase": phase,
+                "dispute_status": status,
+                "dispute_label": DISPUTE_LABELS.get(status, status.replace("_", " ")),
+                "evidence_due_by": due,
+            },
+        )
+    return messages
+
+
+def review_messages(settings: Settings, event: EventEnvelope, review: Review) -> list[EmailMessage]:
+    """The staff notice of a flagged Stripe event (once per event)."""
+    flag, invoice = review.flag, review.invoice
+    context: dict[str, Any] = {"company_name": settings.company_name}
+    if invoice is not None and review.client is not None and review.project is not None:
+        context.update(
+            invoice_email_context(settings, invoice, review.client, review.project, review.payments)
+        )
+    context.update(
+        {
+            "event_id": event.id,
+            "event_type": event.type,
+            "reason": flag.reason,
+            "label": FLAG_LABELS.get(flag.reason, flag.reason.replace("_", " ")),
+            "detail": flag.detail,
+        }
+    )
+    return staff_emails(
+        settings, f"stripe-event-{event.id}:flagged", "staff_payment_review", context
+    )
+
+
+def payment_facts(payment: Payment) -> dict[str, Any]:
+    """What the invoice's audit chain records of a payment, and `portico audit verify`
+    compares with SQL: every change to these fields is announced."""
+    return {
+        "id": payment.id,
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+        "method": payment.method,
+        "source": payment.source,
+        "reference": payment.reference,
+        "status": payment.status,
+        "refunded_cents": payment.refunded_cents or 0,
+        "disputed_cents": payment.disputed_cents or 0,
+        "dispute_status": payment.dispute_status,
+    }
+
+
+def invoice_facts(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "status": invoice.status,
+        "total_cents": invoice.total_cents,
+        "paid_cents": invoice.paid_cents,
+    }
+
+
+def announcement(
+    key: str,
+    type: str,
+    actor: str,
+    invoice: Invoice | None,
+    data: dict[str, Any],
+    messages: list[EmailMessage],
+) -> PaymentAnnouncement:
+    return PaymentAnnouncement(
+        invoice_id=invoice.id if invoice is not None else None,
+        key=key,
+        type=type,
+        actor=actor,
+        at=datetime.now(UTC),
+        data=data,
+        messages=[asdict(m) for m in messages],
+    )
+
+
+def event_key(event_id: str) -> str:
+    """The announcement key of a Stripe event (a redelivery finds its row by it)."""
+    return f"stripe-event:{event_id}"
+
+
+def manual_key(payment_id: int) -> str:
+    return f"manual-payment:{payment_id}"
+
+
+def event_announcement(
+    settings: Settings,
+    event: EventEnvelope,
+    result: PaymentOutcome | AdjustmentOutcome | Review,
+) -> PaymentAnnouncement:
+    """What an applied or flagged Stripe event announces."""
+    source = {"stripe_event": event.id, "event_type": event.type}
+    if isinstance(result, Review):
+        return announcement(
+            event_key(event.id),
+            "payment_flagged",
+            "stripe",
+            result.invoice,
+            {**source, "reason": result.flag.reason, "detail": result.flag.detail},
+            review_messages(settings, event, result),
+        )
+    facts = {
+        **source,
+        "payment": payment_facts(result.payment),
+        "invoice": invoice_facts(result.invoice),
+    }
+    if isinstance(result, AdjustmentOutcome):
+        kind = result.notices[0] if result.notices else "updated"
+        return announcement(
+            event_key(event.id),
+            f"payment_{kind}",
+            "stripe",
+            result.invoice,
+            {**facts, "notices": result.notices},
+            adjustment_messages(settings, result),
+        )
+    messages = payment_messages(settings, result)
+    if result.flag is not None:
+        facts.update(reason=result.flag.reason, detail=result.flag.detail)
+        messages += review_messages(
+            settings,
+            event,
+            Review(result.flag, result.invoice, result.client, result.project, result.payments),
+        )
+    return announcement(
+        event_key(event.id),
+        f"payment_{result.became}",
+        "stripe",
+        result.invoice,
+        facts,
+        messages,
+    )
+
+
+def resume_input(invoice: Invoice) -> InvoiceInput:
+    """The input of a new `invoice-{id}` run started by a payment hand-off (the earlier one
+    ended): no invoice email again, reminders from the schedule's next slot."""
+    return InvoiceInput(
+        invoice_id=invoice.id,
+        number=invoice.number,
+        due_at=overdue_at(invoice.due_date),
+        remind_every_days=invoice.remind_every_days,
+        notify_client=False,
+        issued_sent=True,
+        status=invoice.status,
+        paid_at=invoice.paid_at,
+        resumed=True,
+    )
+
+
+STRIPE_RETRIES = "Stripe delivers the event again, which sends them."
+
+
+def manual_retry_hint(idempotency_key: str | None) -> str:
+    if idempotency_key:
+        return "send the same request with the same Idempotency-Key again to send them."
+    return (
+        "do not book it again; they go out with the invoice's next payment announcement "
+        "(send an Idempotency-Key to make a retry safe)."
+    )
+
+
+def manual_payment_json(
+    invoice: Invoice, payment: Payment, payments: list[Payment]
+) -> dict[str, Any]:
+    """The answer to a manual payment (and to its retry)."""
+    return {
+        **payment_json(payment),
+        "invoice": {
+            "id": invoice.id,
+            "status": invoice.status,
+            "total_cents": invoice.total_cents,
+            "paid_cents": invoice.paid_cents,
+            "balance_cents": balance_cents(invoice, payments),
+        },
+    }
+
+
 # --- the service ----------------------------------------------------------------------------
 
 
@@ -435,12 +723,10 @@ class Billing:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         temporal: TemporalGateway,
-        mailer: Mailer,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.temporal = temporal
-        self.mailer = mailer
         self.files = FileStore(settings.files_dir)
         self._stripe: Any = None
 
@@ -706,72 +992,134 @@ class Billing:
         assert client is not None
         return project, client
 
-    async def record_manual_payment(self, invoice_id: int, data: PaymentIn) -> dict[str, Any]:
-        async with self.sessions() as session, session.begin():
-            invoice = await self._lock(session, invoice_id)
-            if invoice.status == "void":
-                raise Conflict("The invoice is void.", code="invoice_void")
-            balance = balance_cents(invoice, await self._payments(session, invoice_id))
-            if data.amount_cents > balance:
-                raise Conflict(  # the amount is fine, the invoice's balance is the obstacle
-                    f"amount_cents is more than the balance due "
-                    f"({money(balance, invoice.currency)}).",
-                    code="overpayment",
+    async def record_manual_payment(
+        self,
+        invoice_id: int,
+        data: PaymentIn,
+        idempotency_key: str | None = None,
+        actor: str = "api",
+    ) -> dict[str, Any]:
+        """Book a check, cash or bank transfer and hand its receipt and staff notice to the
+        invoice's workflow. With an Idempotency-Key a retried request (say after a 503: booked,
+        not yet handed off) books nothing twice and completes the hand-off."""
+        if idempotency_key is not None:
+            if not IDEMPOTENCY_KEY.match(idempotency_key):
+                raise BadRequest(
+                    "Idempotency-Key must be 8 to 200 letters, digits or -_.:",
+                    code="bad_idempotency_key",
                 )
-            payment = Payment(
-                invoice_id=invoice.id,
-                amount_cents=data.amount_cents,
-                currency=invoice.currency,
-                method=data.method,
-                status="succeeded",
-                source="manual",
-                reference=data.reference,
-                settled_at=datetime.now(UTC),
-            )
-            session.add(payment)
-            payments = await self._recompute(session, invoice)
-            project, client = await self._owner(session, invoice)
-        await self.after_payment(
-            PaymentOutcome(invoice, payment, "succeeded", client, project, payments)
-        )
-        return {
-            **payment_json(payment),
-            "invoice": {
-                "id": invoice.id,
-                "status": invoice.status,
-                "total_cents": invoice.total_cents,
-                "paid_cents": invoice.paid_cents,
-                "balance_cents": balance_cents(invoice, payments),
-            },
-        }
+            earlier = await self._manual_retry(invoice_id, data, idempotency_key)
+            if earlier is not None:
+                return earlier
+        try:
+            async with self.sessions() as session, session.begin():
+                invoice = await self._lock(session, invoice_id)
+                if invoice.status == "void":
+                    raise Conflict("The invoice is void.", code="invoice_void")
+                balance = balance_cents(invoice, await self._payments(session, invoice_id))
+                if data.amount_cents > balance:
+                    raise Conflict(  # the amount is fine, the invoice's balance is the obstacle
+                        f"amount_cents is more than the balance due "
+                        f"({money(balance, invoice.currency)}).",
+                        code="overpayment",
+                    )
+                payment = Payment(
+                    invoice_id=invoice.id,
+                    amount_cents=data.amount_cents,
+                    currency=invoice.currency,
+                    method=data.method,
+                    status="succeeded",
+                    source="manual",
+                    reference=data.reference,
+                    settled_at=datetime.now(UTC),
+                    idempotency_key=idempotency_key,
+                )
+                session.add(payment)
+                payments = await self._recompute(session, invoice)
+                project, client = await self._owner(session, invoice)
+                outcome = PaymentOutcome(invoice, payment, "succeeded", client, project, payments)
+                note = announcement(
+                    manual_key(payment.id),
+                    "payment_succeeded",
+                    actor,
+                    invoice,
+                    {"payment": payment_facts(payment), "invoice": invoice_facts(invoice)},
+                    payment_messages(self.settings, outcome),
+                )
+                session.add(note)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            earlier = await self._manual_retry(invoice_id, data, idempotency_key)
+            if earlier is None:
+                raise
+            return earlier  # a concurrent request with the same key booked it
+        await self._hand_off(note, invoice, manual_retry_hint(idempotency_key))
+        return manual_payment_json(invoice, payment, payments)
 
-    async def after_payment(self, outcome: PaymentOutcome) -> None:
-        """Receipt to the client, notice to staff, and the workflow told once fully paid."""
-        invoice, payment = outcome.invoice, outcome.payment
-        context = {
-            **invoice_email_context(
-                self.settings, invoice, outcome.client, outcome.project, outcome.payments
-            ),
-            "amount": money(payment.amount_cents, payment.currency),
-            "method": METHOD_LABELS.get(payment.method, payment.method),
-            "payment_status": outcome.became,
-            "reference": payment.reference,
-            "failure_reason": payment.failure_reason,
-        }
-        key = f"payment-{payment.id}:{outcome.became}"
-        if outcome.client.email:
-            template = "payment_failed" if outcome.became == "failed" else "payment_receipt"
-            await self.mailer.send(
-                EmailMessage(
-                    dedupe_key=f"{key}:client",
-                    to=outcome.client.email,
-                    template=template,
-                    context=context,
+    async def _manual_retry(
+        self, invoice_id: int, data: PaymentIn, key: str
+    ) -> dict[str, Any] | None:
+        """The payment an earlier request with this Idempotency-Key booked (handed off again
+        if it is not yet announced), or None if there is none."""
+        async with self.sessions() as session:
+            payment = await session.scalar(select(Payment).where(Payment.idempotency_key == key))
+            if payment is None:
+                return None
+            if (payment.invoice_id, payment.amount_cents, payment.method, payment.reference) != (
+                invoice_id,
+                data.amount_cents,
+                data.method,
+                data.reference,
+            ):
+                raise Conflict(
+                    "This Idempotency-Key was used for another payment.",
+                    code="idempotency_key_reused",
                 )
+            invoice = await session.get(Invoice, invoice_id)
+            assert invoice is not None
+            payments = await self._payments(session, invoice_id)
+            note = await session.scalar(
+                select(PaymentAnnouncement).where(PaymentAnnouncement.key == manual_key(payment.id))
             )
-        await self.mailer.send_staff(key, "staff_payment", context)
-        if invoice.status == "paid":
-            await self._signal(invoice, "paid")
+        if note is not None and note.announced_at is None:
+            await self._hand_off(note, invoice, manual_retry_hint(key))
+        return manual_payment_json(invoice, payment, payments)
+
+    async def _hand_off(
+        self, note: PaymentAnnouncement, invoice: Invoice | None, retry: str = STRIPE_RETRIES
+    ) -> None:
+        """Give a committed announcement to its workflow: signal-with-start `invoice-{id}`
+        (which starts a new run if the last one ended), or a PaymentReviewWorkflow for a
+        flagged event naming no invoice. Unavailable (503) when Temporal does not answer, so
+        the caller retries and the retry hands the same row off again."""
+        try:
+            client = await self.temporal.client()
+            if invoice is None:
+                with contextlib.suppress(WorkflowAlreadyStartedError):
+                    await client.start_workflow(
+                        PaymentReviewWorkflow.run,
+                        AnnouncePayments(invoice_id=None, announcement_id=note.id),
+                        id=f"payment-review-{note.key}",
+                        task_queue=self.settings.task_queue,
+                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                        rpc_timeout=HAND_OFF_TIMEOUT,
+                    )
+                return
+            await client.start_workflow(
+                InvoiceWorkflow.run,
+                resume_input(invoice),
+                id=invoice.workflow_id,
+                task_queue=self.settings.task_queue,
+                start_signal="announce",
+                start_signal_args=[PaymentAnnounced(note.id)],
+                rpc_timeout=HAND_OFF_TIMEOUT,
+            )
+        except Exception as err:
+            log.warning("payment announcement %s not handed off: %s", note.key, err)
+            raise Unavailable(
+                f"The payment is recorded, but its receipt and notices are not sent yet: {retry}"
+            ) from err
 
     # --- Stripe -----------------------------------------------------------------------------
 
@@ -915,8 +1263,10 @@ class Billing:
     async def apply_event(self, event: EventEnvelope) -> EventResult:
         """Apply one verified event exactly once. An event that is malformed or not about a
         Portico payment is recorded as ignored; one that contradicts what Portico asked Stripe
-        for is recorded as flagged and staff are told. Stripe gets its 200 either way, so it
-        does not retry them for days."""
+        for is recorded as flagged. Stripe gets its 200 either way, so it does not retry them
+        for days. What an applied or flagged event announces (receipt, staff notices) is
+        committed with it and handed to the invoice's workflow; if that hand-off fails the
+        answer is a 503, and Stripe's redelivery, a duplicate, hands the same row off again."""
         meaning = interpret(event)
         try:
             async with self.sessions() as session, session.begin():
@@ -931,33 +1281,39 @@ class Billing:
                 else:
                     result = meaning
                 record_outcome(row, meaning, result)
+                note = None
+                if not isinstance(result, Ignored):
+                    note = event_announcement(self.settings, event, result)
+                    session.add(note)
         except IntegrityError:
             async with self.sessions() as session:
                 seen = await session.scalar(
                     select(StripeEvent.id).where(StripeEvent.event_id == event.id)
                 )
-            if seen is not None:
-                return EventResult("duplicate")
-            raise
+                earlier = await session.scalar(
+                    select(PaymentAnnouncement).where(
+                        PaymentAnnouncement.key == event_key(event.id)
+                    )
+                )
+                invoice = None
+                if earlier is not None and earlier.invoice_id is not None:
+                    invoice = await session.get(Invoice, earlier.invoice_id)
+            if seen is None:
+                raise
+            if earlier is not None and earlier.announced_at is None:
+                await self._hand_off(earlier, invoice)
+            return EventResult("duplicate")
         if isinstance(result, Ignored):
             log.info("stripe event %s %s ignored: %s", event.id, event.type, result.detail)
             return EventResult("ignored", ignored=result.reason)
+        assert note is not None
+        await self._hand_off(note, result.invoice)
+        flag = result.flag if not isinstance(result, AdjustmentOutcome) else None
+        if flag is not None:
+            log.warning("stripe event %s %s flagged: %s", event.id, event.type, flag.detail)
         if isinstance(result, Review):
-            log.warning("stripe event %s %s flagged: %s", event.id, event.type, result.flag.detail)
-            await self.after_review(event, result)
             return EventResult("flagged", flagged=result.flag.reason)
-        if isinstance(result, AdjustmentOutcome):
-            await self.after_adjustment(result)
-            return EventResult("applied")
-        await self.after_payment(result)
-        if result.flag is None:
-            return EventResult("applied")
-        log.warning("stripe event %s %s flagged: %s", event.id, event.type, result.flag.detail)
-        await self.after_review(
-            event,
-            Review(result.flag, result.invoice, result.client, result.project, result.payments),
-        )
-        return EventResult("applied", flagged=result.flag.reason)
+        return EventResult("applied", flagged=flag.reason if flag else None)
 
     async def _review(self, session: AsyncSession, invoice: Invoice, flag: Flag) -> Review:
         project, client = await self._owner(session, invoice)
@@ -1178,96 +1534,6 @@ class Billing:
             refunded_before=refunded_before,
             notices=notices,
         )
-
-    async def after_adjustment(self, outcome: AdjustmentOutcome) -> None:
-        """Tell staff of a refund or of a dispute opened/closed; keep the workflow informed."""
-        invoice, payment = outcome.invoice, outcome.payment
-        context: dict[str, Any] = {
-            **invoice_email_context(
-                self.settings, invoice, outcome.client, outcome.project, outcome.payments
-            ),
-            "payment_amount": money(payment.amount_cents, payment.currency),
-            "method": METHOD_LABELS.get(payment.method, payment.method),
-            "reference": payment.reference,
-            "payment_status": payment.status,
-            "reopened": outcome.invoice_status_before == "paid" and invoice.status in PAYABLE,
-            "reminders": None,
-        }
-        if invoice.status in PAYABLE and invoice.remind_every_days:
-            context["reminders"] = await self._reminders_state(invoice)
-        if invoice.status == "paid" and outcome.invoice_status_before != "paid":
-            await self._signal(invoice, "paid")  # a won dispute settled it again
-        for notice in outcome.notices:
-            if notice == "refunded":
-                refunded = payment.refunded_cents or 0
-                await self.mailer.send_staff(
-                    f"payment-{payment.id}:refunded:{refunded}",
-                    "staff_refund",
-                    {
-                        **context,
-                        "amount": money(refunded - outcome.refunded_before, payment.currency),
-                        "refunded_total": money(refunded, payment.currency),
-                        "full": refunded >= payment.amount_cents,
-                    },
-                )
-            else:
-                dispute = outcome.adjustment
-                status = dispute.dispute_status or ""
-                due = (
-                    datetime.fromtimestamp(dispute.evidence_due_by, UTC).strftime("%b %d, %Y")
-                    if dispute.evidence_due_by and notice == "dispute_opened"
-                    else None
-                )
-                key = dispute.dispute_id or f"charge-{payment.stripe_charge_id}"
-                phase = "opened" if notice == "dispute_opened" else status
-                await self.mailer.send_staff(
-                    f"payment-{payment.id}:dispute:{key}:{phase}",
-                    "staff_dispute",
-                    {
-                        **context,
-                        "amount": money(payment.disputed_cents or 0, payment.currency),
-                        "phase": phase,
-                        "dispute_status": status,
-                        "dispute_label": DISPUTE_LABELS.get(status, status.replace("_", " ")),
-                        "evidence_due_by": due,
-                    },
-                )
-
-    async def after_review(self, event: EventEnvelope, review: Review) -> None:
-        """Tell staff of a flagged Stripe event (once per event)."""
-        flag, invoice = review.flag, review.invoice
-        context: dict[str, Any] = {"company_name": self.settings.company_name}
-        if invoice is not None and review.client is not None and review.project is not None:
-            context.update(
-                invoice_email_context(
-                    self.settings, invoice, review.client, review.project, review.payments
-                )
-            )
-        context.update(
-            {
-                "event_id": event.id,
-                "event_type": event.type,
-                "reason": flag.reason,
-                "label": FLAG_LABELS.get(flag.reason, flag.reason.replace("_", " ")),
-                "detail": flag.detail,
-            }
-        )
-        await self.mailer.send_staff(
-            f"stripe-event-{event.id}:flagged", "staff_payment_review", context
-        )
-
-    async def _reminders_state(self, invoice: Invoice) -> str | None:
-        """'running' or 'ended' for the invoice's reminder workflow (None: unknown). A refund
-        that reopens a paid invoice does not restart a workflow that ended when it was paid."""
-        try:
-            client = await self.temporal.client()
-            handle = client.get_workflow_handle(invoice.workflow_id)
-            described = await asyncio.wait_for(handle.describe(), 5)
-        except Exception as err:
-            log.info("could not describe %s: %s", invoice.workflow_id, err)
-            return None
-        running = described.status == WorkflowExecutionStatus.RUNNING
-        return "running" if running else "ended"
 
     # --- the signing page's "Pay deposit" ---------------------------------------------------
 

@@ -181,17 +181,11 @@ class Approver(Base):
     approval: Mapped[Approval] = relationship(back_populates="approvers", lazy="raise_on_sql")
 
 
-class AuditEvent(Base):
-    """One link of an approval's append-only hash chain."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        UniqueConstraint("approval_id", "seq"),
-        UniqueConstraint("approval_id", "event_key"),
-    )
+class ChainLink:
+    """The columns of one link of a hash chain (`portico.audit`): an approval's or an
+    invoice's."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     event_key: Mapped[str] = mapped_column(String(120))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -200,6 +194,18 @@ class AuditEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(ChainLink, Base):
+    """One link of an approval's append-only hash chain."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        UniqueConstraint("approval_id", "seq"),
+        UniqueConstraint("approval_id", "event_key"),
+    )
+
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), index=True)
 
 
 class OutboundMessage(Base):
@@ -476,6 +482,8 @@ class Payment(Base):
     dispute_status: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a manual payment's Idempotency-Key: a retried request books it once
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
 
 
 class StripeCheckout(Base):
@@ -585,3 +593,37 @@ class StaffSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
+class PaymentAnnouncement(Base):
+    """What a committed payment change must announce, written in the change's own transaction
+    and handed to the invoice's workflow (`invoice-{id}`), whose `announce_payments` activity
+    appends `data` to the invoice's audit chain, sends `messages` (send_email dedupe keys) and
+    sets `announced_at`. A row still unannounced is handed off again by a retry (a Stripe
+    redelivery, the same Idempotency-Key) or by the invoice's next announcement."""
+
+    __tablename__ = "payment_announcements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # None: a flagged Stripe event naming no invoice (staff notice only, no chain)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)  # e.g. stripe-event:evt_...
+    type: Mapped[str] = mapped_column(String(40))  # the audit event's type
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the audit event's data
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # EmailMessage fields
+    announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InvoiceAuditEvent(ChainLink, Base):
+    """One link of an invoice's append-only hash chain: its payments, refunds, disputes and
+    flagged Stripe events, appended only by the `announce_payments` activity."""
+
+    __tablename__ = "invoice_audit_events"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "seq"),
+        UniqueConstraint("invoice_id", "event_key"),
+    )
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)

@@ -4,15 +4,23 @@ cookies, seeding through the staff API, and signing in with the mailed magic lin
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
 
 from portico import outbox
-from portico.models import OutboundMessage, OutboxMessage
+from portico.gateway import TemporalGateway
+from portico.models import OutboundMessage, OutboxMessage, PaymentAnnouncement
+from portico.smtp_sink import SinkHandler, free_port
 from tests.helpers import wait_until
+from web.portal_keys import BILLING
 
 MAGIC = re.compile(r"/portal/link/([A-Za-z0-9_\-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -98,6 +106,22 @@ async def mails_to(stack: Any, address: str) -> list[OutboundMessage]:
         )
 
 
+async def payments_announced(stack: Any) -> None:
+    """Wait until the invoice workflows have made every committed payment announcement
+    (receipts, staff notices), so what is *not* in the outbox then was never sent."""
+
+    async def done() -> bool:
+        async with stack.sessions() as session:
+            left = await session.scalar(
+                select(func.count())
+                .select_from(PaymentAnnouncement)
+                .where(PaymentAnnouncement.announced_at.is_(None))
+            )
+        return left == 0
+
+    await wait_until(done, 60)
+
+
 async def background_mail_sent(stack: Any) -> None:
     """Wait until every message the web app recorded in the outbox (sign-in links, notices)
     has been delivered or given up, so what is *not* in the sent mail then was never sent."""
@@ -145,3 +169,49 @@ async def sign_in(stack: Any, email: str) -> Browser:
     status, html = await use_link(browser, token)
     assert status == 200 and "Sign out" in html, (status, html[:800])
     return browser
+
+
+@dataclass
+class FlakyRelay(SinkHandler):
+    """An SMTP relay that answers 451 (try again later) to the next `down_for` messages."""
+
+    down_for: int = 0
+    refused: int = 0
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.down_for > 0:
+            self.down_for -= 1
+            self.refused += 1
+            return "451 4.3.0 Relay unavailable, try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+    def to(self, address: str, subject_part: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address and subject_part in m["Subject"]]
+
+
+@asynccontextmanager
+async def flaky_relay() -> AsyncIterator[FlakyRelay]:
+    relay = FlakyRelay(port=free_port())
+    controller = Controller(relay, hostname=relay.host, port=relay.port)
+    controller.start()
+    try:
+        yield relay
+    finally:
+        controller.stop()
+
+
+@asynccontextmanager
+async def temporal_unreachable(stack: Any) -> AsyncIterator[None]:
+    """The web app's Temporal connection lost (the worker keeps running): hand-offs fail."""
+    billing = stack.http.app[BILLING]
+    reachable = billing.temporal
+    address = f"127.0.0.1:{free_port()}"
+    billing.temporal = TemporalGateway(
+        stack.settings.model_copy(update={"temporal_address": address})
+    )
+    try:
+        yield
+    finally:
+        billing.temporal = reachable

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from portico import tokens
 from portico.errors import BadRequest, Forbidden, NotFound
 from portico.invoices import Billing, pay_token
-from portico.mailer import Mailer
 from portico.outbox import Outbox
 from portico.portal import COMPLETE_STATUSES, PortalStore
 from portico.portal_auth import (
@@ -55,7 +54,7 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     outbox = Outbox(settings, sessions, app[TEMPORAL])
     app[AUTH] = PortalAuth(settings, sessions, outbox)
     app[STORE] = PortalStore(settings, sessions, outbox)
-    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], Mailer(settings, sessions))
+    app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
     yield
 
 

@@ -137,8 +137,12 @@ async def invoice_pdf(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/invoices/{id}/payments")
 async def record_payment(request: web.Request) -> web.Response:
+    """A manual payment; an `Idempotency-Key` header makes a retry book it once (a 503 means
+    booked but not yet announced: retry with the same key)."""
     data = await body(request, PaymentIn)
-    result = await request.app[BILLING].record_manual_payment(path_id(request), data)
+    result = await request.app[BILLING].record_manual_payment(
+        path_id(request), data, request.headers.get("Idempotency-Key"), actor="api"
+    )
     return web.json_response(result, status=201)
 
 

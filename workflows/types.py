@@ -255,6 +255,15 @@ class InvoiceInput:
     notify_client: bool = True
     reminders_sent: int = 0  # carried over a continue-as-new
     issued_sent: bool = False
+    # carried over a continue-as-new (runs on the durable-payments path)
+    status: str = "open"  # the invoice's status as last seen in SQL
+    paid_at: datetime | None = None  # when this workflow first saw it paid
+    pending: list[int] = field(default_factory=list)  # payment announcements not yet made
+    # the activity announces all of an invoice's rows up to the one asked: those are done
+    announced_upto: int = 0
+    # started by a payment hand-off after an earlier run had ended: reminders whose time
+    # passed meanwhile are not sent late
+    resumed: bool = False
 
 
 @dataclass
@@ -296,3 +305,25 @@ class OutboxOutcome:
     outbox_id: int
     status: str  # delivered | failed
     error: str | None = None
+
+
+@dataclass
+class PaymentAnnounced:
+    """Signal to `invoice-{id}`: a payment change was committed with announcement row
+    `announcement_id` (portico.models.PaymentAnnouncement)."""
+
+    announcement_id: int
+
+
+@dataclass
+class AnnouncePayments:
+    """Ask the activity to announce the invoice's committed payment changes, up to and
+    including `announcement_id` (only that one when `invoice_id` is None)."""
+
+    invoice_id: int | None
+    announcement_id: int
+
+
+@dataclass
+class AnnounceResult:
+    status: str  # the invoice's status in SQL afterwards ("" when there is no invoice)

@@ -18,9 +18,10 @@ from portico.temporal import with_converter
 from tests.conftest import venv_binary
 from tests.workflows.test_invoice_workflow import Notices
 from workflows.invoice import InvoiceWorkflow
-from workflows.types import InvoiceInput
+from workflows.types import InvoiceInput, PaymentAnnounced
 
 HERE = Path(__file__).parent / "invoice"
+SCENARIOS = ("paid_after_reminders", "voided_before_due", "refund_reopens_reminders")
 
 
 async def record(env: WorkflowEnvironment, name: str) -> None:
@@ -35,7 +36,10 @@ async def record(env: WorkflowEnvironment, name: str) -> None:
         invoice_id=7, number="INV-7", due_at=now + timedelta(days=3), remind_every_days=7
     )
     async with Worker(
-        client, task_queue=queue, workflows=[InvoiceWorkflow], activities=[notices.invoice_notice]
+        client,
+        task_queue=queue,
+        workflows=[InvoiceWorkflow],
+        activities=[notices.invoice_notice, notices.announce_payments],
     ):
         handle = await client.start_workflow(
             InvoiceWorkflow.run, inp, id=f"invoice-{name}", task_queue=queue
@@ -43,6 +47,16 @@ async def record(env: WorkflowEnvironment, name: str) -> None:
         if name == "paid_after_reminders":
             await env.sleep(timedelta(days=11))  # due + two reminders
             await handle.signal(InvoiceWorkflow.paid)
+        elif name == "refund_reopens_reminders":  # since the durable-payments patch
+            await env.sleep(timedelta(days=4))  # due + one reminder
+            notices.status = "paid"
+            await handle.signal(InvoiceWorkflow.announce, PaymentAnnounced(1))
+            await env.sleep(timedelta(days=20))
+            notices.status = "open"  # refunded
+            await handle.signal(InvoiceWorkflow.announce, PaymentAnnounced(2))
+            await env.sleep(timedelta(days=10))  # the reminders start again
+            notices.status = "void"
+            await handle.signal(InvoiceWorkflow.void)
         else:
             await env.sleep(timedelta(days=1))
             await handle.signal(InvoiceWorkflow.void)
@@ -58,7 +72,7 @@ async def main() -> None:
         test_server_existing_path=venv_binary("temporal-test-server")
     )
     try:
-        for name in ("paid_after_reminders", "voided_before_due"):
+        for name in SCENARIOS:
             await record(env, name)
     finally:
         await env.shutdown()

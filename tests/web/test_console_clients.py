@@ -4,6 +4,8 @@ answering bad input with a 4xx that changes nothing."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 
 from portico.models import Client, Payment, Project
@@ -125,6 +127,15 @@ async def test_record_a_manual_payment(stack):
         body = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
         assert body["paid_cents"] == 100000 and body["status"] == "partially_paid"
         assert body["payments"][0]["method"] == "bank_transfer"
+        # The same form sent twice (a double click, a retry) books the payment once.
+        key = re.search(r'name="idempotency_key" value="([^"]+)"', html)
+        assert key
+        fields = {"amount": "50.00", "method": "cash", "idempotency_key": key.group(1)}
+        for _ in range(2):
+            status, html = await post_form(browser, page, f"{page}/payments", fields)
+            assert status == 200 and "The payment was recorded." in html
+        body = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert body["paid_cents"] == 105000 and len(body["payments"]) == 2
     finally:
         await browser.close()
 

@@ -4,7 +4,6 @@ and the pay page without Stripe (bank-transfer details revealed by "Pay")."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +12,15 @@ from temporalio.client import WorkflowExecutionStatus
 from activities import pdf
 from tests.conftest import start_stack
 from tests.helpers import wait_until
-from tests.portal_support import Browser, create_invoice, mails_to, seed_client
+from tests.portal_support import (
+    Browser,
+    create_invoice,
+    flaky_relay,
+    mails_to,
+    payments_announced,
+    seed_client,
+    temporal_unreachable,
+)
 from workflows.invoice import InvoiceWorkflow
 
 BANK = "Acme Builders Ltd\nIBAN GB00 TEST 0000 0000 0000 00\nBIC TESTGB00"
@@ -94,17 +101,23 @@ async def test_manual_payments_partial_full_and_overpayment(stack):
     assert [p["amount_cents"] for p in shown["payments"]] == [50000, 70000]
     assert [p["method"] for p in shown["payments"]] == ["check", "bank_transfer"]
     await stack.api("POST", path, 409, json={"amount_cents": 1, "method": "cash"})  # paid
-    # receipts for each payment; staff told of each
+    # receipts for each payment; staff told of each, by the invoice's workflow
+    await payments_announced(stack)
     receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
     assert len(receipts) == 2 and "$500.00" in receipts[0].subject
     staff = [
         m for m in await mails_to(stack, "office@firm.test") if "Payment received" in m.subject
     ]
     assert len(staff) == 2
-    # the invoice workflow ends once told the invoice is paid
+    # the invoice workflow knows it is paid, and keeps running in case of a refund
     handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-    state = await asyncio.wait_for(handle.result(), 60)
-    assert state.status == "paid"
+
+    async def paid() -> bool:
+        state = await handle.query(InvoiceWorkflow.state)
+        return state.status == "paid" and state.next_reminder_at is None
+
+    await wait_until(paid)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
 
 async def test_void_ends_the_workflow_and_refuses_payments(stack):
@@ -176,3 +189,66 @@ async def test_deposit_invoice_must_belong_to_the_same_client(stack):
     _, other_project = await seed_client(stack, "Other", "other@client.test", "Garage")
     body = {**invoice_body(other_project["id"], "DEP-1"), "approval_id": approval["id"]}
     await stack.api("POST", "/invoices", 422, json=body)
+
+
+async def test_a_manual_payment_retried_with_its_idempotency_key_is_booked_and_announced_once(
+    stack,
+):
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"])
+    path = f"/invoices/{invoice['id']}/payments"
+    check = {"amount_cents": 50000, "method": "check", "reference": "Check 1042"}
+    key = {"Idempotency-Key": "check-1042-2026-12-08"}
+    async with temporal_unreachable(stack):  # booked, then the hand-off fails
+        error = await stack.api("POST", path, 503, json=check, headers=key)
+        assert "Idempotency-Key" in error["error"]["message"]
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["paid_cents"] == 50000 and len(shown["payments"]) == 1
+    assert not [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+
+    first = await stack.api("POST", path, 201, json=check, headers=key)  # the retry
+    again = await stack.api("POST", path, 201, json=check, headers=key)
+    assert first["id"] == again["id"] == shown["payments"][0]["id"]
+    assert first["invoice"]["paid_cents"] == 50000
+    await payments_announced(stack)
+    receipts = [m for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject]
+    assert len(receipts) == 1 and "$500.00" in receipts[0].subject
+    staff = [
+        m for m in await mails_to(stack, "office@firm.test") if "Payment received" in m.subject
+    ]
+    assert len(staff) == 1
+
+    # the key names that payment only; a malformed key is refused; neither books anything
+    error = await stack.api("POST", path, 409, json={**check, "amount_cents": 100}, headers=key)
+    assert error["error"]["code"] == "idempotency_key_reused"
+    error = await stack.api("POST", path, 400, json=check, headers={"Idempotency-Key": "x y"})
+    assert error["error"]["code"] == "bad_idempotency_key"
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["paid_cents"] == 50000 and len(shown["payments"]) == 1
+
+
+async def test_a_manual_payment_is_announced_once_while_the_relay_is_down(
+    settings, sessions, dev_env
+):
+    async with flaky_relay() as relay:
+        configured = settings.model_copy(update={"smtp_host": relay.host, "smtp_port": relay.port})
+        async for stack in start_stack(configured, sessions, dev_env.client):
+            _, project = await seed_client(stack)
+            invoice = await create_invoice(stack, project["id"])
+
+            async def issued() -> bool:
+                return bool(relay.to("dana@client.test", "Invoice INV-1001"))
+
+            await wait_until(issued)
+            relay.down_for = 3
+            await stack.api(
+                "POST",
+                f"/invoices/{invoice['id']}/payments",
+                201,
+                json={"amount_cents": 120000, "method": "cash"},
+            )
+            await payments_announced(stack)
+            assert relay.refused == 3
+            [receipt] = relay.to("dana@client.test", "Receipt")
+            assert "$1,200.00" in receipt["Subject"]
+            assert len(relay.to("office@firm.test", "Payment received")) == 1

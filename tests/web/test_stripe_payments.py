@@ -6,21 +6,39 @@ and disputes (chargebacks) of a payment move it back, idempotently and in any or
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.client import WorkflowExecutionStatus
 
-from portico.models import StripeEvent
+from portico import cli
+from portico.invoice_audit import verify_invoice
+from portico.invoices import overdue_at
+from portico.models import InvoiceAuditEvent, Payment, StripeEvent
 from tests.conftest import start_stack
 from tests.fake_stripe import FakeStripe, signed, wrap
 from tests.helpers import wait_until
-from tests.portal_support import CSRF, Browser, create_invoice, mails_to, seed_client, sign_in
+from tests.portal_support import (
+    CSRF,
+    Browser,
+    FlakyRelay,
+    create_invoice,
+    flaky_relay,
+    payments_announced,
+    seed_client,
+    sign_in,
+    temporal_unreachable,
+)
+from tests.portal_support import mails_to as sent_to
 from workflows.invoice import InvoiceWorkflow
+from workflows.types import InvoiceState
 
 SECRET = "whsec_test_0123456789abcdef"
 
@@ -43,6 +61,13 @@ async def stripe_stack(settings, sessions, dev_env, fake_stripe) -> AsyncIterato
     )
     async for s in start_stack(configured, sessions, dev_env.client):
         yield s
+
+
+async def mails_to(stack, address: str) -> list:
+    """The mail to `address` once the invoice workflows have made every payment announcement
+    committed so far (receipts and notices leave from the worker, after the webhook's 200)."""
+    await payments_announced(stack)
+    return await sent_to(stack, address)
 
 
 def local(url: str) -> str:
@@ -155,7 +180,7 @@ async def test_card_payments_partial_then_full(stripe_stack, fake_stripe):
         staff = await mails_to(stack, "office@firm.test")
         assert len([m for m in staff if "Payment received" in m.subject]) == 2
         handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-        assert (await asyncio.wait_for(handle.result(), 60)).status == "paid"
+        await wait_until(lambda: state_is(handle, "paid"))
     finally:
         await browser.close()
 
@@ -278,6 +303,12 @@ async def paid_by_card(stack, fake: FakeStripe, browser: Browser, path: str, amo
     return session
 
 
+async def state_is(handle, status: str) -> InvoiceState | None:
+    """The invoice workflow's state once it has seen `status`."""
+    state = await handle.query(InvoiceWorkflow.state)
+    return state if state.status == status else None
+
+
 async def staff_mail(stack, *prefixes: str) -> list:
     mails = await mails_to(stack, "office@firm.test")
     return [m for m in mails if m.subject.startswith(prefixes)]
@@ -290,7 +321,8 @@ async def test_full_refund_reopens_a_paid_invoice(stripe_stack, fake_stripe):
     try:
         session = await paid_by_card(stack, fake_stripe, browser, path)
         handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
-        assert (await asyncio.wait_for(handle.result(), 60)).status == "paid"
+        paid = await wait_until(lambda: state_is(handle, "paid"))
+        assert paid.next_reminder_at is None
 
         refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=120000))
         status, answer = await webhook(stack, refund)
@@ -309,9 +341,11 @@ async def test_full_refund_reopens_a_paid_invoice(stripe_stack, fake_stripe):
         [notice] = await staff_mail(stack, "Refund")
         assert notice.subject == "Refund: $1,200.00 on invoice INV-1001 (Dana Client)"
         assert "refunded in full" in notice.body and "Balance: $1,200.00" in notice.body
-        assert "is open again" in notice.body and "are not restarted" in notice.body
-        # the reminder workflow ended when the invoice was paid and is not restarted
-        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        assert "is open again" in notice.body and "reminders start again" in notice.body
+        # the invoice's workflow kept running while it was paid: its reminders are back
+        reopened = await wait_until(lambda: state_is(handle, "open"))
+        assert reopened.next_reminder_at == overdue_at(date.fromisoformat(invoice["due_date"]))
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         assert not any("Refund" in m.subject for m in await mails_to(stack, "dana@client.test"))
 
         status, html, _ = await browser.get(path)
@@ -322,6 +356,11 @@ async def test_full_refund_reopens_a_paid_invoice(stripe_stack, fake_stripe):
             "POST", f"/invoices/{invoice['id']}/void", 200, json={"reason": "Job cancelled"}
         )
         assert voided["status"] == "void"
+
+        async def ended() -> bool:
+            return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+        await wait_until(ended, 60)
     finally:
         await browser.close()
 
@@ -795,3 +834,190 @@ async def test_a_declined_card_inside_checkout_books_nothing(stripe_stack, fake_
     shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
     assert (shown["status"], len(shown["payments"])) == ("paid", 1)
     assert shown["payments"][0]["stripe_payment_intent_id"] == session["payment_intent"]
+
+
+# --- announced durably, exactly once --------------------------------------------------------
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[FlakyRelay]:
+    async with flaky_relay() as relay:
+        yield relay
+
+
+@pytest.fixture
+async def relay_stack(settings, sessions, dev_env, fake_stripe, relay) -> AsyncIterator[Any]:
+    """Stripe as in stripe_stack, and mail through a real SMTP relay that can be down."""
+    configured = settings.model_copy(
+        update={
+            "stripe_secret_key": "sk_test_fake_key",
+            "stripe_webhook_secret": SECRET,
+            "stripe_api_base": fake_stripe.base_url,
+            "smtp_host": relay.host,
+            "smtp_port": relay.port,
+        }
+    )
+    async for s in start_stack(configured, sessions, dev_env.client):
+        yield s
+
+
+async def test_receipt_and_staff_notice_go_out_once_while_the_relay_is_down(
+    relay_stack, fake_stripe, relay
+):
+    stack = relay_stack
+    invoice, path = await setup_invoice(stack)
+
+    async def issued() -> bool:
+        return bool(relay.to("dana@client.test", "Invoice INV-1001"))
+
+    await wait_until(issued)
+    relay.down_for = 3  # the relay answers 451 to the next three messages
+    browser = Browser(stack)
+    try:
+        _, _, response = await pay(browser, path)
+    finally:
+        await browser.close()
+    session = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+    event = fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+    status, answer = await webhook(stack, event)
+    assert status == 200 and answer["result"] == "applied"
+
+    await payments_announced(stack)  # retried by the workflow until the relay took them
+    assert relay.refused == 3
+    [receipt] = relay.to("dana@client.test", "Receipt")
+    assert "$1,200.00" in receipt["Subject"] and "INV-1001" in receipt["Subject"]
+    assert len(relay.to("office@firm.test", "Payment received")) == 1
+    assert (await webhook(stack, event))[1]["result"] == "duplicate"
+    await payments_announced(stack)
+    assert len(relay.to("dana@client.test", "Receipt")) == 1
+    assert len(relay.to("office@firm.test", "Payment received")) == 1
+
+
+async def test_a_hand_off_cut_after_the_commit_is_completed_by_stripes_redelivery(
+    stripe_stack, fake_stripe
+):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path, amount="200.00")
+        _, _, response = await pay(browser, path)
+    finally:
+        await browser.close()
+    rest = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+    event = fake_stripe.event("checkout.session.completed", rest, payment_status="paid")
+    refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=5000))
+    await payments_announced(stack)
+
+    async with temporal_unreachable(stack):
+        status, answer = await webhook(stack, event)
+        assert status == 503 and answer["error"]["code"] == "unavailable"
+        assert "recorded" in answer["error"]["message"]
+        assert (await webhook(stack, refund))[0] == 503
+        # both are booked (in their own transactions), neither is announced yet
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert (shown["status"], shown["paid_cents"]) == ("partially_paid", 115000)
+        assert [p["refunded_cents"] for p in shown["payments"]] == [5000, 0]
+        receipts = [m for m in await sent_to(stack, "dana@client.test") if "Receipt" in m.subject]
+        assert len(receipts) == 1  # the first payment's
+        assert (await webhook(stack, event))[0] == 503  # a redelivery meanwhile: still not
+
+    # Stripe delivers again: a duplicate, whose hand-off is made this time
+    status, answer = await webhook(stack, event)
+    assert status == 200 and answer["result"] == "duplicate"
+    assert (await webhook(stack, refund))[1]["result"] == "duplicate"
+    receipts = [
+        m.subject for m in await mails_to(stack, "dana@client.test") if "Receipt" in m.subject
+    ]
+    assert len(receipts) == 2 and "$1,000.00" in receipts[1]
+    assert len(await staff_mail(stack, "Payment received")) == 2
+    assert len(await staff_mail(stack, "Refund (partial): $50.00")) == 1
+    assert (await webhook(stack, event))[1]["result"] == "duplicate"
+    assert len(await _subjects(stack, "dana@client.test", "Receipt")) == 2
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert (shown["status"], shown["paid_cents"]) == ("partially_paid", 115000)
+
+
+async def test_payments_and_refunds_are_in_the_invoice_audit_trail(
+    stripe_stack, fake_stripe, monkeypatch, tmp_path
+):
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack)
+    await stack.api(
+        "POST",
+        f"/invoices/{invoice['id']}/payments",
+        201,
+        json={"amount_cents": 20000, "method": "check", "reference": "Check 1042"},
+    )
+    browser = Browser(stack)
+    try:
+        session = await paid_by_card(stack, fake_stripe, browser, path)
+    finally:
+        await browser.close()
+    refund = wrap("charge.refunded", fake_stripe.charge(session, amount_refunded=30000))
+    assert (await webhook(stack, refund))[1]["result"] == "applied"
+    await payments_announced(stack)
+
+    async with stack.sessions() as db:
+        events = list(
+            await db.scalars(
+                select(InvoiceAuditEvent)
+                .where(InvoiceAuditEvent.invoice_id == invoice["id"])
+                .order_by(InvoiceAuditEvent.seq)
+            )
+        )
+    assert [(e.type, e.actor) for e in events] == [
+        ("payment_succeeded", "api"),
+        ("payment_succeeded", "stripe"),
+        ("payment_refunded", "stripe"),
+    ]
+    assert events[0].data["payment"]["reference"] == "Check 1042"
+    assert events[2].data["stripe_event"] == refund["id"]
+    assert events[2].data["payment"]["refunded_cents"] == 30000
+    assert events[2].data["invoice"] == {
+        "status": "partially_paid",
+        "total_cents": 120000,
+        "paid_cents": 90000,
+    }
+    assert (await verify_invoice(stack.sessions, invoice["id"])).problems == []
+
+    monkeypatch.setenv("PORTICO_DATABASE_URL", stack.settings.database_url)
+    monkeypatch.setenv("PORTICO_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)
+    verify = ["audit", "verify", f"invoice:{invoice['id']}"]
+    out = await asyncio.to_thread(_run_cli, verify)
+    assert out == (
+        0,
+        f"invoice {invoice['id']}: audit trail intact (3 events); 2 payments match it",
+    )
+
+    # the refund quietly taken out of SQL
+    card = events[1].data["payment"]["id"]
+    async with stack.sessions() as db, db.begin():
+        await db.execute(update(Payment).where(Payment.id == card).values(refunded_cents=0))
+    code, text = await asyncio.to_thread(_run_cli, verify)
+    assert code == 1 and "TAMPERED" in text
+    assert f"payment {card} differs from its last audit event" in text
+    async with stack.sessions() as db, db.begin():
+        await db.execute(update(Payment).where(Payment.id == card).values(refunded_cents=30000))
+        # an audit event edited
+        await db.execute(
+            update(InvoiceAuditEvent)
+            .where(InvoiceAuditEvent.id == events[0].id)
+            .values(
+                data={**events[0].data, "payment": {**events[0].data["payment"], "amount_cents": 1}}
+            )
+        )
+    problems = (await verify_invoice(stack.sessions, invoice["id"])).problems
+    assert "event #1: content does not match its hash" in problems
+    assert (
+        f"payment {events[0].data['payment']['id']} differs from its last audit event" in problems
+    )
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    """`portico …` in this thread, its stdout captured."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    return code, out.getvalue().strip()

@@ -3,6 +3,7 @@ portal invitation, and an invoice's page with manual payments (`/staff/invoices/
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -146,6 +147,9 @@ async def invoice_page(
             "invoice": invoice,
             "client": client,
             "methods": METHODS,
+            # One key per rendered form: sending it twice (a double click, a retry after an
+            # error) books the payment once.
+            "idempotency_key": f"console-{uuid.uuid4().hex}",
             "form": form or {},
             "errors": errors or {},
             "notice": "The payment was recorded." if request.query.get("done") else None,
@@ -176,7 +180,12 @@ async def record_payment(request: web.Request) -> web.Response:
     if errors or data is None:
         return await invoice_page(request, invoice_id, form=form, errors=errors, status=422)
     try:
-        await request.app[BILLING].record_manual_payment(invoice_id, data)
+        await request.app[BILLING].record_manual_payment(
+            invoice_id,
+            data,
+            idempotency_key=str(form.get("idempotency_key") or "") or None,
+            actor=who.actor,
+        )
     except PorticoError as err:
         field = "amount" if err.status == 422 else ""
         return await invoice_page(
