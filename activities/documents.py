@@ -49,7 +49,7 @@ def load_signing_key(settings: Settings) -> pades.SigningKey:
     return pades.signing_key(data, None)
 
 
-def _last_attempt() -> bool:
+def last_timestamp_attempt() -> bool:
     """Whether this is the signing activity's last attempt with a timestamp authority."""
     if not activity.in_activity():  # called directly (tests, scripts): one attempt
         return True
@@ -171,7 +171,7 @@ class DocumentActivities:
                 key=await self.signing_key(),
                 appearance_text=pdf.signature_appearance_text(certificate),
                 tsa_url=self.settings.tsa_url,
-                timestamp_optional=_last_attempt(),
+                timestamp_optional=last_timestamp_attempt(),
             )
             try:
                 built = await pdf_sandbox.build_signed_pdf(
