@@ -250,6 +250,7 @@ async def _sign(data: bytes, request: SignRequest, tsa_url: str | None) -> bytes
 def sign_pdf(data: bytes, request: SignRequest) -> Signed:
     """Sign ``data``; raises TimestampUnavailable when the TSA fails and the timestamp is not
     optional (yet). Signing time and timestamp are in UTC."""
+    _off_the_loop()
     error: str | None = None
     with _quiet():
         if request.tsa_url:
@@ -266,6 +267,16 @@ def sign_pdf(data: bytes, request: SignRequest) -> Signed:
 
 
 # --------------------------------------------------------------------------- validation
+
+
+def _off_the_loop() -> None:
+    """Refuse to run on an event loop's thread (asyncio.run would fail there, and the CPU work
+    would stall the loop): call these functions through asyncio.to_thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError("portico.pades works off the event loop: use asyncio.to_thread")
 
 
 def _fingerprint(certificate: asn1_x509.Certificate) -> str:
@@ -294,6 +305,7 @@ def _is_certification(sig_object: generic.DictionaryObject) -> bool:
 
 def embedded_signatures(data: bytes) -> list[EmbeddedSignature]:
     """The digital signatures ``data`` carries (none when it cannot be read as signed)."""
+    _off_the_loop()
     try:
         with _quiet():
             statuses = asyncio.run(_statuses(data))
@@ -320,6 +332,7 @@ def embedded_signatures(data: bytes) -> list[EmbeddedSignature]:
 def signature_problems(data: bytes, expected_certificate_sha256: str | None) -> list[str]:
     """What is wrong with the Portico signature of a signed PDF; empty when it is intact,
     covers the whole file, permits no later change and was made by the expected certificate."""
+    _off_the_loop()
     try:
         with _quiet():
             statuses = asyncio.run(_statuses(data))
