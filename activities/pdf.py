@@ -47,7 +47,7 @@ from activities.pdf_safety import (
     size_label,
     strip_active_content,
 )
-from portico.pades import EmbeddedSignature
+from portico.pades_values import EmbeddedSignature
 
 __all__ = [
     "Certificate",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from activities import pdf
 from activities.pdf_safety import MIB, InvalidPdf, PdfLimits
-from portico import pades
+from portico.pades_values import SignRequest, TimestampUnavailable
 
 if TYPE_CHECKING:  # the child process starts faster without pydantic
     from portico.settings import Settings
@@ -84,14 +84,14 @@ class BuiltPdf:
 async def build_signed_pdf(
     record: bytes,
     certificate: pdf.Certificate,
-    signing: pades.SignRequest,
+    signing: SignRequest,
     limits: PdfLimits,
     timeout: float,
 ) -> BuiltPdf:
     """`pdf.build_signed_pdf` then `pades.sign_pdf` in a child process.
 
     The digital signatures the record already carries are shown on its certificate page (and
-    kept valid). Raises pades.TimestampUnavailable when the TSA failed and the timestamp is
+    kept valid). Raises TimestampUnavailable when the TSA failed and the timestamp is
     not optional."""
     head, body = await _run("build", (record, certificate, signing, limits), limits, timeout)
     return BuiltPdf(
@@ -168,7 +168,7 @@ async def _run_child(
         )
         raise InvalidPdf("The PDF is too complex to process safely; please upload a simpler copy.")
     if head.get("status") == "timestamp_unavailable":
-        raise pades.TimestampUnavailable(str(head.get("message")))
+        raise TimestampUnavailable(str(head.get("message")))
     if head.get("status") != "ok":
         raise InvalidPdf(str(head.get("message") or "The PDF could not be read."))
     return head, body
@@ -183,8 +183,11 @@ def _check_job(data: bytes, limits: PdfLimits) -> tuple[dict[str, Any], bytes]:
 
 
 def _build_job(
-    record: bytes, certificate: pdf.Certificate, signing: pades.SignRequest, limits: PdfLimits
+    record: bytes, certificate: pdf.Certificate, signing: SignRequest, limits: PdfLimits
 ) -> tuple[dict[str, Any], bytes]:
+    # Imported by the one job that signs: the upload check starts ~0.5 s faster without pyHanko.
+    from portico import pades  # noqa: PLC0415
+
     already_signed = tuple(pades.embedded_signatures(record))
     certificate = replace(certificate, embedded_signatures=already_signed)
     data = pdf.build_signed_pdf(record, certificate, limits)
@@ -214,7 +217,7 @@ def _child_main() -> None:
         head["status"] = "ok"
     except InvalidPdf as exc:
         head, body = {"status": "invalid", "message": str(exc)}, b""
-    except pades.TimestampUnavailable as exc:
+    except TimestampUnavailable as exc:
         head, body = {"status": "timestamp_unavailable", "message": str(exc)}, b""
     except MemoryError:
         head = {"status": "invalid", "message": "The PDF is too large to process safely."}

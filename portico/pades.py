@@ -21,7 +21,6 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import x509 as asn1_x509
@@ -48,6 +47,14 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
+
+from portico.pades_values import (
+    EmbeddedSignature,
+    Signed,
+    SigningKey,
+    SignRequest,
+    TimestampUnavailable,
+)
 
 __all__ = [
     "FIELD_NAME",
@@ -76,53 +83,6 @@ _BOX_RIGHT_MARGIN = 51  # 18 mm
 # pyHanko logs at length (with tracebacks) why an untrusted or since-changed signature is not
 # "trusted"; Portico checks what it relies on itself and reports it in plain words.
 _QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
-
-
-class TimestampUnavailable(Exception):
-    """The timestamp authority did not answer with a usable timestamp."""
-
-
-@dataclass(frozen=True)
-class SigningKey:
-    """The business's signing certificate and key (PKCS#12) and the certificate's fingerprint."""
-
-    pkcs12: bytes
-    password: bytes | None
-    certificate_sha256: str
-    subject: str
-    self_signed: bool
-
-
-@dataclass(frozen=True)
-class SignRequest:
-    key: SigningKey
-    appearance_text: str  # the visible signature's text; "%(ts)s" is the signing time
-    tsa_url: str | None = None
-    # After its retry budget the signing activity signs without a timestamp rather than never.
-    timestamp_optional: bool = False
-    certify: bool = True  # False when the document already carries signatures
-
-
-@dataclass(frozen=True)
-class Signed:
-    data: bytes
-    certificate_sha256: str
-    timestamped: bool
-    timestamp_error: str | None = None  # why a configured TSA's timestamp is missing
-
-
-@dataclass(frozen=True)
-class EmbeddedSignature:
-    """A digital signature found in a PDF, as its certificate page shows it."""
-
-    field_name: str
-    signer: str
-    certificate_sha256: str
-    signed_at: datetime | None  # the timestamp's time if there is one, else the signer's claim
-    timestamped: bool
-    intact: bool  # the bytes it covers are unchanged and the signature is cryptographically sound
-    covers_whole_file: bool
-    certification: bool
 
 
 # --------------------------------------------------------------------------- the certificate
