@@ -1,7 +1,12 @@
 """Builds the signed copy of an approved document: the document of record, a signature stamp on
-its last page and certificate-of-completion pages. Safe to run twice. The PDF work runs in a
-child process within the PORTICO_PDF_* limits (activities/pdf_sandbox.py): a document beyond
-them fails for good (InvalidPdf), and the workflow tells staff."""
+its last page and certificate-of-completion pages, digitally signed by the business (PAdES,
+portico/pades.py). Safe to run twice. The PDF work runs in a child process within the
+PORTICO_PDF_* limits (activities/pdf_sandbox.py): a document beyond them fails for good
+(InvalidPdf), and the workflow tells staff.
+
+With PORTICO_TSA_URL the signature is timestamped; while the timestamp authority fails the
+activity fails too (Temporal retries it), and on its last attempt it signs without a timestamp
+and says so in its result, for the audit trail: the approval never waits forever on a TSA."""
 
 from __future__ import annotations
 
@@ -16,13 +21,41 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import pdf, pdf_sandbox
+from portico import pades
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent
-from portico.settings import Settings
+from portico.settings import Settings, read_or_create_bytes
 from workflows.types import APPROVED, SignedPdfResult
 
 SIGNED_FOLDER = "signed"
+GENERATED_SIGNING_KEY = "signing.p12"
+# Attempts with the TSA before signing without a timestamp, when the retry policy sets no
+# maximum (workflows started before the signed PDF had bounded attempts).
+TSA_ATTEMPTS = 3
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def load_signing_key(settings: Settings) -> pades.SigningKey:
+    """PORTICO_SIGNING_CERT (+ PORTICO_SIGNING_CERT_PASSWORD), else var/signing.p12, a
+    self-signed certificate for PORTICO_COMPANY_NAME made once (like var/secret.key)."""
+    if settings.signing_cert is not None:
+        password = settings.signing_cert_password
+        data = settings.signing_cert.read_bytes()
+        return pades.signing_key(data, password.encode() if password else None)
+    data = read_or_create_bytes(
+        settings.var_dir / GENERATED_SIGNING_KEY,
+        lambda: pades.new_self_signed_pkcs12(settings.company_name),
+    )
+    return pades.signing_key(data, None)
+
+
+def last_timestamp_attempt() -> bool:
+    """Whether this is the signing activity's last attempt with a timestamp authority."""
+    if not activity.in_activity():  # called directly (tests, scripts): one attempt
+        return True
+    info = activity.info()
+    budget = info.retry_policy.maximum_attempts if info.retry_policy else 0
+    return info.attempt >= (budget if budget > 0 else TSA_ATTEMPTS)
 
 
 def _first_view_from_events(approver_id: int, events: Sequence[AuditEvent]) -> datetime | None:
@@ -58,6 +91,19 @@ class DocumentActivities:
         self.settings = settings
         self.sessions = sessions
         self.files = FileStore(settings.files_dir)
+        self._signing_key: pades.SigningKey | None = None
+
+    async def signing_key(self) -> pades.SigningKey:
+        """The business's signing key, read (or made) once."""
+        if self._signing_key is None:
+            try:
+                self._signing_key = await asyncio.to_thread(load_signing_key, self.settings)
+            except (OSError, ValueError) as exc:
+                raise ApplicationError(
+                    f"the signing certificate (PORTICO_SIGNING_CERT) is unusable: {exc}",
+                    type="SigningKeyUnusable",
+                ) from exc
+        return self._signing_key
 
     @activity.defn(name="build_signed_pdf")
     async def build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
@@ -121,13 +167,22 @@ class DocumentActivities:
                 signers=signers,
                 replaced_by_upload=uploader is not None,
             )
+            signing = pades.SignRequest(
+                key=await self.signing_key(),
+                appearance_text=pdf.signature_appearance_text(certificate),
+                tsa_url=self.settings.tsa_url,
+                timestamp_optional=last_timestamp_attempt(),
+            )
             try:
-                data, pages = await pdf_sandbox.build_signed_pdf(
+                built = await pdf_sandbox.build_signed_pdf(
                     record,
                     certificate,
+                    signing,
                     pdf_sandbox.limits_for(self.settings),
                     self.settings.pdf_timeout_seconds,
                 )
+            except pades.TimestampUnavailable as exc:  # retried; the last attempt signs anyway
+                raise ApplicationError(str(exc), type="TimestampUnavailable") from exc
             except pdf_sandbox.PdfTimeout as exc:  # perhaps a busy machine: worth a retry
                 raise ApplicationError(
                     f"building the signed PDF took longer than "
@@ -143,12 +198,19 @@ class DocumentActivities:
                     non_retryable=True,
                 ) from exc
 
-            path = await asyncio.to_thread(self.files.save, SIGNED_FOLDER, data, ".pdf")
-            digest = pdf.sha256_hex(data)
+            path = await asyncio.to_thread(self.files.save, SIGNED_FOLDER, built.data, ".pdf")
+            digest = pdf.sha256_hex(built.data)
             approval.signed_pdf_path = path
             approval.signed_pdf_sha256 = digest
             await session.commit()
-            return SignedPdfResult(path=path, sha256=digest, pages=pages)
+            return SignedPdfResult(
+                path=path,
+                sha256=digest,
+                pages=built.pages,
+                certificate_sha256=built.certificate_sha256,
+                timestamped=built.timestamped,
+                timestamp_error=built.timestamp_error,
+            )
 
     def _existing(self, approval: Approval) -> SignedPdfResult | None:
         """The already-recorded signed PDF, if its file is still there with the same hash."""
@@ -164,8 +226,19 @@ class DocumentActivities:
             pages = pdf.page_count(data)
         except pdf.InvalidPdf:
             return None
+        ours = [s for s in pades.embedded_signatures(data) if s.field_name == pades.FIELD_NAME]
+        timestamped = bool(ours) and ours[-1].timestamped
         return SignedPdfResult(
-            path=approval.signed_pdf_path, sha256=approval.signed_pdf_sha256, pages=pages
+            path=approval.signed_pdf_path,
+            sha256=approval.signed_pdf_sha256,
+            pages=pages,
+            certificate_sha256=ours[-1].certificate_sha256 if ours else "",
+            timestamped=timestamped,
+            timestamp_error=(
+                "the signed PDF was built without a timestamp"
+                if self.settings.tsa_url and ours and not timestamped
+                else None
+            ),
         )
 
     def _signature_png(self, relative: str | None) -> bytes | None:

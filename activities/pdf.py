@@ -47,6 +47,7 @@ from activities.pdf_safety import (
     size_label,
     strip_active_content,
 )
+from portico.pades_values import EmbeddedSignature
 
 __all__ = [
     "Certificate",
@@ -61,6 +62,7 @@ __all__ = [
     "page_count",
     "pdf_text",
     "render_line_items_pdf",
+    "signature_appearance_text",
     "sha256_hex",
     "size_label",
     "validate_pdf",
@@ -535,6 +537,9 @@ class Certificate:
     company_name: str
     signers: list[CertificateSigner]
     replaced_by_upload: bool = False  # the signer's uploaded PDF is the document of record
+    # Digital signatures the document of record already carries (a client signed it in
+    # Acrobat): kept valid, so its pages are left as they are (no stamp), and shown as evidence.
+    embedded_signatures: tuple[EmbeddedSignature, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -727,6 +732,8 @@ def _certificate_pdf(cert: Certificate, pagesize: tuple[float, float]) -> bytes:
     ]
     if cert.replaced_by_upload:
         story.append(Paragraph(escape(UPLOAD_NOTICE), styles["notice"]))
+    if cert.embedded_signatures:
+        story += _embedded_signatures_block(styles, cert.embedded_signatures)
     story.append(Paragraph(f"Signers ({len(cert.signers)})", styles["h2"]))
     if not cert.signers:
         story.append(Paragraph("No signers were recorded.", styles["field"]))
@@ -737,7 +744,9 @@ def _certificate_pdf(cert: Certificate, pagesize: tuple[float, float]) -> bytes:
         Spacer(1, 14),
         Paragraph(
             escape(
-                "The SHA-256 of this final file is recorded in Portico's audit trail; "
+                f"This file is digitally signed by {_one_line(cert.company_name, 300)}: any PDF "
+                "reader shows whether it was changed since. The SHA-256 of this final file and "
+                "the signing certificate's fingerprint are recorded in Portico's audit trail; "
                 f"verify with: portico audit verify {cert.approval_id}"
             ),
             styles["muted"],
@@ -745,6 +754,48 @@ def _certificate_pdf(cert: Certificate, pagesize: tuple[float, float]) -> bytes:
     ]
     footer = f"{request} — Certificate of completion"
     return _build(story, pagesize, footer, f"Certificate of completion — {request}")
+
+
+def _embedded_signatures_block(
+    styles: dict[str, ParagraphStyle], signatures: tuple[EmbeddedSignature, ...]
+) -> list[Flowable]:
+    block: list[Flowable] = [
+        Paragraph(
+            f"Digital signatures in the document of record ({len(signatures)})", styles["h2"]
+        ),
+        Paragraph(
+            escape(
+                "The document of record was already digitally signed; Portico added its pages "
+                "and signature in an incremental update, so these signatures stay valid."
+            ),
+            styles["field"],
+        ),
+    ]
+    for index, signature in enumerate(signatures, start=1):
+        integrity = "intact" if signature.intact else "NOT intact: the signed content was changed"
+        when = _iso(signature.signed_at)
+        if signature.signed_at is not None:
+            when += " (timestamped)" if signature.timestamped else " (as claimed by the signer)"
+        block += [
+            Paragraph(f"{index}. {_markup(_one_line(signature.signer, 300))}", styles["h3"]),
+            _field(styles, "Signature field", signature.field_name, 200),
+            _field(styles, "Signed at", when, 80),
+            _field(styles, "Integrity", integrity, 100),
+            Paragraph("<b>Certificate SHA-256:</b>", styles["field"]),
+            Paragraph(escape(signature.certificate_sha256), styles["mono"]),
+        ]
+    return block
+
+
+def signature_appearance_text(cert: Certificate) -> str:
+    """The visible digital signature's text on the last certificate page (pyHanko interpolates
+    the signing time for ``%(ts)s``)."""
+    company = _one_line(cert.company_name, 60) or "Portico"
+    return (
+        f"Digitally signed by {company.replace('%', '%%')}\n"
+        f"Portico request #{cert.approval_id}\n"
+        "Time: %(ts)s"
+    )
 
 
 def _certificate_page_size(box: RectangleObject, rotation: int) -> tuple[float, float]:
@@ -761,15 +812,21 @@ def build_signed_pdf(
     """Stamp the last page of ``original_pdf`` and append certificate-of-completion pages.
 
     The original is checked within ``limits`` again (it may have been stored before they
-    existed) and loses its active content. Raises InvalidPdf if it cannot be used. CPU-bound:
-    run it through activities/pdf_sandbox.py from async code.
+    existed) and loses its active content. A document that already carries digital signatures
+    (``certificate.embedded_signatures``) and has no active content gets only the certificate
+    pages, in an incremental update that keeps those signatures valid. Raises InvalidPdf if it
+    cannot be used. CPU-bound: run it through activities/pdf_sandbox.py from async code.
     """
     with limits_config(limits):
         reader = open_checked(original_pdf, limits)
         try:
             stripped = strip_active_content(reader)
+            if stripped is None and certificate.embedded_signatures:
+                return _append_certificate(original_pdf, certificate)
             if stripped is not None:
                 reader = PdfReader(io.BytesIO(stripped[0]), strict=False)
+                # Rewriting the file broke any signatures it had: they are no evidence now.
+                certificate = replace(certificate, embedded_signatures=())
             writer = PdfWriter(clone_from=reader)
             last = writer.pages[-1]
             certificate_size = _certificate_page_size(last.cropbox, int(last.rotation or 0))
@@ -793,4 +850,21 @@ def build_signed_pdf(
             writer.add_page(page)
         out = io.BytesIO()
         writer.write(out)
+    return out.getvalue()
+
+
+def _append_certificate(original_pdf: bytes, certificate: Certificate) -> bytes:
+    """``original_pdf`` byte for byte, then an incremental update adding the certificate pages.
+
+    Called within the limits config of build_signed_pdf."""
+    try:
+        writer = PdfWriter(io.BytesIO(original_pdf), incremental=True)
+        last = writer.pages[-1]
+        certificate_size = _certificate_page_size(last.cropbox, int(last.rotation or 0))
+        for page in PdfReader(io.BytesIO(_certificate_pdf(certificate, certificate_size))).pages:
+            writer.add_page(page)
+        out = io.BytesIO()
+        writer.write(out)
+    except Exception as exc:
+        raise InvalidPdf("The PDF is damaged and could not be read.") from exc
     return out.getvalue()

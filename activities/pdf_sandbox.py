@@ -21,16 +21,25 @@ import resource
 import sys
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from activities import pdf
 from activities.pdf_safety import MIB, InvalidPdf, PdfLimits
+from portico.pades_values import SignRequest, TimestampUnavailable
 
 if TYPE_CHECKING:  # the child process starts faster without pydantic
     from portico.settings import Settings
 
-__all__ = ["PdfBusy", "PdfTimeout", "build_signed_pdf", "check_pdf", "limits_for"]
+__all__ = [
+    "BuiltPdf",
+    "PdfBusy",
+    "PdfTimeout",
+    "build_signed_pdf",
+    "check_pdf",
+    "limits_for",
+]
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,12 +72,35 @@ async def check_pdf(data: bytes, limits: PdfLimits, timeout: float) -> pdf.Check
     return pdf.CheckedPdf(data=body, pages=int(head["pages"]), removed=tuple(head["removed"]))
 
 
+@dataclass(frozen=True)
+class BuiltPdf:
+    data: bytes
+    pages: int
+    certificate_sha256: str
+    timestamped: bool
+    timestamp_error: str | None
+
+
 async def build_signed_pdf(
-    record: bytes, certificate: pdf.Certificate, limits: PdfLimits, timeout: float
-) -> tuple[bytes, int]:
-    """`pdf.build_signed_pdf` in a child process: (the signed PDF, its page count)."""
-    head, body = await _run("build", (record, certificate, limits), limits, timeout)
-    return body, int(head["pages"])
+    record: bytes,
+    certificate: pdf.Certificate,
+    signing: SignRequest,
+    limits: PdfLimits,
+    timeout: float,
+) -> BuiltPdf:
+    """`pdf.build_signed_pdf` then `pades.sign_pdf` in a child process.
+
+    The digital signatures the record already carries are shown on its certificate page (and
+    kept valid). Raises TimestampUnavailable when the TSA failed and the timestamp is
+    not optional."""
+    head, body = await _run("build", (record, certificate, signing, limits), limits, timeout)
+    return BuiltPdf(
+        data=body,
+        pages=int(head["pages"]),
+        certificate_sha256=str(head["certificate_sha256"]),
+        timestamped=bool(head["timestamped"]),
+        timestamp_error=head.get("timestamp_error"),
+    )
 
 
 def _slots_here() -> asyncio.Semaphore:
@@ -135,6 +167,8 @@ async def _run_child(
             "PDF %s job ended with code %s: %s", job, proc.returncode, err[-2000:].decode("replace")
         )
         raise InvalidPdf("The PDF is too complex to process safely; please upload a simpler copy.")
+    if head.get("status") == "timestamp_unavailable":
+        raise TimestampUnavailable(str(head.get("message")))
     if head.get("status") != "ok":
         raise InvalidPdf(str(head.get("message") or "The PDF could not be read."))
     return head, body
@@ -149,10 +183,23 @@ def _check_job(data: bytes, limits: PdfLimits) -> tuple[dict[str, Any], bytes]:
 
 
 def _build_job(
-    record: bytes, certificate: pdf.Certificate, limits: PdfLimits
+    record: bytes, certificate: pdf.Certificate, signing: SignRequest, limits: PdfLimits
 ) -> tuple[dict[str, Any], bytes]:
+    # Imported by the one job that signs: the upload check starts ~0.5 s faster without pyHanko.
+    from portico import pades  # noqa: PLC0415
+
+    already_signed = tuple(pades.embedded_signatures(record))
+    certificate = replace(certificate, embedded_signatures=already_signed)
     data = pdf.build_signed_pdf(record, certificate, limits)
-    return {"pages": pdf.page_count(data)}, data
+    # A certification signature must be the first one in a document.
+    signed = pades.sign_pdf(data, replace(signing, certify=not already_signed))
+    head = {
+        "pages": pdf.page_count(signed.data),
+        "certificate_sha256": signed.certificate_sha256,
+        "timestamped": signed.timestamped,
+        "timestamp_error": signed.timestamp_error,
+    }
+    return head, signed.data
 
 
 JOBS: dict[str, Callable[..., tuple[dict[str, Any], bytes]]] = {
@@ -170,6 +217,8 @@ def _child_main() -> None:
         head["status"] = "ok"
     except InvalidPdf as exc:
         head, body = {"status": "invalid", "message": str(exc)}, b""
+    except TimestampUnavailable as exc:
+        head, body = {"status": "timestamp_unavailable", "message": str(exc)}, b""
     except MemoryError:
         head = {"status": "invalid", "message": "The PDF is too large to process safely."}
         body = b""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from portico import pades
 
 GENESIS = "0" * 64
 
@@ -63,7 +66,9 @@ def verify_chain(events: list[Any]) -> list[ChainProblem]:
 
 
 async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> list[str]:
-    """Re-check an approval's hash chain and its signed PDF; returns the problems found."""
+    """Re-check an approval's hash chain and its signed PDF (SHA-256 and digital signature:
+    intact, covering the whole file, by the certificate the trail records); returns the problems
+    found."""
     from sqlalchemy import select
 
     from portico.files import FileStore
@@ -83,7 +88,9 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
     problems = [f"event #{p.seq}: {p.problem}" for p in verify_chain(events)]
     if not events:
         problems.append("no audit events recorded")
-    recorded = [e.data.get("sha256") for e in events if e.type == "signed_pdf"]
+    signed_events = [e.data for e in events if e.type == "signed_pdf"]
+    recorded = [data.get("sha256") for data in signed_events]
+    certificate = signed_events[-1].get("certificate_sha256") if signed_events else None
     if approval.signed_pdf_path:
         try:
             data = FileStore(files_dir).read(approval.signed_pdf_path)
@@ -95,6 +102,8 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
                 problems.append("the signed PDF does not match its recorded SHA-256")
             if recorded and recorded[-1] != actual:
                 problems.append("the signed PDF does not match the SHA-256 in the audit trail")
+            if certificate:  # signed PDFs built before PAdES signing carry no signature
+                problems += await asyncio.to_thread(pades.signature_problems, data, certificate)
     elif approval.status == "approved" and recorded:
         problems.append("the signed PDF is recorded in the audit trail but missing")
     return problems

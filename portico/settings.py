@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -15,15 +16,21 @@ from portico import branding
 
 
 def _read_or_create(path: Path, nbytes: int) -> str:
-    """Return the secret stored at `path`, generating it once if the file does not exist.
+    """Return the secret stored at `path`, generating it once if the file does not exist."""
+    made = read_or_create_bytes(path, lambda: (secrets.token_urlsafe(nbytes) + "\n").encode())
+    return made.decode().strip()
+
+
+def read_or_create_bytes(path: Path, make: Callable[[], bytes]) -> bytes:
+    """Return the file at `path`, writing `make()` there (mode 0600) once if it does not exist.
 
     Web and worker share `var/` (docs/operations.md) and may both start on an empty volume: the
     file appears atomically, complete, and whoever comes second reads the first one's value."""
     if path.exists():
-        return path.read_text().strip()
+        return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    draft.write_text(secrets.token_urlsafe(nbytes) + "\n")
+    draft.write_bytes(make())
     draft.chmod(0o600)
     try:
         os.link(draft, path)  # fails if the file exists: never replaces a secret in use
@@ -32,11 +39,11 @@ def _read_or_create(path: Path, nbytes: int) -> str:
     except OSError:  # a filesystem without hard links
         with contextlib.suppress(FileExistsError):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(draft.read_text())
+            with os.fdopen(fd, "wb") as out:
+                out.write(draft.read_bytes())
     finally:
         draft.unlink(missing_ok=True)
-    return path.read_text().strip()
+    return path.read_bytes()
 
 
 def _split(value: str) -> list[str]:
@@ -96,6 +103,12 @@ class Settings(BaseSettings):
     sms_per_second: float = Field(1.0, alias="PORTICO_SMS_PER_SECOND")
 
     company_name: str = Field("Portico", alias="PORTICO_COMPANY_NAME")
+    # The signed PDF's digital signature (docs/signing.md): the business's certificate as a
+    # PKCS#12 file, else a self-signed one made once into var/signing.p12; an RFC 3161
+    # timestamp authority makes it PAdES B-T.
+    signing_cert: Path | None = Field(None, alias="PORTICO_SIGNING_CERT")
+    signing_cert_password: str | None = Field(None, alias="PORTICO_SIGNING_CERT_PASSWORD")
+    tsa_url: str | None = Field(None, alias="PORTICO_TSA_URL")
     # Branding of the signing pages and emails (docs/signing.md).
     logo_url: str | None = Field(None, alias="PORTICO_LOGO_URL")
     accent_color: str | None = Field(None, alias="PORTICO_ACCENT_COLOR")
@@ -155,6 +168,18 @@ class Settings(BaseSettings):
     @classmethod
     def _accent_color(cls, value: str | None) -> str | None:
         return branding.normalize_hex(value) if value else None
+
+    @field_validator("signing_cert", "signing_cert_password", "tsa_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("PORTICO_TSA_URL must be an http(s) URL")
+        return value
 
     @field_validator("division_logos_value")
     @classmethod

@@ -367,8 +367,8 @@ def test_signed_pdf_has_original_pages_then_certificate(original: bytes) -> None
         "SMS reply",
         "Price is too high.",
         "Consented to sign electronically: no",
-        "The SHA-256 of this final file is recorded in Portico's audit trail; "
-        "verify with: portico audit verify 42",
+        "The SHA-256 of this final file and the signing certificate's fingerprint are "
+        "recorded in Portico's audit trail; verify with: portico audit verify 42",
     ]:
         assert expected in certificate, expected
     assert UPLOAD_NOTICE not in certificate

@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from activities import pdf, pdf_sandbox
 from activities.pdf_safety import DEFAULT_LIMITS, PdfLimits
+from portico import pades
 from tests.helpers import sample_pdf
 from tests.hostile_pdfs import (
     MB,
@@ -153,10 +154,18 @@ async def test_the_check_runs_in_a_child_process_with_the_same_answers() -> None
     assert "open action" in checked.removed
     with pytest.raises(pdf.InvalidPdf, match="expand to more than 50 MB"):
         await pdf_sandbox.check_pdf(zero_bomb(), DEFAULT_LIMITS, timeout=60)
-    signed, pages = await pdf_sandbox.build_signed_pdf(
-        sample_pdf("In a child"), certificate(), DEFAULT_LIMITS, timeout=60
+    key = pades.signing_key(pades.new_self_signed_pkcs12("Acme"), None)
+    built = await pdf_sandbox.build_signed_pdf(
+        sample_pdf("In a child"),
+        certificate(),
+        pades.SignRequest(key=key, appearance_text="Acme"),
+        DEFAULT_LIMITS,
+        timeout=60,
     )
-    assert pages == pdf.page_count(signed) >= 2 and "In a child" in pdf.pdf_text(signed)
+    assert built.pages == pdf.page_count(built.data) >= 2
+    assert "In a child" in pdf.pdf_text(built.data)
+    problems = await asyncio.to_thread(pades.signature_problems, built.data, key.certificate_sha256)
+    assert problems == []
 
 
 async def test_a_job_past_its_timeout_is_killed() -> None:

@@ -87,6 +87,9 @@ PROMPTS = ("request", "reminder", "expiry_warning")
 # The signed PDF is built in bounded attempts (a hostile or broken document must not retry
 # forever with the request `approved` and no evidence); when it fails staff are told.
 BOUNDED_SIGNED_PDF_PATCH = "bounded-signed-pdf"
+# The signed PDF is digitally signed; when the timestamp authority stayed down it was signed
+# without a timestamp, and the audit trail says so.
+UNTIMESTAMPED_PATCH = "signed-pdf-without-timestamp-note"
 SIGNED_PDF_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_interval=timedelta(minutes=1),
@@ -665,7 +668,15 @@ class ApprovalWorkflow:
                     retry_policy=SIGNED_PDF_RETRY if bounded else RECORD_RETRY,
                     result_type=SignedPdfResult,
                 )
-                await self._sync("signed_pdf", "system", {"sha256": pdf.sha256, "pages": pdf.pages})
+                data: dict[str, Any] = {"sha256": pdf.sha256, "pages": pdf.pages}
+                if pdf.certificate_sha256:
+                    data["certificate_sha256"] = pdf.certificate_sha256
+                    data["timestamped"] = pdf.timestamped
+                await self._sync("signed_pdf", "system", data)
+                if pdf.timestamp_error and workflow.patched(UNTIMESTAMPED_PATCH):
+                    await self._sync(
+                        "signed_without_timestamp", "system", {"error": pdf.timestamp_error}
+                    )
             except ActivityError as err:
                 # The approval stands; staff get told and can rebuild the PDF.
                 failure = _failure_reason(err) if bounded else str(err.cause or err)

@@ -241,6 +241,10 @@ class SignedPdfResult:
     path: str
     sha256: str
     pages: int
+    # The PAdES signature (CONTRACT section 15); defaults for results recorded before it.
+    certificate_sha256: str = ""
+    timestamped: bool = False
+    timestamp_error: str | None = None  # PORTICO_TSA_URL is set but the timestamp is missing
 
 
 # --- InvoiceWorkflow ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.documents import last_timestamp_attempt
 from workflows.types import EmailMessage, SignedPdfResult, SmsMessage, SyncApprovalInput
 
 
@@ -19,6 +20,7 @@ class Recorder:
     undeliverable: set[str] = field(default_factory=set)
     pdf_fails: bool = False
     pdf_times_out: bool = False  # fails with a retryable error on every attempt
+    tsa_down: bool = False  # as the real activity: retries, then signs without a timestamp
 
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
@@ -41,6 +43,16 @@ class Recorder:
             raise ApplicationError("document is damaged", type="InvalidPdf", non_retryable=True)
         if self.pdf_times_out:
             raise ApplicationError("building the signed PDF took too long", type="PdfTimeout")
+        if self.tsa_down:
+            if not last_timestamp_attempt():
+                raise ApplicationError("the TSA is down", type="TimestampUnavailable")
+            return SignedPdfResult(
+                path=f"signed/{approval_id}.pdf",
+                sha256="ab" * 32,
+                pages=2,
+                certificate_sha256="cd" * 32,
+                timestamp_error="the timestamp authority failed: connection refused",
+            )
         return SignedPdfResult(path=f"signed/{approval_id}.pdf", sha256="ab" * 32, pages=2)
 
     def activities(self) -> list:

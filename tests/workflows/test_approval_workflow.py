@@ -109,10 +109,14 @@ async def started(
     undeliverable: set[str] | None = None,
     pdf_fails: bool = False,
     pdf_times_out: bool = False,
+    tsa_down: bool = False,
     **kw,
 ) -> AsyncIterator[Run]:
     rec = Recorder(
-        undeliverable=undeliverable or set(), pdf_fails=pdf_fails, pdf_times_out=pdf_times_out
+        undeliverable=undeliverable or set(),
+        pdf_fails=pdf_fails,
+        pdf_times_out=pdf_times_out,
+        tsa_down=tsa_down,
     )
     queue = f"approvals-{uuid.uuid4()}"
     approval_id = uuid.uuid4().int % 1_000_000
@@ -384,6 +388,21 @@ async def test_a_signed_pdf_that_keeps_failing_is_given_up_after_three_attempts(
         failed = [s.event for s in run.rec.syncs if s.event and s.event.type == "signed_pdf_failed"]
         assert failed[0].data == {"error": "building the signed PDF took too long"}
         assert run.rec.emails_to("office@firm.test", "staff_signed_pdf_failed")
+
+
+async def test_a_tsa_that_stays_down_still_completes_and_leaves_an_audit_note(time_env):
+    async with started(time_env, "any", n=1, tsa_down=True) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        assert (await run.handle.result()).status == "approved"
+        assert run.rec.pdfs == [run.inp.approval_id] * 3  # retried, then signed anyway
+        events = [s.event for s in run.rec.syncs if s.event]
+        (signed,) = [e for e in events if e.type == "signed_pdf"]
+        assert signed.data["certificate_sha256"] == "cd" * 32
+        assert signed.data["timestamped"] is False
+        (note,) = [e for e in events if e.type == "signed_without_timestamp"]
+        assert "connection refused" in note.data["error"]
+        assert "signed_pdf_failed" not in run.rec.events()
+        assert run.rec.emails_to("office@firm.test", "staff_approved")
 
 
 async def test_an_uploaded_signed_pdf_needs_consent(time_env):
