@@ -22,9 +22,9 @@ from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from portico.db import create_engine, session_maker
-from portico.gateway import TemporalGateway
-from portico.outbox import Outbox
-from portico.portal_auth import PortalAuth
+from portico.services.gateway import TemporalGateway
+from portico.services.outbox import Outbox
+from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings, load_settings
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow

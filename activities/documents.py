@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import pdf, pdf_sandbox
+from portico import pdf, pdf_sandbox
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent
 from portico.settings import Settings

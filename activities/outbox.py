@@ -13,10 +13,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import NotifyActivities
-from portico import outbox
 from portico.errors import PorticoError
 from portico.models import OutboxMessage, utcnow
-from portico.portal_auth import IssuedLink, PortalAuth, email_hash
+from portico.services import outbox
+from portico.services.portal_auth import IssuedLink, PortalAuth, email_hash
 from portico.settings import Settings
 from workflows.outbox import DELIVER, FINISH
 from workflows.types import EmailMessage, OutboxOutcome, SmsMessage

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.notify import NotifyActivities
-from portico.invoices import PAYABLE, balance_cents, invoice_email_context
 from portico.models import Client, Invoice, Payment, Project
+from portico.services.billing import PAYABLE, balance_cents, invoice_email_context
 from portico.settings import Settings
 from workflows.types import EmailMessage, InvoiceNotice
 

@@ -33,7 +33,7 @@ from bots.parse import (
 from portico.errors import PorticoError, Unavailable
 from portico.models import Approval, Approver, Document, SmsOptOut
 from portico.redact import mask_values
-from portico.service import Portico
+from portico.services.approvals import Portico
 from workflows import messages
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (

@@ -20,7 +20,7 @@ from bots.parse import (
 )
 from portico.errors import PorticoError
 from portico.schemas import ExtendIn, RemindIn, VoidIn
-from portico.service import Portico
+from portico.services.approvals import Portico
 from portico.settings import Settings
 from workflows.types import FINAL_STATUSES
 

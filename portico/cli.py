@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def with_service(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     from portico.db import create_engine, session_maker
-    from portico.gateway import TemporalGateway
-    from portico.service import Portico
+    from portico.services.approvals import Portico
+    from portico.services.gateway import TemporalGateway
 
     engine = create_engine(settings.database_url)
     try:
@@ -171,8 +171,8 @@ def run_web(settings: Settings) -> None:
     from aiohttp import web
 
     from portico.devserver import WEB_PORT_HINT, check_port_free
-    from web.access_log import MaskedAccessLogger
     from web.app import create_app
+    from web.http.access_log import MaskedAccessLogger
 
     logging.basicConfig(level=logging.INFO)
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)

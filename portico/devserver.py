@@ -114,8 +114,8 @@ async def wait_for_temporal(settings: Settings, address: str, timeout: float = 6
 
 async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
     from portico.migrate import upgrade_async
-    from web.access_log import MaskedAccessLogger
     from web.app import create_app
+    from web.http.access_log import MaskedAccessLogger
     from worker import run_worker
 
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
@@ -181,9 +181,9 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
 async def create_demo(settings: Settings, client: Client) -> str:
     """A demo client, project, change order and one pending approval; returns its link."""
     from portico.db import create_engine, session_maker
-    from portico.gateway import TemporalGateway
     from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
-    from portico.service import Portico
+    from portico.services.approvals import Portico
+    from portico.services.gateway import TemporalGateway
 
     engine = create_engine(settings.database_url)
     try:

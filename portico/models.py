@@ -447,7 +447,7 @@ class Payment(Base):
 
     `amount_cents` is what was paid; refunds and a lost dispute (chargeback) are recorded
     beside it (`refunded_cents`, `disputed_cents` + `dispute_status`), and the invoice counts
-    only what is left (`portico.invoices.counted_cents`)."""
+    only what is left (`portico.services.billing.counted_cents`)."""
 
     __tablename__ = "payments"
 
@@ -530,7 +530,7 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200))
     # The EmailMessage / SmsMessage's fields (JSON); no raw secret: links are minted on delivery.
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # A portal link to mint when delivering (portico.outbox.PortalLink's fields), or null.
+    # A portal link to mint when delivering (portico.services.outbox.PortalLink's fields), or null.
     link: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     error: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,4 @@
-"""Tests for activities.pdf: upload validation, rendered documents and signed copies."""
+"""Tests for portico.pdf: upload validation, rendered documents and signed copies."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from reportlab.pdfgen.canvas import Canvas
 
-from activities.pdf import (
+from portico.pdf import (
     UPLOAD_NOTICE,
     Certificate,
     CertificateSigner,

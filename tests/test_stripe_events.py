@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portico.invoices import (
+from portico.models import Payment, StripeCheckout
+from portico.services.billing import (
     checkout_mismatch,
     counted_cents,
     overpayment,
@@ -20,7 +21,6 @@ from portico.invoices import (
     settled_status,
     totals,
 )
-from portico.models import Payment, StripeCheckout
 from portico.stripe_events import (
     MAX_STRIPE_CENTS,
     EventEnvelope,

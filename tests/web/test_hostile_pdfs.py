@@ -12,13 +12,12 @@ from pathlib import Path
 from aiohttp import FormData
 from sqlalchemy import func, select
 
-from activities import pdf
-from portico import tokens
+from portico import pdf, tokens
 from portico.files import FileStore
 from portico.models import Approver, Document
 from tests.conftest import start_stack
-from tests.helpers import create_approval, outbox, seed_document, token_of, wait_until
-from tests.hostile_pdfs import active_content, many_pages, with_active_content, zero_bomb
+from tests.support.helpers import create_approval, outbox, seed_document, token_of, wait_until
+from tests.support.hostile_pdfs import active_content, many_pages, with_active_content, zero_bomb
 
 
 def document_form(project_id: int, data: bytes, number: str = "EST-9") -> FormData:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from activities import pdf
+from portico import pdf
 from tests.conftest import start_stack
-from tests.helpers import wait_until
-from tests.portal_support import Browser, create_invoice, mails_to, seed_client
+from tests.support.helpers import wait_until
+from tests.support.portal_support import Browser, create_invoice, mails_to, seed_client
 from workflows.invoice import InvoiceWorkflow
 
 BANK = "Acme Builders Ltd\nIBAN GB00 TEST 0000 0000 0000 00\nBIC TESTGB00"
@@ -169,7 +169,7 @@ async def test_pay_page_without_stripe_reveals_bank_details(bank_stack):
 
 
 async def test_deposit_invoice_must_belong_to_the_same_client(stack):
-    from tests.helpers import create_approval, seed_document
+    from tests.support.helpers import create_approval, seed_document
 
     document = await seed_document(stack)
     approval = await create_approval(stack, document["id"])

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from portico import tokens
 from portico.models import Approver, Client, PortalSession, SigningLink
-from portico.portal import is_the_client, utcnow
-from tests.helpers import token_of, wait_until
-from tests.portal_support import CSRF, Browser, sign_in
-from web.portal import COOKIE
+from portico.services.portal import is_the_client, utcnow
+from tests.support.helpers import token_of, wait_until
+from tests.support.portal_support import CSRF, Browser, sign_in
+from web.pages.portal import COOKIE
 
 
 async def seed_request(

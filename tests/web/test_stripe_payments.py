@@ -17,9 +17,16 @@ from temporalio.client import WorkflowExecutionStatus
 
 from portico.models import StripeEvent
 from tests.conftest import start_stack
-from tests.fake_stripe import FakeStripe, signed, wrap
-from tests.helpers import wait_until
-from tests.portal_support import CSRF, Browser, create_invoice, mails_to, seed_client, sign_in
+from tests.support.fake_stripe import FakeStripe, signed, wrap
+from tests.support.helpers import wait_until
+from tests.support.portal_support import (
+    CSRF,
+    Browser,
+    create_invoice,
+    mails_to,
+    seed_client,
+    sign_in,
+)
 from workflows.invoice import InvoiceWorkflow
 
 SECRET = "whsec_test_0123456789abcdef"
@@ -662,7 +669,7 @@ async def test_malformed_signed_events_are_ignored_never_a_500(
         "string_object": {"object": "cs_test_1"},
         "list_metadata": {"object": {**obj, "metadata": [str(invoice["id"])]}},
     }[data]
-    with caplog.at_level("INFO", logger="portico.invoices"):
+    with caplog.at_level("INFO", logger="portico.services.billing"):
         status, answer = await webhook(stack, event)
     assert (status, answer["result"], answer["ignored"]) == (200, "ignored", "malformed")
     assert any(field in r.getMessage() and event["id"] in r.getMessage() for r in caplog.records)

@@ -19,7 +19,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bots import sms
 from portico.models import InboundMessage
 from portico.settings import Settings
-from web.keys import SERVICE, SESSIONS, SETTINGS
+from web.http.keys import SERVICE, SESSIONS, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -19,7 +19,7 @@ from temporalio.api.common.v1 import Payloads
 
 from portico.codec import CodecError, EncryptionCodec, codec_from_settings
 from portico.settings import Settings
-from web.keys import SETTINGS
+from web.http.keys import SETTINGS
 
 CODEC = web.AppKey("payload_codec", EncryptionCodec)
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"

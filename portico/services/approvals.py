@@ -15,14 +15,12 @@ from sqlalchemy.orm import selectinload
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities import pdf, pdf_sandbox
 from activities.records import append_event
 from bots.parse import bare_phone
-from portico import branding, tokens
+from portico import branding, pdf, pdf_sandbox, tokens
 from portico.branding import Branding
 from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from portico.files import FileStore
-from portico.gateway import TemporalGateway
 from portico.models import Approval, Approver, AuditEvent, Client, Document, Project, utcnow
 from portico.schemas import (
     ApprovalIn,
@@ -38,6 +36,7 @@ from portico.schemas import (
     known_id,
     parse_id,
 )
+from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from activities import pdf
+from portico import pdf
 from portico.models import OutboundMessage
 
 LINK = re.compile(r"https?://[^\s\"<>]+/s/([A-Za-z0-9_\-]+)")

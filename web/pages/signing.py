@@ -32,11 +32,11 @@ from portico.errors import (
 )
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
-from portico.portal import PortalOrigin, approver_for_portal_token
-from portico.service import approver_json, check_upload
-from web.branding import BRANDING
-from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.payments import SIGN_PAGE_EXTRA, add_deposit_link
+from portico.services.approvals import approver_json, check_upload
+from portico.services.portal import PortalOrigin, approver_for_portal_token
+from web.http.branding import BRANDING
+from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
+from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
 from workflows import messages
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (
@@ -424,7 +424,7 @@ async def beacon(request: web.Request) -> web.Response:
     """Time spent reading, sent by the page every few seconds (engagement, not evidence).
 
     Only JSON is taken: unlike `text/plain`, a cross-site page cannot send it without a CORS
-    preflight, which this site never grants (web.security refuses cross-site posts as well)."""
+    preflight, which this site never grants (web.http.security refuses cross-site posts as well)."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType('Send {"seconds": n} as application/json.')
     link = await open_link(request)

@@ -15,8 +15,8 @@ from yarl import URL
 
 from portico.errors import Forbidden
 from portico.settings import Settings
-from web import branding
-from web.keys import SETTINGS
+from web.http import branding
+from web.http.keys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HSTS = "max-age=63072000; includeSubDomains"

@@ -1,7 +1,7 @@
 """PDF work on files Portico did not make, in a child process.
 
 Parsing a PDF is CPU-bound and a hostile one can take seconds or gigabytes: on the web event
-loop it froze every request. Here each job runs in a fresh `python -m activities.pdf_sandbox`
+loop it froze every request. Here each job runs in a fresh `python -m portico.pdf_sandbox`
 with a wall-clock timeout (the child is killed when it passes), a CPU-time limit and a memory
 ceiling, and at most a few run at once per process. The caller awaits; the loop stays free.
 
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from activities import pdf
-from activities.pdf_safety import MIB, InvalidPdf, PdfLimits
+from portico import pdf
+from portico.pdf_safety import MIB, InvalidPdf, PdfLimits
 
 if TYPE_CHECKING:  # the child process starts faster without pydantic
     from portico.settings import Settings
@@ -108,7 +108,7 @@ async def _run_child(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "activities.pdf_sandbox",
+        "portico.pdf_sandbox",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

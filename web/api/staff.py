@@ -28,8 +28,8 @@ from portico.schemas import (
     known_id,
     parse_id,
 )
-from web.keys import SERVICE, SETTINGS
-from web.openapi import openapi_document
+from web.api.openapi import openapi_document
+from web.http.keys import SERVICE, SETTINGS
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)

@@ -1,5 +1,5 @@
-"""An invoice's pay page (`pay_url`, CONTRACT §4), Stripe Checkout, and the Stripe webhook
-(CONTRACT §6); plus the signing page's "Pay deposit" link."""
+"""An invoice's pay page (`pay_url`, CONTRACT §4) and Stripe Checkout; plus the signing page's
+"Pay deposit" link. The Stripe webhook is web/webhooks/stripe.py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
-from portico.invoices import METHOD_LABELS, PAYABLE, balance_cents, dispute_open, pending_cents
-from web import security
-from web.keys import SETTINGS
-from web.portal_keys import BILLING, STORE
+from portico.services.billing import (
+    METHOD_LABELS,
+    PAYABLE,
+    balance_cents,
+    dispute_open,
+    pending_cents,
+)
+from web.http import security
+from web.http.keys import SETTINGS
+from web.http.portal_keys import BILLING, STORE
+from web.http.portal_session import csrf_for, current
 from workflows.messages import money
 
 log = logging.getLogger(__name__)
@@ -40,7 +47,8 @@ def checkout_origins(request: web.Request) -> str:
 
 
 def page_headers(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """The pay form may post on to Stripe Checkout; everything else is web.security's default."""
+    """The pay form may post on to Stripe Checkout; everything else is the default
+    (web/http/security.py)."""
     response.headers["Content-Security-Policy"] = security.content_security_policy(
         request, form_action=f"'self' {checkout_origins(request)}"
     )
@@ -92,8 +100,6 @@ async def invoice_view(
         "pdf_url": f"/pay/{token}/invoice.pdf",
     }
     if in_portal:
-        from web.portal import csrf_for, current
-
         who = await current(request)
         context["csrf"] = csrf_for(request, who) if who else None
     response = aiohttp_jinja2.render_template(
@@ -159,19 +165,6 @@ async def checkout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther(url)
     page_headers(request, response)
     raise response
-
-
-@routes.post("/webhooks/stripe")
-async def stripe_webhook(request: web.Request) -> web.Response:
-    """Verified with STRIPE_WEBHOOK_SECRET; each event id is applied once. A signed event that
-    is malformed, not Portico's or flagged for staff still gets a 200 (`ignored` / `flagged`
-    say why), so Stripe does not retry it for days."""
-    billing = request.app[BILLING]
-    payload = await request.read()
-    event = billing.verify_event(payload, request.headers.get("Stripe-Signature"))
-    result = await billing.apply_event(event)
-    log.info("stripe event %s %s: %s", event.id, event.type, result.result)
-    return web.json_response(result.json())
 
 
 # --- "Pay deposit" on the signing page ------------------------------------------------------

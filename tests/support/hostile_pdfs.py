@@ -17,7 +17,7 @@ from pypdf.generic import (
     TextStringObject,
 )
 
-from tests.helpers import sample_pdf
+from tests.support.helpers import sample_pdf
 
 MB = 1024 * 1024
 SCRIPT = "app.alert('pwned by Portico test')"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from portico.invoices import Billing
-from portico.portal import PortalStore
-from portico.portal_auth import PortalAuth
+from portico.services.billing import Billing
+from portico.services.portal import PortalStore
+from portico.services.portal_auth import PortalAuth
 
 AUTH = web.AppKey("portal_auth", PortalAuth)
 STORE = web.AppKey("portal_store", PortalStore)

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portico import outbox, tokens
+from portico import tokens
 from portico.errors import Conflict, NotFound, PorticoError
 from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
-from portico.portal import load_portal_settings
+from portico.services import outbox
+from portico.services.portal import load_portal_settings
 from portico.settings import Settings
 from workflows.types import EmailMessage
 

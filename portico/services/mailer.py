@@ -1,7 +1,7 @@
 """Email sent by the web layer itself, in-process (payment receipts and payment notices): the
 same templates, SMTP/outbox transport and dedupe table as the `send_email` activity, without a
-workflow. New code records messages with `portico.outbox.add` instead, so a failing relay loses
-nothing."""
+workflow. New code records messages with `portico.services.outbox.add` instead, so a failing
+relay loses nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.notify import NotifyActivities
-from portico.outbox import staff_emails
+from portico.services.outbox import staff_emails
 from portico.settings import Settings
 from workflows.types import EmailMessage
 

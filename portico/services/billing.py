@@ -33,12 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
-from activities import pdf
-from portico import tokens
+from portico import pdf, tokens
 from portico.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
-from portico.gateway import TemporalGateway
-from portico.mailer import Mailer
 from portico.models import (
     Approval,
     Approver,
@@ -52,7 +49,9 @@ from portico.models import (
     StripeEvent,
 )
 from portico.portal_schemas import InvoiceIn, PaymentIn
-from portico.service import iso
+from portico.services.approvals import iso
+from portico.services.gateway import TemporalGateway
+from portico.services.mailer import Mailer
 from portico.settings import Settings
 from portico.stripe_events import (
     CHECKOUT_REF,

@@ -38,7 +38,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from activities.pdf_safety import (
+from portico.pdf_safety import (
     DEFAULT_LIMITS,
     InvalidPdf,
     PdfLimits,

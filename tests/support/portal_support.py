@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
-from portico import outbox
 from portico.models import OutboundMessage, OutboxMessage
-from tests.helpers import wait_until
+from portico.services import outbox
+from tests.support.helpers import wait_until
 
 MAGIC = re.compile(r"/portal/link/([A-Za-z0-9_\-]+)")
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')

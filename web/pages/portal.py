@@ -8,7 +8,6 @@ CSRF token bound to the session (or, before sign-in, to a pre-session cookie or 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,117 +17,37 @@ from pydantic import BaseModel, ValidationError
 
 from portico import tokens
 from portico.errors import BadRequest, Forbidden, NotFound
-from portico.invoices import Billing, pay_token
-from portico.mailer import Mailer
-from portico.outbox import Outbox
-from portico.portal import COMPLETE_STATUSES, PortalStore
-from portico.portal_auth import (
-    ABSOLUTE_TIMEOUT,
-    PortalAuth,
+from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
+from portico.schemas import describe_errors, known_id, parse_id
+from portico.services.billing import pay_token
+from portico.services.portal import COMPLETE_STATUSES
+from portico.services.portal_auth import (
     PortalIdentity,
     RateLimited,
 )
-from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
-from portico.schemas import describe_errors, known_id, parse_id
-from web import payments, staff_portal
-from web.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.portal_keys import AUTH, BILLING, STORE
-from web.security import https_only
+from web.http.keys import SERVICE, SETTINGS
+from web.http.portal_keys import AUTH, BILLING, STORE
+from web.http.portal_session import (
+    IDENTITY,
+    checked_form,
+    clear_session_cookie,
+    client_ip,
+    csrf_for,
+    current,
+    secure_cookies,
+    session_cookie,
+    set_session_cookie,
+    signed_in,
+)
+from web.pages import pay as payments
 from workflows.messages import kind_label, money
 
 routes = web.RouteTableDef()
-COOKIE = "portico_portal"  # the session cookie's name over http
-HOST_COOKIE = "__Host-portico_portal"  # over https: Secure, Path=/, no Domain, host-bound
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
 SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
-IDENTITY = web.RequestKey("portal_identity", PortalIdentity)
 
 
-def setup(app: web.Application) -> None:
-    """Mount the portal, payment pages, Stripe webhook and their staff API routes."""
-    app.cleanup_ctx.append(portal_services)
-    app.add_routes(routes)
-    app.add_routes(payments.routes)
-    app.add_routes(staff_portal.routes)
-
-
-async def portal_services(app: web.Application) -> AsyncIterator[None]:
-    settings, sessions = app[SETTINGS], app[SESSIONS]
-    outbox = Outbox(settings, sessions, app[TEMPORAL])
-    app[AUTH] = PortalAuth(settings, sessions, outbox)
-    app[STORE] = PortalStore(settings, sessions, outbox)
-    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], Mailer(settings, sessions))
-    yield
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def secure_cookies(request: web.Request) -> bool:
-    return https_only(request.app[SETTINGS])
-
-
-def session_cookie(request: web.Request) -> str | None:
-    """The session id; both names are read, so sessions opened before (or after) a switch of
-    PORTICO_PUBLIC_URL between http and https keep working."""
-    return request.cookies.get(HOST_COOKIE) or request.cookies.get(COOKIE)
-
-
-def set_session_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
-    secure = secure_cookies(request)
-    clear_session_cookie(request, response)  # an older cookie under the other name goes too
-    response.set_cookie(
-        HOST_COOKIE if secure else COOKIE,
-        session_id,
-        httponly=True,
-        samesite="Lax",
-        secure=secure,
-        path="/",
-        max_age=int(ABSOLUTE_TIMEOUT.total_seconds()),
-    )
-
-
-def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    """Expire whichever session cookies the browser sent."""
-    for name in (HOST_COOKIE, COOKIE):
-        if name in request.cookies:
-            response.del_cookie(name, path="/", secure=secure_cookies(request))
-
-
-def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
-async def current(request: web.Request) -> PortalIdentity | None:
-    if IDENTITY in request:
-        return request[IDENTITY]
-    found = await request.app[AUTH].identify(session_cookie(request))
-    if found is not None:
-        request[IDENTITY] = found
-    return found
-
-
-async def signed_in(request: web.Request) -> PortalIdentity:
-    """The signed-in client, or a redirect to the sign-in page."""
-    who = await current(request)
-    if who is None:
-        response = web.HTTPSeeOther("/portal?expired=1" if session_cookie(request) else "/portal")
-        clear_session_cookie(request, response)
-        raise response
-    return who
-
-
-def csrf_for(request: web.Request, who: PortalIdentity) -> str:
-    return tokens.csrf_token(request.app[SETTINGS].secret_key, "portal:" + who.session_hash)
-
-
-async def checked_form(request: web.Request, who: PortalIdentity) -> dict[str, str]:
-    form = await request.post()
-    if not tokens.csrf_valid(
-        request.app[SETTINGS].secret_key, "portal:" + who.session_hash, str(form.get("csrf", ""))
-    ):
-        raise BadRequest("This form has expired. Please reload the page and try again.")
-    return {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+# --- helpers ------------------------------------------------------------------------------
 
 
 def path_int(request: web.Request, name: str = "id") -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portico.gateway import TemporalGateway
-from portico.service import Portico
+from portico.services.approvals import Portico
+from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -10,7 +10,6 @@ from datetime import date, timedelta
 from aiohttp import web
 
 from portico.errors import Invalid
-from portico.invoices import review_json
 from portico.portal_schemas import (
     BookingIn,
     BookingUpdateIn,
@@ -21,8 +20,9 @@ from portico.portal_schemas import (
     PortalSettingsIn,
     ProjectUpdateIn,
 )
-from web.portal_keys import AUTH, BILLING, STORE
-from web.staff_api import body, path_id, query_id
+from portico.services.billing import review_json
+from web.api.staff import body, path_id, query_id
+from web.http.portal_keys import AUTH, BILLING, STORE
 
 routes = web.RouteTableDef()
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -94,7 +94,7 @@ async def list_service_requests(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/portal/settings")
 async def get_portal_settings(request: web.Request) -> web.Response:
-    from portico.portal import portal_settings_json
+    from portico.services.portal import portal_settings_json
 
     return web.json_response(portal_settings_json(await request.app[STORE].portal_settings()))
 

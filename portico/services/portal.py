@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from bots.parse import bare_phone
-from portico import outbox, tokens
+from portico import tokens
 from portico.errors import Conflict, Forbidden, Invalid, NotFound
 from portico.models import (
     Approval,
@@ -41,7 +41,8 @@ from portico.portal_schemas import (
     ProjectUpdateIn,
     ServiceRequestIn,
 )
-from portico.service import iso, project_json
+from portico.services import outbox
+from portico.services.approvals import iso, project_json
 from portico.settings import Settings
 from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 
