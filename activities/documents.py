@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from portico import pdf, pdf_sandbox
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent
+from portico.money import format_money
 from portico.settings import Settings
 from workflows.types import APPROVED, SignedPdfResult
 
@@ -114,7 +115,7 @@ class DocumentActivities:
                 document_title=document.title,
                 document_number=document.number,
                 document_sha256=record_sha,
-                amount=pdf.format_money(document.amount_cents, document.currency),
+                amount=format_money(document.amount_cents, document.currency),
                 status=approval.status,
                 completed_at=completed_at,
                 company_name=self.settings.company_name,

@@ -13,8 +13,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import NotifyActivities
+from portico.clock import utcnow
 from portico.errors import PorticoError
-from portico.models import OutboxMessage, utcnow
+from portico.models import OutboxMessage
 from portico.services import outbox
 from portico.services.portal_auth import IssuedLink, PortalAuth, email_hash
 from portico.settings import Settings

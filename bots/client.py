@@ -28,10 +28,10 @@ from bots.parse import (
     MissingCode,
     Start,
     Stop,
-    bare_phone,
 )
 from portico.errors import PorticoError, Unavailable
 from portico.models import Approval, Approver, Document, SmsOptOut
+from portico.phones import bare_phone
 from portico.redact import mask_values
 from portico.services.approvals import Portico
 from workflows import messages

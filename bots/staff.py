@@ -16,9 +16,9 @@ from bots.parse import (
     StaffRemind,
     StaffStatus,
     StaffVoid,
-    bare_phone,
 )
 from portico.errors import PorticoError
+from portico.phones import bare_phone
 from portico.schemas import ExtendIn, RemindIn, VoidIn
 from portico.services.approvals import Portico
 from portico.settings import Settings

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -38,6 +38,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from portico.money import format_money, line_total
 from portico.pdf_safety import (
     DEFAULT_LIMITS,
     InvalidPdf,
@@ -57,7 +58,6 @@ __all__ = [
     "UPLOAD_NOTICE",
     "build_signed_pdf",
     "check_pdf",
-    "format_money",
     "page_count",
     "pdf_text",
     "render_line_items_pdf",
@@ -160,19 +160,6 @@ def pdf_text(data: bytes) -> str:
     with limits_config(_OWN_OUTPUT):
         reader = open_checked(data, _OWN_OUTPUT)
         return "\n".join(page.extract_text() or "" for page in reader.flattened_pages or [])
-
-
-def format_money(amount_cents: int | None, currency: str) -> str:
-    """'$1,234.50' for USD, '1,234.50 EUR' otherwise, '' for None."""
-    if amount_cents is None:
-        return ""
-    whole, cents = divmod(abs(int(amount_cents)), 100)
-    sign = "-" if amount_cents < 0 else ""
-    text = f"{whole:,}.{cents:02d}"
-    code = (currency or "").strip().upper()
-    if code == "USD":
-        return f"{sign}${text}"
-    return f"{sign}{text} {code}".rstrip()
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -375,12 +362,6 @@ def _format_quantity(qty: Decimal) -> str:
     return f"{int(text):,}"
 
 
-def _line_total(qty: Decimal, unit_price_cents: int) -> int:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return int((qty * Decimal(unit_price_cents)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 def _page_size_for(currency: str) -> tuple[float, float]:
     return LETTER if (currency or "").strip().upper() in ("USD", "CAD") else A4
 
@@ -419,8 +400,8 @@ def render_line_items_pdf(
         unit = item.get("unit_price_cents")
         if isinstance(unit, bool) or not isinstance(unit, int):
             raise ValueError(f"Line {index}: unit_price_cents must be a whole number of cents.")
-        line_total = _line_total(qty, unit)
-        total += line_total
+        amount = line_total(qty, unit)
+        total += amount
         rows.append(
             [
                 Paragraph(
@@ -429,7 +410,7 @@ def render_line_items_pdf(
                 ),
                 Paragraph(escape(_format_quantity(qty)), styles["cell_right"]),
                 Paragraph(escape(format_money(unit, currency)), styles["cell_right"]),
-                Paragraph(escape(format_money(line_total, currency)), styles["cell_right"]),
+                Paragraph(escape(format_money(amount, currency)), styles["cell_right"]),
             ]
         )
     if len(rows) == 1:

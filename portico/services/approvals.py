@@ -16,12 +16,13 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.records import append_event
-from bots.parse import bare_phone
 from portico import branding, pdf, pdf_sandbox, tokens
 from portico.branding import Branding
+from portico.clock import utcnow
 from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
 from portico.files import FileStore
-from portico.models import Approval, Approver, AuditEvent, Client, Document, Project, utcnow
+from portico.models import Approval, Approver, AuditEvent, Client, Document, Project
+from portico.phones import bare_phone
 from portico.schemas import (
     ApprovalIn,
     ClientIn,

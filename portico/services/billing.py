@@ -24,7 +24,6 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -48,6 +47,8 @@ from portico.models import (
     StripeCheckout,
     StripeEvent,
 )
+from portico.money import format_money as money
+from portico.money import totals
 from portico.portal_schemas import InvoiceIn, PaymentIn
 from portico.services.approvals import iso
 from portico.services.gateway import TemporalGateway
@@ -62,7 +63,6 @@ from portico.stripe_events import (
     interpret,
 )
 from workflows.invoice import InvoiceWorkflow
-from workflows.messages import money
 from workflows.types import EmailMessage, InvoiceInput
 
 log = logging.getLogger(__name__)
@@ -92,27 +92,6 @@ def pay_token(secret_key: str, invoice_id: int, nonce: str) -> str:
 
 def pay_url(settings: Settings, invoice: Invoice) -> str:
     return settings.url(f"/pay/{pay_token(settings.secret_key, invoice.id, invoice.pay_nonce)}")
-
-
-def line_total(quantity: Any, unit_price_cents: int) -> int:
-    """Quantity × unit price, rounded half-up to whole cents (as the PDF renders it)."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        value = Decimal(str(quantity)) * Decimal(unit_price_cents)
-        return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def totals(line_items: list[dict[str, Any]], tax_rate: Decimal | None) -> tuple[int, int, int]:
-    """(subtotal, tax, total) in cents; tax rounded half-up on the subtotal."""
-    subtotal = sum(line_total(i["quantity"], i["unit_price_cents"]) for i in line_items)
-    tax = 0
-    if tax_rate:
-        with localcontext() as ctx:
-            ctx.prec = 60
-            tax = int(
-                (Decimal(subtotal) * tax_rate / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-            )
-    return subtotal, tax, subtotal + tax
 
 
 def overdue_at(due_date: date) -> datetime:

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from portico.models import OutboxMessage, utcnow
+from portico.clock import utcnow
+from portico.models import OutboxMessage
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows.outbox import OutboxMessageWorkflow, workflow_id

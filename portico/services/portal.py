@@ -7,15 +7,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from bots.parse import bare_phone
 from portico import tokens
+from portico.clock import utcnow
 from portico.errors import Conflict, Forbidden, Invalid, NotFound
 from portico.models import (
     Approval,
@@ -33,6 +33,7 @@ from portico.models import (
     ShareLink,
     SigningLink,
 )
+from portico.phones import bare_phone
 from portico.portal_schemas import (
     BookingIn,
     BookingUpdateIn,
@@ -50,10 +51,6 @@ COMPLETE_STATUSES = ("complete", "completed", "closed")
 SIGNING_LINK_TTL = timedelta(hours=2)
 SHARE_LINK_TTL = timedelta(days=30)
 SECTIONS = ("projects", "approvals", "bookings", "files", "payments", "service_requests")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def load_portal_settings(session: AsyncSession) -> PortalSettings:

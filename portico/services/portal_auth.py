@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico import tokens
+from portico.clock import utcnow
 from portico.errors import Conflict, NotFound, PorticoError
 from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
 from portico.services import outbox
@@ -43,10 +44,6 @@ def normalize_email(email: str) -> str:
 
 def email_hash(email: str) -> str:
     return hashlib.sha256(normalize_email(email).encode()).hexdigest()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,7 @@ class PortalAuth:
 
     async def _count_request(self, session: AsyncSession, email: str, ip: str) -> bool:
         """Count this sign-in request; True when the address or the IP asked too often."""
-        at = now()
+        at = utcnow()
         key = email_hash(email)
         session.add(PortalSignInRequest(email_hash=key, ip=ip[:64], created_at=at))
         await session.flush()
@@ -148,7 +145,7 @@ class PortalAuth:
                 ),
                 outbox.PortalLink(outbox.INVITE, int(ttl.total_seconds()), client_id=client.id),
             )
-        return Invitation(client, now() + ttl)
+        return Invitation(client, utcnow() + ttl)
 
     def _link_email(self, key: str, to: str, expires_in: str, invite: bool = False) -> EmailMessage:
         """The `portal_sign_in` email without its link (`link_url`, `client_name` are added
@@ -198,7 +195,7 @@ class PortalAuth:
         self, session: AsyncSession, client: Client, purpose: str, ttl: timedelta, ip: str | None
     ) -> IssuedLink:
         token = tokens.new_token()
-        expires = now() + ttl
+        expires = utcnow() + ttl
         session.add(
             MagicLink(
                 client_id=client.id,
@@ -219,7 +216,7 @@ class PortalAuth:
             link = await session.scalar(
                 select(MagicLink).where(MagicLink.token_hash == tokens.hash_token(token))
             )
-        if link is None or link.used_at is not None or link.expires_at <= now():
+        if link is None or link.used_at is not None or link.expires_at <= utcnow():
             return None
         return link
 
@@ -227,7 +224,7 @@ class PortalAuth:
         """Use the link up (once, atomically) and open a session; returns the session id."""
         if not 16 <= len(token) <= 64:
             return None
-        at = now()
+        at = utcnow()
         token_hash = tokens.hash_token(token)
         async with self.sessions() as session, session.begin():
             used = await session.execute(
@@ -266,7 +263,7 @@ class PortalAuth:
         """The signed-in client, or None when the session is unknown, ended or timed out."""
         if not session_id or not 16 <= len(session_id) <= 64:
             return None
-        at = now()
+        at = utcnow()
         session_hash = tokens.hash_token(session_id)
         async with self.sessions() as session:
             row = await session.scalar(
@@ -298,5 +295,5 @@ class PortalAuth:
                     PortalSession.session_hash == tokens.hash_token(session_id),
                     PortalSession.ended_at.is_(None),
                 )
-                .values(ended_at=now())
+                .values(ended_at=utcnow())
             )

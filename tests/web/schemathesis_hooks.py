@@ -15,8 +15,8 @@ import schemathesis
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from portico.money import totals
 from portico.schemas import MAX_TOTAL_CENTS, LineItem
-from portico.services.billing import totals
 from tests.support.helpers import sample_pdf
 
 # The only binary fields are the uploads, `contentMediaType: application/pdf`.

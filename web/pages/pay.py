@@ -14,6 +14,7 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
+from portico.money import format_money
 from portico.services.billing import (
     METHOD_LABELS,
     PAYABLE,
@@ -25,7 +26,6 @@ from web.http import security
 from web.http.keys import SETTINGS
 from web.http.portal_keys import BILLING, STORE
 from web.http.portal_session import csrf_for, current
-from workflows.messages import money
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -83,7 +83,7 @@ async def invoice_view(
         "token": token,
         "pay_csrf": pay_csrf(request, token),
         "attempt": secrets.token_urlsafe(12),
-        "money": money,
+        "money": format_money,
         "method_label": lambda m: METHOD_LABELS.get(m, m),
         "balance": balance,
         "pending": pending_cents(payments),

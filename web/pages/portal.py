@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from portico import tokens
 from portico.errors import BadRequest, Forbidden, NotFound
+from portico.money import format_money
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
 from portico.services.billing import pay_token
@@ -40,7 +41,7 @@ from web.http.portal_session import (
     signed_in,
 )
 from web.pages import pay as payments
-from workflows.messages import kind_label, money
+from workflows.messages import kind_label
 
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
@@ -68,7 +69,7 @@ async def render(
         "portal": portal_settings,
         "signed_in": who is not None,
         "csrf": csrf_for(request, who) if who else None,
-        "money": money,
+        "money": format_money,
         "kind_label": kind_label,
         "status_label": status_label,
         "today": datetime.now(UTC).date(),

@@ -32,6 +32,7 @@ from portico.errors import (
 )
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
+from portico.money import format_money
 from portico.services.approvals import approver_json, check_upload
 from portico.services.portal import PortalOrigin, approver_for_portal_token
 from web.http.branding import BRANDING
@@ -191,7 +192,7 @@ def page_context(request: web.Request, link: Link, **extra: Any) -> dict[str, An
         "brand_logo_url": request.app[BRANDING].logo_for(link.approval.division),
         "brand_division": link.approval.division,
         "kind_label": messages.kind_label(doc.kind),
-        "amount": messages.money(doc.amount_cents, doc.currency),
+        "amount": format_money(doc.amount_cents, doc.currency),
         "approver": approver_json(link.approver),
         "others": [approver_json(a) for a in others],
         "signed_so_far": [a for a in link.approval.approvers if a.status == "approved"],

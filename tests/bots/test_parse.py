@@ -29,10 +29,9 @@ from bots.parse import (
     Start,
     Stop,
     Unknown,
-    bare_phone,
-    normalize_phone,
     parse,
 )
+from portico.phones import bare_phone, normalize_phone
 
 YES_WORDS = ["YES", "Y", "APPROVE"]
 NO_WORDS = ["NO", "N", "DECLINE"]
