@@ -35,7 +35,12 @@ log = logging.getLogger("portico.worker")
 # Deterministic, side-effect-free modules the workflows import: shared with the sandbox instead
 # of re-imported for every workflow run (Temporal's advice; about 40% less memory per cached
 # workflow, see docs/benchmarks.md).
-PASSTHROUGH_MODULES = ("workflows.types", "workflows.messages", "workflows.search_attributes")
+PASSTHROUGH_MODULES = (
+    "workflows.types",
+    "workflows.messages",
+    "workflows.search_attributes",
+    "portico.money",
+)
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 

@@ -19,8 +19,13 @@ from portico.models import OutboxMessage
 from portico.services import outbox
 from portico.services.portal_auth import IssuedLink, PortalAuth, email_hash
 from portico.settings import Settings
-from workflows.outbox import DELIVER, FINISH
-from workflows.types import EmailMessage, OutboxOutcome, SmsMessage
+from workflows.types import (
+    DELIVER_OUTBOX,
+    FINISH_OUTBOX,
+    EmailMessage,
+    OutboxOutcome,
+    SmsMessage,
+)
 
 
 class OutboxActivities:
@@ -36,7 +41,7 @@ class OutboxActivities:
         self.notify = notify
         self.auth = auth
 
-    @activity.defn(name=DELIVER)
+    @activity.defn(name=DELIVER_OUTBOX)
     async def deliver(self, outbox_id: int) -> None:
         async with self.sessions() as session:
             row = await session.get(OutboxMessage, outbox_id)
@@ -84,7 +89,7 @@ class OutboxActivities:
             },
         )
 
-    @activity.defn(name=FINISH)
+    @activity.defn(name=FINISH_OUTBOX)
     async def finish(self, outcome: OutboxOutcome) -> None:
         """Record how the delivery ended (once). A sign-in request's address is then kept only
         hashed, like the rate-limit counts: it may be no client's."""

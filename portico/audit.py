@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portico.files import FileStore
+from portico.models import Approval, AuditEvent
+from workflows.types import AuditEventInput
+
 GENESIS = "0" * 64
 
 
@@ -64,11 +71,6 @@ def verify_chain(events: list[Any]) -> list[ChainProblem]:
 
 async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> list[str]:
     """Re-check an approval's hash chain and its signed PDF; returns the problems found."""
-    from sqlalchemy import select
-
-    from portico.files import FileStore
-    from portico.models import Approval, AuditEvent
-
     async with sessions() as session:
         approval = await session.get(Approval, approval_id)
         if approval is None:
@@ -98,3 +100,45 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
     elif approval.status == "approved" and recorded:
         problems.append("the signed PDF is recorded in the audit trail but missing")
     return problems
+
+
+async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
+    """Append one event to the chain unless its key is already there. Returns True if added."""
+    existing = await session.scalar(
+        select(AuditEvent.id).where(
+            AuditEvent.approval_id == approval_id, AuditEvent.event_key == event.event_key
+        )
+    )
+    if existing is not None:
+        return False
+    last = (
+        await session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.approval_id == approval_id)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    payload = event_payload(
+        seq=seq,
+        event_key=event.event_key,
+        at=event.at,
+        type=event.type,
+        actor=event.actor,
+        data=event.data,
+    )
+    session.add(
+        AuditEvent(
+            approval_id=approval_id,
+            seq=seq,
+            event_key=event.event_key,
+            at=event.at,
+            type=event.type,
+            actor=event.actor,
+            data=event.data,
+            prev_hash=prev,
+            hash=chain_hash(prev, payload),
+        )
+    )
+    return True

@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 from temporalio.client import Client
 
+from activities.notify import NotifyActivities
 from portico.db import create_engine, session_maker
 from portico.models import OutboundMessage
 from portico.services.approvals import Portico
@@ -97,7 +98,8 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     outbox = Outbox(settings, sessions, app[TEMPORAL])
     app[AUTH] = PortalAuth(settings, sessions, outbox)
     app[STORE] = PortalStore(settings, sessions, outbox)
-    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], Mailer(settings, sessions))
+    mailer = Mailer(settings, NotifyActivities(settings, sessions).send_email)
+    app[BILLING] = Billing(settings, sessions, app[TEMPORAL], mailer)
     yield
 
 

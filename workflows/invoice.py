@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.types import InvoiceInput, InvoiceNotice, InvoiceState
+from workflows.types import INVOICE_WORKFLOW, InvoiceInput, InvoiceNotice, InvoiceState
 
 SETTLED = ("paid", "void")
 NOTICE_RETRY = RetryPolicy(
@@ -28,7 +28,7 @@ NOTICE_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn
+@workflow.defn(name=INVOICE_WORKFLOW)
 class InvoiceWorkflow:
     @workflow.init
     def __init__(self, inp: InvoiceInput) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy.orm import selectinload
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.records import append_event
 from portico import branding, pdf, pdf_sandbox, tokens
+from portico.audit import append_event
 from portico.branding import Branding
 from portico.clock import utcnow
 from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
@@ -40,11 +40,15 @@ from portico.schemas import (
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows import search_attributes as sa
-from workflows.approval import ApprovalWorkflow
 from workflows.types import (
+    APPROVAL_WORKFLOW,
     APPROVED,
+    EXTEND,
+    LINK_GRACE,
     PARTIALLY_APPROVED,
     PENDING,
+    REMIND,
+    VOID_UPDATE,
     ApprovalInput,
     ApproverInput,
     AuditEventInput,
@@ -53,9 +57,9 @@ from workflows.types import (
     RemindRequest,
     StaffContact,
     VoidRequest,
+    approval_workflow_id,
 )
 
-LINK_GRACE = timedelta(days=90)
 # How long a request for the signed PDF waits for it to be rendered after the last approval.
 SIGNED_PDF_WAIT = 20.0
 log = logging.getLogger(__name__)
@@ -355,7 +359,7 @@ class Portico:
             )
             session.add(approval)
             await session.flush()
-            approval.workflow_id = f"approval-{approval.id}"
+            approval.workflow_id = approval_workflow_id(approval.id)
             phones = {bare_phone(p.phone) for p in data.approvers if p.phone}
             used_codes = await self._codes_in_use(session, phones, now)
             approvers = []
@@ -422,7 +426,7 @@ class Portico:
         try:
             client_ = await self.temporal.client()
             await client_.start_workflow(
-                ApprovalWorkflow.run,
+                APPROVAL_WORKFLOW,
                 inp,
                 id=approval.workflow_id,
                 task_queue=self.settings.task_queue,
@@ -554,12 +558,10 @@ class Portico:
 
     async def void(self, approval_id: int, data: VoidIn, actor: str = "staff") -> dict[str, Any]:
         await self.load_approval(approval_id)
-        handle = await self.temporal.handle(approval_id)
-        await self.temporal.call(
-            handle.execute_update(
-                ApprovalWorkflow.void,
-                VoidRequest(reason=data.reason, notify_client=data.notify_client, actor=actor),
-            )
+        await self.temporal.staff_update(
+            approval_id,
+            VOID_UPDATE,
+            VoidRequest(reason=data.reason, notify_client=data.notify_client, actor=actor),
         )
         return await self.get_approval(approval_id)
 
@@ -567,11 +569,8 @@ class Portico:
         self, approval_id: int, data: ExtendIn, actor: str = "staff"
     ) -> dict[str, Any]:
         await self.load_approval(approval_id)
-        handle = await self.temporal.handle(approval_id)
-        state = await self.temporal.call(
-            handle.execute_update(
-                ApprovalWorkflow.extend, ExtendRequest(days=data.days, actor=actor)
-            )
+        state = await self.temporal.staff_update(
+            approval_id, EXTEND, ExtendRequest(days=data.days, actor=actor)
         )
         return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
 
@@ -579,11 +578,8 @@ class Portico:
         self, approval_id: int, data: RemindIn, actor: str = "staff"
     ) -> dict[str, Any]:
         await self.load_approval(approval_id)
-        handle = await self.temporal.handle(approval_id)
-        state = await self.temporal.call(
-            handle.execute_update(
-                ApprovalWorkflow.remind, RemindRequest(extend_days=data.extend_days, actor=actor)
-            )
+        state = await self.temporal.staff_update(
+            approval_id, REMIND, RemindRequest(extend_days=data.extend_days, actor=actor)
         )
         return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
 

@@ -62,8 +62,13 @@ from portico.stripe_events import (
     StripeChange,
     interpret,
 )
-from workflows.invoice import InvoiceWorkflow
-from workflows.types import EmailMessage, InvoiceInput
+from workflows.types import (
+    INVOICE_PAID,
+    INVOICE_VOID,
+    INVOICE_WORKFLOW,
+    EmailMessage,
+    InvoiceInput,
+)
 
 log = logging.getLogger(__name__)
 
@@ -529,7 +534,7 @@ class Billing:
         try:
             client = await self.temporal.client()
             await client.start_workflow(
-                InvoiceWorkflow.run,
+                INVOICE_WORKFLOW,
                 InvoiceInput(
                     invoice_id=invoice.id,
                     number=invoice.number,
@@ -557,8 +562,7 @@ class Billing:
         try:
             client = await self.temporal.client()
             handle = client.get_workflow_handle(invoice.workflow_id)
-            signal = InvoiceWorkflow.paid if name == "paid" else InvoiceWorkflow.void
-            await handle.signal(signal)
+            await handle.signal(INVOICE_PAID if name == "paid" else INVOICE_VOID)
         except Exception as err:
             log.info("could not signal %s %s: %s", invoice.workflow_id, name, err)
 

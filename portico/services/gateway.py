@@ -14,16 +14,32 @@ from temporalio.service import RPCError, RPCStatusCode
 from portico.errors import Conflict, Invalid, NotFound, PorticoError, Unavailable
 from portico.settings import Settings
 from portico.temporal import connect
-from workflows import approval as wf
+from workflows.types import (
+    CONSENT_REQUIRED,
+    INVALID_DAYS,
+    REASON_REQUIRED,
+    SIGNATURE_REQUIRED,
+    UNKNOWN_APPROVER,
+    VIEWED_SIGNAL,
+    ApprovalState,
+    ApproveRequest,
+    DecisionResult,
+    DeclineRequest,
+    ExtendRequest,
+    RemindRequest,
+    ViewedSignal,
+    VoidRequest,
+    approval_workflow_id,
+)
 
 T = TypeVar("T")
 
 ERROR_CLASSES: dict[str, type[PorticoError]] = {
-    wf.REASON_REQUIRED: Invalid,
-    wf.CONSENT_REQUIRED: Invalid,
-    wf.SIGNATURE_REQUIRED: Invalid,
-    wf.INVALID_DAYS: Invalid,
-    wf.UNKNOWN_APPROVER: NotFound,
+    REASON_REQUIRED: Invalid,
+    CONSENT_REQUIRED: Invalid,
+    SIGNATURE_REQUIRED: Invalid,
+    INVALID_DAYS: Invalid,
+    UNKNOWN_APPROVER: NotFound,
 }
 
 
@@ -50,7 +66,25 @@ class TemporalGateway:
         return self._client
 
     async def handle(self, approval_id: int) -> WorkflowHandle:
-        return (await self.client()).get_workflow_handle(f"approval-{approval_id}")
+        return (await self.client()).get_workflow_handle(approval_workflow_id(approval_id))
+
+    async def decide(
+        self, approval_id: int, update: str, req: ApproveRequest | DeclineRequest
+    ) -> DecisionResult:
+        """An approver's `approve` / `decline` update of ApprovalWorkflow, by name."""
+        handle = await self.handle(approval_id)
+        return await self.call(handle.execute_update(update, req, result_type=DecisionResult))
+
+    async def staff_update(
+        self, approval_id: int, update: str, req: VoidRequest | ExtendRequest | RemindRequest
+    ) -> ApprovalState:
+        """A staff `void` / `extend` / `remind` update of ApprovalWorkflow, by name."""
+        handle = await self.handle(approval_id)
+        return await self.call(handle.execute_update(update, req, result_type=ApprovalState))
+
+    async def viewed(self, approval_id: int, sig: ViewedSignal) -> None:
+        """Tell the workflow an approver opened their link (a signal: no answer awaited)."""
+        await (await self.handle(approval_id)).signal(VIEWED_SIGNAL, sig)
 
     async def call(self, action: Awaitable[T]) -> T:
         """Run a workflow call, turning its failures into clear domain errors."""

@@ -32,8 +32,13 @@ from portico.clock import utcnow
 from portico.models import OutboxMessage
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
-from workflows.outbox import OutboxMessageWorkflow, workflow_id
-from workflows.types import EmailMessage, OutboxDelivery, SmsMessage
+from workflows.types import (
+    OUTBOX_WORKFLOW,
+    EmailMessage,
+    OutboxDelivery,
+    SmsMessage,
+    outbox_workflow_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +164,9 @@ class Outbox:
         try:
             client = await self.temporal.client()
             await client.start_workflow(
-                OutboxMessageWorkflow.run,
+                OUTBOX_WORKFLOW,
                 delivery(self.settings, row),
-                id=workflow_id(row.id),
+                id=outbox_workflow_id(row.id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

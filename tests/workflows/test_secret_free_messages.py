@@ -17,6 +17,8 @@ async def test_prompts_reminders_and_the_signed_copy_carry_placeholders(time_env
         await wait_for(lambda: len(run.rec.sms) >= 2)  # the reminder
         assert await run.approve(approver.id) == "approved"
         await wait_for(lambda: run.rec.emails_to(approver.email, "completed_copy"))
+        # the completion text goes out in the background, apart from the email
+        await wait_for(lambda: len([m for m in run.rec.sms if m.to == approver.phone]) >= 3)
 
     mine = [e for e in run.rec.emails if e.to == approver.email]
     assert [e.template for e in mine] == ["request", "reminder", "completed_copy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -39,10 +40,11 @@ from web.http.branding import BRANDING
 from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
 from workflows import messages
-from workflows.approval import ApprovalWorkflow
 from workflows.types import (
     ACTIVE_APPROVER_STATUSES,
+    APPROVE,
     APPROVED,
+    DECLINE,
     FINAL_STATUSES,
     ApproveRequest,
     DeclineRequest,
@@ -269,14 +271,12 @@ async def record_view(request: web.Request, link: Link, viewer: str) -> None:
         log.warning("could not count a view of approver %s", link.approver.id, exc_info=True)
     if link.approver.status != "pending":
         return  # the workflow already knows; don't grow its history on every reload
-    try:
-        handle = await request.app[TEMPORAL].handle(link.approval.id)
-        await handle.signal(
-            ApprovalWorkflow.viewed,
+    # The workflow learns of the view next time if this fails; the page still works.
+    with contextlib.suppress(Exception):
+        await request.app[TEMPORAL].viewed(
+            link.approval.id,
             ViewedSignal(approver_id=link.approver.id, evidence=evidence(request, link)),
         )
-    except Exception:  # the workflow learns of the view next time; the page still works
-        pass
 
 
 async def checked_form(request: web.Request, link: Link) -> dict[str, Any]:
@@ -287,12 +287,12 @@ async def checked_form(request: web.Request, link: Link) -> dict[str, Any]:
     return form
 
 
-async def decide(request: web.Request, link: Link, action: Any) -> web.Response:
+async def decide(
+    request: web.Request, link: Link, update: str, req: ApproveRequest | DeclineRequest
+) -> web.Response:
     """Send a decision to the workflow; redisplay the page with the error if it is refused."""
     try:
-        gateway = request.app[TEMPORAL]
-        handle = await gateway.handle(link.approval.id)
-        await gateway.call(action(handle))
+        await request.app[TEMPORAL].decide(link.approval.id, update, req)
     except PorticoError as err:
         fresh = await open_link(request)
         if err.code == "request_closed" or not fresh.can_decide:
@@ -341,7 +341,7 @@ def approve_request(
 async def approve(request: web.Request, link: Link, form: dict[str, Any]) -> web.Response:
     signature = store_signature(request, str(form.get("signature_data") or ""))
     req = approve_request(request, link, form, signature_image=signature)
-    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.approve, req))
+    return await decide(request, link, APPROVE, req)
 
 
 @routes.post("/s/{token}/decline")
@@ -353,7 +353,7 @@ async def decline(request: web.Request, link: Link, form: dict[str, Any]) -> web
     req = DeclineRequest(
         approver_id=link.approver.id, reason=reason, evidence=evidence(request, link)
     )
-    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.decline, req))
+    return await decide(request, link, DECLINE, req)
 
 
 @routes.post("/s/{token}/upload")
@@ -373,7 +373,7 @@ async def upload_signed(request: web.Request, link: Link, form: dict[str, Any]) 
     req.uploaded_pdf = await asyncio.to_thread(files.save, "uploads", checked.data, ".pdf")
     req.signature_name = req.signature_name or link.approver.name
     req.evidence.channel = "upload"
-    return await decide(request, link, lambda h: h.execute_update(ApprovalWorkflow.approve, req))
+    return await decide(request, link, APPROVE, req)
 
 
 def store_signature(request: web.Request, data_url: str) -> str | None:
