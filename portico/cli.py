@@ -1,4 +1,8 @@
-"""The `portico` command (CONTRACT section 2)."""
+"""The `portico` command (CONTRACT section 2).
+
+A composition root. Its commands import what they run inside the function on purpose, not to
+hide a cycle (lint-imports checks there is none): `portico --help` or `portico migrate` need
+not load the web app, the worker and the Temporal SDK first."""
 
 from __future__ import annotations
 

@@ -17,9 +17,17 @@ from pathlib import Path
 from aiohttp import web
 from temporalio.client import Client
 
+from portico.db import create_engine, session_maker
+from portico.migrate import upgrade_async
+from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
+from portico.services.approvals import Portico
+from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from portico.smtp_sink import SmtpSink
 from portico.temporal import connect
+from web.app import create_app
+from web.http.access_log import MaskedAccessLogger
+from worker import run_worker
 from workflows import search_attributes as sa
 
 log = logging.getLogger("portico.dev")
@@ -113,11 +121,6 @@ async def wait_for_temporal(settings: Settings, address: str, timeout: float = 6
 
 
 async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
-    from portico.migrate import upgrade_async
-    from web.app import create_app
-    from web.http.access_log import MaskedAccessLogger
-    from worker import run_worker
-
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
     if not settings.temporal_address:
         move = "pass --temporal-port and --temporal-ui-port, or point TEMPORAL_ADDRESS at it"
@@ -180,11 +183,6 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
 
 async def create_demo(settings: Settings, client: Client) -> str:
     """A demo client, project, change order and one pending approval; returns its link."""
-    from portico.db import create_engine, session_maker
-    from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
-    from portico.services.approvals import Portico
-    from portico.services.gateway import TemporalGateway
-
     engine = create_engine(settings.database_url)
     try:
         service = Portico(settings, session_maker(engine), TemporalGateway(settings, client))
