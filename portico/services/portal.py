@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from portico import tokens
 from portico.clock import utcnow
@@ -186,14 +185,6 @@ async def approval_rows(
         mine = [a for a in everyone if is_the_client(a, client)]
         rows.append(ApprovalRow(approval, document, everyone, mine))
     return rows
-
-
-@dataclass(frozen=True)
-class PortalOrigin:
-    """The portal session a signing token was minted from (evidence of a decision)."""
-
-    client_id: int
-    session_id: int | None
 
 
 @dataclass
@@ -555,30 +546,3 @@ class PortalStore:
         if document is None:
             raise NotFound("This file is no longer shared.")
         return document
-
-
-async def approver_for_portal_token(
-    session: AsyncSession, token_hash: str
-) -> tuple[Approver, PortalOrigin] | None:
-    """The approver a portal-minted signing token opens while it is valid, loaded the way the
-    signing page needs it (its request with approvers and document), and where it came from.
-
-    Tokens minted before links recorded their client (they could be for anyone's turn) open
-    nothing; they lived two hours at most."""
-    row = (
-        await session.execute(
-            select(Approver, SigningLink.client_id, SigningLink.portal_session_id)
-            .join(SigningLink, SigningLink.approver_id == Approver.id)
-            .where(
-                SigningLink.token_hash == token_hash,
-                SigningLink.expires_at > utcnow(),
-            )
-            .options(
-                selectinload(Approver.approval).selectinload(Approval.approvers),
-                selectinload(Approver.approval).selectinload(Approval.document),
-            )
-        )
-    ).first()
-    if row is None or row.client_id is None:
-        return None
-    return row.Approver, PortalOrigin(row.client_id, row.portal_session_id)

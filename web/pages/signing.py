@@ -11,17 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from sqlalchemy import bindparam, func, inspect, select, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapper
 
 from portico import tokens
-from portico.db import read_connection
 from portico.errors import (
     BadRequest,
     Conflict,
@@ -35,7 +32,7 @@ from portico.files import FileStore
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import approver_json, check_upload
-from portico.services.portal import PortalOrigin, approver_for_portal_token
+from portico.services.signing_links import PortalOrigin, load_link
 from web.http.branding import BRANDING
 from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
@@ -60,7 +57,6 @@ VIEW_WINDOW = timedelta(seconds=30)
 VIEWER_COOKIE = "portico_viewer"
 MAX_SIGNATURE_BYTES = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-T = TypeVar("T")
 
 
 @dataclass
@@ -91,68 +87,6 @@ class Link:
             and not self.superseded
             and self.approver.status in ACTIVE_APPROVER_STATUSES
         )
-
-
-# What a signing page needs, in one statement: the link's approver ("me"), its request and
-# document, and one row per approver of that request. Plain Core rows made into transient ORM
-# objects cost a fraction of ORM loading (the signing page is the busiest read path,
-# docs/benchmarks.md section 1).
-_ME = Approver.__table__.alias("me")
-_EVERYONE = Approver.__table__.alias("everyone")
-_APPROVALS = Approval.__table__
-_DOCUMENTS = Document.__table__
-LINK_QUERY = (
-    select(_ME.c.id.label("me_id"), _APPROVALS, _DOCUMENTS, _EVERYONE)
-    .select_from(
-        _ME.join(_APPROVALS, _APPROVALS.c.id == _ME.c.approval_id)
-        .join(_DOCUMENTS, _DOCUMENTS.c.id == _APPROVALS.c.document_id)
-        .join(_EVERYONE, _EVERYONE.c.approval_id == _APPROVALS.c.id)
-    )
-    .where(_ME.c.token_hash == bindparam("token_hash"))
-    .order_by(_EVERYONE.c.position)
-)
-
-
-def _columns(model: type, table: Any) -> list[tuple[str, Any]]:
-    """(attribute name, selected column) pairs to build `model` objects from LINK_QUERY rows."""
-    mapper: Mapper[Any] = inspect(model)
-    return [(attr.key, table.c[attr.columns[0].name]) for attr in mapper.column_attrs]
-
-
-_APPROVER_COLUMNS = _columns(Approver, _EVERYONE)
-_APPROVAL_COLUMNS = _columns(Approval, _APPROVALS)
-_DOCUMENT_COLUMNS = _columns(Document, _DOCUMENTS)
-
-
-def _build(model: type[T], columns: list[tuple[str, Any]], row: Any) -> T:
-    """A transient `model` object filled the way the ORM fills a loaded one (its __dict__),
-    without the change events `model(**values)` fires for every attribute."""
-    obj: T = inspect(model).class_manager.new_instance()
-    obj.__dict__.update({key: row[column] for key, column in columns})
-    return obj
-
-
-async def load_link(
-    sessions: async_sessionmaker[AsyncSession], token: str
-) -> tuple[Approver, PortalOrigin | None] | None:
-    """The approver a signing token opens, with its request, document and fellow approvers
-    (transient objects: read them, never add them to a session), and the portal session the
-    token was minted from, if it was."""
-    token_hash = tokens.hash_token(token)
-    async with read_connection(sessions) as conn:
-        result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
-        rows = [r._mapping for r in result]
-    if not rows:  # a short-lived token minted from the client portal
-        async with sessions() as session:
-            return await approver_for_portal_token(session, token_hash)
-    approval = _build(Approval, _APPROVAL_COLUMNS, rows[0])
-    approvers = [_build(Approver, _APPROVER_COLUMNS, row) for row in rows]
-    approval.__dict__.update(
-        document=_build(Document, _DOCUMENT_COLUMNS, rows[0]), approvers=approvers
-    )
-    for approver in approvers:
-        approver.__dict__["approval"] = approval
-    return next(a for a in approvers if a.id == rows[0]["me_id"]), None
 
 
 async def open_link(request: web.Request) -> Link:
