@@ -55,7 +55,7 @@ class Workers:
     nothing is lost by not waiting longer (Temporal retries whatever was unfinished).
 
     With an `outbox`, its sweep runs while the workers do: it starts the delivery of messages
-    the web layer recorded but could not hand to Temporal (portico/outbox.py)."""
+    the web layer recorded but could not hand to Temporal (portico/services/outbox.py)."""
 
     def __init__(self, workers: list[Worker], outbox: Outbox | None = None) -> None:
         self.workers = workers

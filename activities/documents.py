@@ -1,6 +1,6 @@
 """Builds the signed copy of an approved document: the document of record, a signature stamp on
 its last page and certificate-of-completion pages. Safe to run twice. The PDF work runs in a
-child process within the PORTICO_PDF_* limits (activities/pdf_sandbox.py): a document beyond
+child process within the PORTICO_PDF_* limits (portico/pdf_sandbox.py): a document beyond
 them fails for good (InvalidPdf), and the workflow tells staff."""
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def check_pdf(data: bytes, limits: PdfLimits) -> CheckedPdf:
 
     The stored bytes are the original ones unless something had to be removed. Raises
     InvalidPdf if the file is empty, oversize, not a PDF, damaged, encrypted, without pages or
-    beyond a limit. CPU-bound: run it through activities/pdf_sandbox.py from async code."""
+    beyond a limit. CPU-bound: run it through portico/pdf_sandbox.py from async code."""
     with limits_config(limits):
         reader = open_checked(data, limits)
         pages = len(reader.flattened_pages or [])
@@ -743,7 +743,7 @@ def build_signed_pdf(
 
     The original is checked within ``limits`` again (it may have been stored before they
     existed) and loses its active content. Raises InvalidPdf if it cannot be used. CPU-bound:
-    run it through activities/pdf_sandbox.py from async code.
+    run it through portico/pdf_sandbox.py from async code.
     """
     with limits_config(limits):
         reader = open_checked(original_pdf, limits)

@@ -5,7 +5,7 @@ inflates to 70 MB, a page tree with 180 000 pages, a hundred thousand objects. `
 refuses such files before anything walks or merges them, and `strip_active_content` removes
 what a viewer would run (JavaScript, open and additional actions, launch actions, embedded
 files) from what Portico signs and serves. Both are pure and synchronous: callers run them in
-a child process (activities/pdf_sandbox.py), never on an event loop.
+a child process (portico/pdf_sandbox.py), never on an event loop.
 """
 
 from __future__ import annotations

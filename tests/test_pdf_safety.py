@@ -1,5 +1,5 @@
 """Hostile PDFs against the limits, the active-content stripping and the child-process runner
-(activities/pdf_safety.py, activities/pdf_sandbox.py)."""
+(portico/pdf_safety.py, portico/pdf_sandbox.py)."""
 
 from __future__ import annotations
 
