@@ -1,7 +1,7 @@
-"""Delivering outbox rows (portico/services/outbox.py) for OutboxMessageWorkflow: the message is read
-from SQL and sent by the `send_email` / `send_sms` code, whose dedupe key makes a repeated
-attempt harmless; portal links are minted here, at delivery, so their raw tokens exist only in
-the email itself."""
+"""Delivering outbox rows (portico/services/outbox.py) for OutboxMessageWorkflow: the message
+is read from SQL and sent by the `send_email` / `send_sms` code, whose dedupe key makes a
+repeated attempt harmless; portal links are minted here, at delivery, so their raw tokens
+exist only in the email itself."""
 
 from __future__ import annotations
 

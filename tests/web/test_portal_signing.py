@@ -21,7 +21,7 @@ from portico.models import Approver, Client, PortalSession, SigningLink
 from portico.services.portal import is_the_client
 from tests.support.helpers import token_of, wait_until
 from tests.support.portal_support import CSRF, Browser, sign_in
-from web.pages.portal import COOKIE
+from web.http.portal_session import COOKIE
 
 
 async def seed_request(
