@@ -22,11 +22,11 @@ from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from portico.db import create_engine, session_maker
-from portico.gateway import TemporalGateway
-from portico.outbox import Outbox
-from portico.portal_auth import PortalAuth
+from portico.services.gateway import TemporalGateway
+from portico.services.outbox import Outbox
+from portico.services.portal_auth import PortalAuth
+from portico.services.staff import StaffAuth
 from portico.settings import Settings, load_settings
-from portico.staff import StaffAuth
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
@@ -36,7 +36,12 @@ log = logging.getLogger("portico.worker")
 # Deterministic, side-effect-free modules the workflows import: shared with the sandbox instead
 # of re-imported for every workflow run (Temporal's advice; about 40% less memory per cached
 # workflow, see docs/benchmarks.md).
-PASSTHROUGH_MODULES = ("workflows.types", "workflows.messages", "workflows.search_attributes")
+PASSTHROUGH_MODULES = (
+    "workflows.types",
+    "workflows.messages",
+    "workflows.search_attributes",
+    "portico.money",
+)
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 
@@ -51,7 +56,7 @@ class Workers:
     nothing is lost by not waiting longer (Temporal retries whatever was unfinished).
 
     With an `outbox`, its sweep runs while the workers do: it starts the delivery of messages
-    the web layer recorded but could not hand to Temporal (portico/outbox.py)."""
+    the web layer recorded but could not hand to Temporal (portico/services/outbox.py)."""
 
     def __init__(self, workers: list[Worker], outbox: Outbox | None = None) -> None:
         self.workers = workers

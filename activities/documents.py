@@ -1,7 +1,7 @@
 """Builds the signed copy of an approved document: the document of record, a signature stamp on
 its last page and certificate-of-completion pages, digitally signed by the business (PAdES,
 portico/pades.py). Safe to run twice. The PDF work runs in a child process within the
-PORTICO_PDF_* limits (activities/pdf_sandbox.py): a document beyond them fails for good
+PORTICO_PDF_* limits (portico/pdf_sandbox.py): a document beyond them fails for good
 (InvalidPdf), and the workflow tells staff.
 
 With PORTICO_TSA_URL the signature is timestamped; while the timestamp authority fails the
@@ -20,10 +20,10 @@ from sqlalchemy.orm import selectinload
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import pdf, pdf_sandbox
-from portico import pades
+from portico import pades, pdf, pdf_sandbox
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent
+from portico.money import format_money
 from portico.settings import Settings, read_or_create_bytes
 from workflows.types import APPROVED, SignedPdfResult
 
@@ -160,7 +160,7 @@ class DocumentActivities:
                 document_title=document.title,
                 document_number=document.number,
                 document_sha256=record_sha,
-                amount=pdf.format_money(document.amount_cents, document.currency),
+                amount=format_money(document.amount_cents, document.currency),
                 status=approval.status,
                 completed_at=completed_at,
                 company_name=self.settings.company_name,

@@ -30,10 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from bots.parse import bare_phone
 from portico import quiet_hours, redact, tokens
 from portico.files import FileStore
 from portico.models import Approval, Approver, OutboundMessage, SmsOptOut
+from portico.phones import bare_phone
 from portico.settings import Settings
 from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
 

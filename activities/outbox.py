@@ -1,7 +1,7 @@
-"""Delivering outbox rows (portico/outbox.py) for OutboxMessageWorkflow: the message is read
-from SQL and sent by the `send_email` / `send_sms` code, whose dedupe key makes a repeated
-attempt harmless; portal links are minted here, at delivery, so their raw tokens exist only in
-the email itself."""
+"""Delivering outbox rows (portico/services/outbox.py) for OutboxMessageWorkflow: the message
+is read from SQL and sent by the `send_email` / `send_sms` code, whose dedupe key makes a
+repeated attempt harmless; portal links are minted here, at delivery, so their raw tokens
+exist only in the email itself."""
 
 from __future__ import annotations
 
@@ -13,14 +13,20 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import NotifyActivities
-from portico import outbox
+from portico.clock import utcnow
 from portico.errors import PorticoError
-from portico.models import OutboxMessage, utcnow
-from portico.portal_auth import IssuedLink, PortalAuth, email_hash
+from portico.models import OutboxMessage
+from portico.services import outbox
+from portico.services.portal_auth import IssuedLink, PortalAuth, email_hash
+from portico.services.staff import StaffAuth
 from portico.settings import Settings
-from portico.staff import StaffAuth
-from workflows.outbox import DELIVER, FINISH
-from workflows.types import EmailMessage, OutboxOutcome, SmsMessage
+from workflows.types import (
+    DELIVER_OUTBOX,
+    FINISH_OUTBOX,
+    EmailMessage,
+    OutboxOutcome,
+    SmsMessage,
+)
 
 
 class OutboxActivities:
@@ -38,7 +44,7 @@ class OutboxActivities:
         self.auth = auth
         self.staff = staff
 
-    @activity.defn(name=DELIVER)
+    @activity.defn(name=DELIVER_OUTBOX)
     async def deliver(self, outbox_id: int) -> None:
         async with self.sessions() as session:
             row = await session.get(OutboxMessage, outbox_id)
@@ -106,7 +112,7 @@ class OutboxActivities:
             )
         ]
 
-    @activity.defn(name=FINISH)
+    @activity.defn(name=FINISH_OUTBOX)
     async def finish(self, outcome: OutboxOutcome) -> None:
         """Record how the delivery ended (once). A sign-in request's address is then kept only
         hashed, like the rate-limit counts: it may be no client's."""

@@ -15,9 +15,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.notify import NotifyActivities
-from activities.records import append_link
-from portico.invoices import PAYABLE, balance_cents, invoice_email_context
+from portico.audit import append_link
 from portico.models import Client, Invoice, InvoiceAuditEvent, Payment, PaymentAnnouncement, Project
+from portico.services.billing import PAYABLE, balance_cents, invoice_email_context
 from portico.settings import Settings
 from workflows.types import (
     AnnouncePayments,

@@ -9,65 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from portico.audit import GENESIS, chain_hash, event_payload
-from portico.models import Approval, Approver, AuditEvent, InvoiceAuditEvent
+from portico.audit import append_event
+from portico.models import Approval, Approver
 from workflows.types import ApproverRecord, AuditEventInput, SyncApprovalInput
 
 APPROVER_FIELDS = [f.name for f in fields(ApproverRecord) if f.name != "id"]
-
-
-async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
-    """Append one event to an approval's chain unless its key is already there. Returns True
-    if added."""
-    return await append_link(session, AuditEvent, "approval_id", approval_id, event)
-
-
-async def append_link(
-    session: AsyncSession,
-    model: type[AuditEvent] | type[InvoiceAuditEvent],
-    scope: str,
-    owner_id: int,
-    event: AuditEventInput,
-) -> bool:
-    """Append one event to the chain of `model` whose `scope` column (approval_id,
-    invoice_id) is `owner_id`, unless its key is already there. Returns True if added."""
-    owner = getattr(model, scope)
-    existing = await session.scalar(
-        select(model.id).where(owner == owner_id, model.event_key == event.event_key)
-    )
-    if existing is not None:
-        return False
-    last = (
-        await session.execute(
-            select(model.seq, model.hash)
-            .where(owner == owner_id)
-            .order_by(model.seq.desc())
-            .limit(1)
-        )
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    payload = event_payload(
-        seq=seq,
-        event_key=event.event_key,
-        at=event.at,
-        type=event.type,
-        actor=event.actor,
-        data=event.data,
-    )
-    session.add(
-        model(
-            **{scope: owner_id},
-            seq=seq,
-            event_key=event.event_key,
-            at=event.at,
-            type=event.type,
-            actor=event.actor,
-            data=event.data,
-            prev_hash=prev,
-            hash=chain_hash(prev, payload),
-        )
-    )
-    return True
 
 
 def _record_signed_pdf_outcome(approval: Approval, event: AuditEventInput) -> None:

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from reportlab.pdfgen.canvas import Canvas
 
 from activities import pdf, pdf_sandbox
-from activities.pdf_safety import DEFAULT_LIMITS
 from portico import pades
+from portico.pdf_safety import DEFAULT_LIMITS
 
 
 def _document(pages: int) -> bytes:

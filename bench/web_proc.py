@@ -24,9 +24,9 @@ from aiohttp import web
 from portico import tokens
 from portico.models import Approval, Approver, Document
 from portico.settings import load_settings
-from web.access_log import MaskedAccessLogger
 from web.app import create_app
-from web.signing import Link, page_context
+from web.http.access_log import MaskedAccessLogger
+from web.pages.signing import Link, page_context
 
 HOLDER = web.AppKey("bench_holder", dict)  # the app is frozen once running: a mutable holder
 

@@ -28,16 +28,17 @@ from bots.parse import (
     MissingCode,
     Start,
     Stop,
-    bare_phone,
 )
 from portico.errors import PorticoError, Unavailable
 from portico.models import Approval, Approver, Document, SmsOptOut
+from portico.phones import bare_phone
 from portico.redact import mask_values
-from portico.service import Portico
+from portico.services.approvals import Portico
 from workflows import messages
-from workflows.approval import ApprovalWorkflow
 from workflows.types import (
+    APPROVE,
     APPROVED,
+    DECLINE,
     DECLINED,
     PARTIALLY_APPROVED,
     PENDING,
@@ -198,7 +199,6 @@ async def decide(
     evidence = Evidence(channel="sms", phone=sender, message_sid=sid, text=reply)
     gateway = service.temporal
     try:
-        handle = await gateway.handle(approval.id)
         if isinstance(command, Approve):
             req = ApproveRequest(
                 approver_id=approver.id,
@@ -207,12 +207,12 @@ async def decide(
                 consent=True,
                 evidence=evidence,
             )
-            result = await gateway.call(handle.execute_update(ApprovalWorkflow.approve, req))
+            result = await gateway.decide(approval.id, APPROVE, req)
         else:
             decline = DeclineRequest(
                 approver_id=approver.id, reason=command.reason or "", evidence=evidence
             )
-            result = await gateway.call(handle.execute_update(ApprovalWorkflow.decline, decline))
+            result = await gateway.decide(approval.id, DECLINE, decline)
     except Unavailable:
         return unavailable_text(company)
     except PorticoError as err:  # the workflow's own words: not your turn, closed, expired ...

@@ -40,6 +40,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from portico.phones import DASHES
+
 __all__ = [
     "COMMAND_TYPES",
     "CODE_MAX_LEN",
@@ -64,9 +66,7 @@ __all__ = [
     "Start",
     "Stop",
     "Unknown",
-    "bare_phone",
     "normalize_free_text",
-    "normalize_phone",
     "parse",
 ]
 
@@ -210,8 +210,7 @@ COMMAND_TYPES: Final[tuple[type, ...]] = (
 # --------------------------------------------------------------------------------------------
 
 # Dash look-alikes phones and fancy keyboards produce, mapped to ASCII '-' in refs and phones.
-_DASHES: Final = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
-_DASH_TABLE: Final = str.maketrans(dict.fromkeys(_DASHES, "-"))
+_DASH_TABLE: Final = str.maketrans(dict.fromkeys(DASHES, "-"))
 # Punctuation allowed to trail a code, ref or day count ("YES 1234." / "STATUS CO-17?").
 _TRAILING_PUNCT: Final = ".!?,;:\u3002\u3001\u2026\uff61"
 # Keyword glued to its code: "YES1234", "no:1234", "Approve#1234".
@@ -398,37 +397,3 @@ _STAFF: Final = {
     "EXTEND": _staff_extend,
     "REMIND": _staff_remind,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Phones
-# --------------------------------------------------------------------------------------------
-
-_WHATSAPP: Final = "whatsapp:"
-_PHONE_SEPARATORS: Final = frozenset("-().") | frozenset(_DASHES)
-
-
-def normalize_phone(raw: str) -> str:
-    """Canonical phone/address for comparisons.
-
-    Keeps a ``whatsapp:`` prefix (lower-cased), drops whitespace, dashes, parentheses, dots and
-    invisible marks (e.g. the direction marks phones add when copying a contact), and keeps a
-    leading '+'. ``'whatsapp:+1 (555) 010-0000'`` -> ``'whatsapp:+15550100000'``. Idempotent.
-    """
-    if not isinstance(raw, str):
-        return ""
-    kept = "".join(
-        ch
-        for ch in raw
-        if not ch.isspace() and ch not in _PHONE_SEPARATORS and unicodedata.category(ch) != "Cf"
-    )
-    head = kept[: len(_WHATSAPP)]
-    if head.isascii() and head.lower() == _WHATSAPP:
-        return _WHATSAPP + kept[len(_WHATSAPP) :]
-    return kept
-
-
-def bare_phone(raw: str) -> str:
-    """:func:`normalize_phone` without the ``whatsapp:`` prefix (compare approver vs sender)."""
-    phone = normalize_phone(raw)
-    return phone.removeprefix(_WHATSAPP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bots import client, staff
 from bots.parse import Help, parse
-from portico.service import Portico
+from portico.services.approvals import Portico
 
 
 async def reply_to(service: Portico, sender: str, body: str, message_sid: str | None) -> str:

@@ -16,11 +16,11 @@ from bots.parse import (
     StaffRemind,
     StaffStatus,
     StaffVoid,
-    bare_phone,
 )
 from portico.errors import PorticoError
+from portico.phones import bare_phone
 from portico.schemas import ExtendIn, RemindIn, VoidIn
-from portico.service import Portico
+from portico.services.approvals import Portico
 from portico.settings import Settings
 from workflows.types import FINAL_STATUSES
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from portico import pades
+from portico.files import FileStore
+from portico.models import Approval, AuditEvent, InvoiceAuditEvent
+from workflows.types import AuditEventInput
 
 GENESIS = "0" * 64
 
@@ -69,11 +75,6 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
     """Re-check an approval's hash chain and its signed PDF (SHA-256 and digital signature:
     intact, covering the whole file, by the certificate the trail records); returns the problems
     found."""
-    from sqlalchemy import select
-
-    from portico.files import FileStore
-    from portico.models import Approval, AuditEvent
-
     async with sessions() as session:
         approval = await session.get(Approval, approval_id)
         if approval is None:
@@ -107,3 +108,57 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
     elif approval.status == "approved" and recorded:
         problems.append("the signed PDF is recorded in the audit trail but missing")
     return problems
+
+
+async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
+    """Append one event to an approval's chain unless its key is already there. Returns True
+    if added."""
+    return await append_link(session, AuditEvent, "approval_id", approval_id, event)
+
+
+async def append_link(
+    session: AsyncSession,
+    model: type[AuditEvent] | type[InvoiceAuditEvent],
+    scope: str,
+    owner_id: int,
+    event: AuditEventInput,
+) -> bool:
+    """Append one event to the chain of `model` whose `scope` column (approval_id,
+    invoice_id) is `owner_id`, unless its key is already there. Returns True if added."""
+    owner = getattr(model, scope)
+    existing = await session.scalar(
+        select(model.id).where(owner == owner_id, model.event_key == event.event_key)
+    )
+    if existing is not None:
+        return False
+    last = (
+        await session.execute(
+            select(model.seq, model.hash)
+            .where(owner == owner_id)
+            .order_by(model.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    payload = event_payload(
+        seq=seq,
+        event_key=event.event_key,
+        at=event.at,
+        type=event.type,
+        actor=event.actor,
+        data=event.data,
+    )
+    session.add(
+        model(
+            **{scope: owner_id},
+            seq=seq,
+            event_key=event.event_key,
+            at=event.at,
+            type=event.type,
+            actor=event.actor,
+            data=event.data,
+            prev_hash=prev,
+            hash=chain_hash(prev, payload),
+        )
+    )
+    return True

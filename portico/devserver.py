@@ -17,9 +17,19 @@ from pathlib import Path
 from aiohttp import web
 from temporalio.client import Client
 
+from portico.db import create_engine, session_maker
+from portico.errors import Conflict
+from portico.migrate import upgrade_async
+from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
+from portico.services.approvals import Portico
+from portico.services.gateway import TemporalGateway
+from portico.services.staff import StaffAuth, StaffMemberIn
 from portico.settings import Settings
 from portico.smtp_sink import SmtpSink
 from portico.temporal import connect
+from web.app import create_app
+from web.http.access_log import MaskedAccessLogger
+from worker import run_worker
 from workflows import search_attributes as sa
 
 log = logging.getLogger("portico.dev")
@@ -113,11 +123,6 @@ async def wait_for_temporal(settings: Settings, address: str, timeout: float = 6
 
 
 async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int = UI_PORT) -> None:
-    from portico.migrate import upgrade_async
-    from web.access_log import MaskedAccessLogger
-    from web.app import create_app
-    from worker import run_worker
-
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
     if not settings.temporal_address:
         move = "pass --temporal-port and --temporal-ui-port, or point TEMPORAL_ADDRESS at it"
@@ -184,13 +189,6 @@ DEMO_ADMIN = "office@example.com"
 async def create_demo(settings: Settings, client: Client) -> str:
     """A demo client, project, change order and one pending approval, and the console admin
     office@example.com; returns the approval's signing link."""
-    from portico.db import create_engine, session_maker
-    from portico.errors import Conflict
-    from portico.gateway import TemporalGateway
-    from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
-    from portico.service import Portico
-    from portico.staff import StaffAuth, StaffMemberIn
-
     engine = create_engine(settings.database_url)
     try:
         sessions = session_maker(engine)

@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 
 import migrations
 from portico.db import create_engine
+from portico.settings import load_settings
 
 T = TypeVar("T")
 
@@ -134,8 +135,6 @@ def head() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m portico.migrate [REVISION]`: upgrade PORTICO_DATABASE_URL (default head)."""
-    from portico.settings import load_settings
-
     args = sys.argv[1:] if argv is None else argv
     database_url = load_settings().database_url
     upgrade(database_url, args[0] if args else "head")

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from portico.clock import utcnow
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -29,10 +31,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -454,7 +452,7 @@ class Payment(Base):
 
     `amount_cents` is what was paid; refunds and a lost dispute (chargeback) are recorded
     beside it (`refunded_cents`, `disputed_cents` + `dispute_status`), and the invoice counts
-    only what is left (`portico.invoices.counted_cents`)."""
+    only what is left (`portico.services.billing.counted_cents`)."""
 
     __tablename__ = "payments"
 
@@ -539,7 +537,7 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200))
     # The EmailMessage / SmsMessage's fields (JSON); no raw secret: links are minted on delivery.
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # A portal link to mint when delivering (portico.outbox.PortalLink's fields), or null.
+    # A portal link to mint when delivering (portico.services.outbox.PortalLink's fields), or null.
     link: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     error: Mapped[str | None] = mapped_column(Text)

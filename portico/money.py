@@ -1,9 +1,54 @@
-"""Amounts typed by people ("1250.00", "1,250.5", "$80") as integer minor units."""
+"""Money: the one way an amount is written for people, read from people, and the one rule for a
+line's total.
+
+Amounts are integer minor units (cents) with an ISO currency code (CONTRACT §3). The PDF
+renderer, the invoice ledger, the portal pages and the workflow's message texts all use these,
+so an invoice's PDF, page, email and stored total never disagree by a cent.
+"""
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from typing import Any
+
+__all__ = ["BadAmount", "format_money", "line_total", "parse_cents", "totals"]
+
+
+def format_money(amount_cents: int | None, currency: str) -> str:
+    """'$1,234.50' for USD, '1,234.50 EUR' otherwise, '' for None."""
+    if amount_cents is None:
+        return ""
+    whole, cents = divmod(abs(int(amount_cents)), 100)
+    sign = "-" if amount_cents < 0 else ""
+    text = f"{whole:,}.{cents:02d}"
+    code = (currency or "").strip().upper()
+    if code == "USD":
+        return f"{sign}${text}"
+    return f"{sign}{text} {code}".rstrip()
+
+
+def _half_up(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def line_total(quantity: Any, unit_price_cents: int) -> int:
+    """Quantity × unit price, rounded half-up to whole cents."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return _half_up(Decimal(str(quantity)) * Decimal(unit_price_cents))
+
+
+def totals(line_items: list[dict[str, Any]], tax_rate: Decimal | None) -> tuple[int, int, int]:
+    """(subtotal, tax, total) in cents; tax rounded half-up on the subtotal."""
+    subtotal = sum(line_total(i["quantity"], i["unit_price_cents"]) for i in line_items)
+    tax = 0
+    if tax_rate:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            tax = _half_up(Decimal(subtotal) * tax_rate / 100)
+    return subtotal, tax, subtotal + tax
+
 
 _AMOUNT = re.compile(r"\$?\s*([0-9][0-9,]*(?:\.[0-9]*)?|\.[0-9]+)")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bots.parse import bare_phone
+from portico.phones import bare_phone
 
 # Calling code -> IANA zone; None means "use the default zone" (North America spans many).
 COUNTRY_ZONES: dict[str, str | None] = {

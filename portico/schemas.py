@@ -1,5 +1,5 @@
 """Validated inputs of the staff API (and the CLI), with the limits of CONTRACT section 3, and
-the shapes of its answers (`...Out`), from which web/openapi.py writes the OpenAPI document."""
+the shapes of its answers (`...Out`), from which web/api/openapi.py writes the OpenAPI document."""
 
 from __future__ import annotations
 

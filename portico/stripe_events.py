@@ -4,7 +4,7 @@ A valid signature proves an event came from Stripe, not that it makes sense: eve
 Portico acts on is parsed with pydantic into bounded values (amounts are ints from 0 to
 MAX_STRIPE_CENTS, currencies three letters, metadata strings), and anything else becomes an
 `Ignored` with a reason, never an exception. Whether the event matches what Portico asked
-Stripe for is the ledger's business (`portico.invoices`).
+Stripe for is the ledger's business (`portico.services.billing`).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from portico.codec import (
 from portico.payloads import PorticoPayloadConverter
 from portico.settings import Settings
 from portico.temporal import data_converter, with_converter
-from tests.workflows.fakes import Recorder
+from tests.support.fakes import Recorder
 from tests.workflows.test_approval_workflow import make_input, wait_for
 from workflows.approval import ApprovalWorkflow
 from workflows.types import ApproveRequest, DeclineRequest, Evidence

@@ -10,8 +10,8 @@ import pytest
 from portico import cli
 from portico.db import create_engine, session_maker
 from portico.devserver import print_banner
+from portico.services.staff import StaffAuth
 from portico.settings import Settings
-from portico.staff import StaffAuth
 
 
 @pytest.fixture

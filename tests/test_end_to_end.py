@@ -12,7 +12,7 @@ from portico import cli, tokens
 from portico.models import AuditEvent
 from portico.smtp_sink import SmtpSink
 from tests.conftest import start_stack
-from tests.helpers import approvers, seed_document, token_of, wait_until
+from tests.support.helpers import approvers, seed_document, token_of, wait_until
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, UniqueConstraint, func, insert, inspect, select
 
 from portico import migrate
-from portico.models import Base, Client, utcnow
+from portico.clock import utcnow
+from portico.models import Base, Client
 
 POSTGRES_URL = os.environ.get("PORTICO_TEST_DATABASE_URL")
 

@@ -1,4 +1,4 @@
-"""Tests for activities.pdf: upload validation, rendered documents and signed copies."""
+"""Tests for portico.pdf: upload validation, rendered documents and signed copies."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from reportlab.pdfgen.canvas import Canvas
 
-from activities.pdf import (
+from portico.pdf import (
     UPLOAD_NOTICE,
     Certificate,
     CertificateSigner,
     InvalidPdf,
     build_signed_pdf,
-    format_money,
     page_count,
     pdf_text,
     render_line_items_pdf,
@@ -218,16 +217,6 @@ def test_validate_accepts_rendered_pdf_and_returns_page_count() -> None:
 
 
 # --------------------------------------------------------------------------- money and rendering
-
-
-def test_format_money() -> None:
-    assert format_money(123450, "USD") == "$1,234.50"
-    assert format_money(123450, "usd") == "$1,234.50"
-    assert format_money(123450, "eur") == "1,234.50 EUR"
-    assert format_money(5, "USD") == "$0.05"
-    assert format_money(-125, "USD") == "-$1.25"
-    assert format_money(0, "GBP") == "0.00 GBP"
-    assert format_money(None, "USD") == ""
 
 
 def test_render_totals_and_shows_what_the_client_reads() -> None:

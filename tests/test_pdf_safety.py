@@ -1,5 +1,5 @@
 """Hostile PDFs against the limits, the active-content stripping and the child-process runner
-(activities/pdf_safety.py, activities/pdf_sandbox.py)."""
+(portico/pdf_safety.py, portico/pdf_sandbox.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import psutil
 import pytest
 from pypdf import PdfReader
 
-from activities import pdf, pdf_sandbox
-from activities.pdf_safety import DEFAULT_LIMITS, PdfLimits
-from portico import pades
-from tests.helpers import sample_pdf
-from tests.hostile_pdfs import (
+from portico import pades, pdf, pdf_sandbox
+from portico.pdf_safety import DEFAULT_LIMITS, PdfLimits
+from tests.support.helpers import sample_pdf
+from tests.support.hostile_pdfs import (
     MB,
     active_content,
     many_pages,
@@ -179,6 +178,6 @@ async def test_a_job_past_its_timeout_is_killed() -> None:
     sandboxes = [
         child
         for child in psutil.Process().children(recursive=True)
-        if "activities.pdf_sandbox" in " ".join(child.cmdline())
+        if "portico.pdf_sandbox" in " ".join(child.cmdline())
     ]
     assert sandboxes == []  # the child did not live on

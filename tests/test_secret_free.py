@@ -23,9 +23,9 @@ from activities.notify import NotifyActivities
 from portico import tokens
 from portico.models import Approval, Approver, OutboundMessage
 from portico.smtp_sink import SmtpSink
-from tests.bots.fake_twilio import FakeTwilio, post_sms, running_fake, stack_with_fake
 from tests.conftest import Stack
-from tests.helpers import outbox, seed_document, token_of, wait_until
+from tests.support.fake_twilio import FakeTwilio, post_sms, running_fake, stack_with_fake
+from tests.support.helpers import outbox, seed_document, token_of, wait_until
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (
     SIGN_URL,

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portico.invoices import (
+from portico.models import Payment, StripeCheckout
+from portico.money import totals
+from portico.services.billing import (
     checkout_mismatch,
     counted_cents,
     overpayment,
     pay_token,
     settled_status,
-    totals,
 )
-from portico.models import Payment, StripeCheckout
 from portico.stripe_events import (
     MAX_STRIPE_CENTS,
     EventEnvelope,

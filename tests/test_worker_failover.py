@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from portico import tokens
 from portico.settings import Settings
 from tests.conftest import STAFF_KEY
-from tests.helpers import outbox, token_of, wait_until
+from tests.support.helpers import outbox, token_of, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

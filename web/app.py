@@ -12,14 +12,23 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from portico.db import create_engine, session_maker
-from portico.gateway import TemporalGateway
 from portico.models import OutboundMessage
-from portico.service import Portico
+from portico.services.approvals import Portico
+from portico.services.billing import Billing
+from portico.services.gateway import TemporalGateway
+from portico.services.outbox import Outbox
+from portico.services.portal import PortalStore
+from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
-from web import branding, codec, console, metrics, portal, signing, staff_api, webhooks
-from web.errors import error_middleware
-from web.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.security import same_origin_only, security_headers
+from web import console
+from web.api import staff, staff_portal
+from web.http import branding, codec, metrics
+from web.http.errors import error_middleware
+from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
+from web.http.portal_keys import AUTH, BILLING, STORE
+from web.http.security import same_origin_only, security_headers
+from web.pages import pay, portal, signing
+from web.webhooks import stripe, twilio
 
 HERE = Path(__file__).parent
 
@@ -37,7 +46,7 @@ def create_app(
             security_headers,  # outside the error pages, so they carry the headers too
             error_middleware,
             same_origin_only,
-            staff_api.bearer_auth,
+            staff.bearer_auth,
         ],
         client_max_size=settings.max_upload_bytes + 1024 * 1024,
     )
@@ -51,11 +60,18 @@ def create_app(
         auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
     )
     app.cleanup_ctx.append(database)
-    app.add_routes(staff_api.routes)
-    app.add_routes(signing.routes)
-    portal.setup(app)  # portal, pay pages, Stripe webhook, their staff routes
+    app.cleanup_ctx.append(portal_services)
+    for routes in (
+        staff.routes,
+        signing.routes,
+        portal.routes,
+        pay.routes,
+        stripe.routes,
+        staff_portal.routes,
+        twilio.routes,
+    ):
+        app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)
-    app.add_routes(webhooks.routes)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", no_favicon)  # browsers ask on every page: not a 404
@@ -75,6 +91,15 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE] = Portico(settings, app[SESSIONS], app[TEMPORAL])
     yield
     await engine.dispose()
+
+
+async def portal_services(app: web.Application) -> AsyncIterator[None]:
+    settings, sessions = app[SETTINGS], app[SESSIONS]
+    outbox = Outbox(settings, sessions, app[TEMPORAL])
+    app[AUTH] = PortalAuth(settings, sessions, outbox)
+    app[STORE] = PortalStore(settings, sessions, outbox)
+    app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
+    yield
 
 
 async def healthz(request: web.Request) -> web.Response:

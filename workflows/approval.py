@@ -24,16 +24,28 @@ from workflows import messages
 from workflows import search_attributes as sa
 from workflows.types import (
     ACTIVE_APPROVER_STATUSES,
+    ALREADY_DECIDED,
+    APPROVAL_WORKFLOW,
     APPROVED,
+    CONSENT_REQUIRED,
     DECLINED,
     EXPIRED,
     FINAL_STATUSES,
+    INVALID_DAYS,
+    LINK_GRACE,
     MAX_APPROVERS,
     MAX_EXPIRY_DAYS,
+    NO_EXPIRY,
+    NOT_YOUR_TURN,
     PARTIALLY_APPROVED,
     PENDING,
+    REASON_REQUIRED,
+    REQUEST_CLOSED,
+    REQUEST_EXPIRED,
     ROUTINGS,
+    SIGNATURE_REQUIRED,
     SKIPPED,
+    UNKNOWN_APPROVER,
     VIEWED,
     VOID,
     WAITING,
@@ -56,18 +68,6 @@ from workflows.types import (
     ViewedSignal,
     VoidRequest,
 )
-
-# Business errors: never retried, shown to the user as they are.
-NOT_YOUR_TURN = "NotYourTurn"
-ALREADY_DECIDED = "AlreadyDecided"
-REQUEST_CLOSED = "RequestClosed"
-REQUEST_EXPIRED = "RequestExpired"
-UNKNOWN_APPROVER = "UnknownApprover"
-REASON_REQUIRED = "ReasonRequired"
-CONSENT_REQUIRED = "ConsentRequired"
-SIGNATURE_REQUIRED = "SignatureRequired"
-INVALID_DAYS = "InvalidDays"
-NO_EXPIRY = "NoExpiry"
 
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
@@ -97,7 +97,6 @@ SIGNED_PDF_RETRY = RetryPolicy(
     non_retryable_error_types=["InvalidPdf", "NotFound", "NotApproved"],
 )
 EXPIRY_WARNING_BEFORE = timedelta(days=1)
-LINK_GRACE = timedelta(days=90)  # a link keeps working this long after the request ends
 
 
 def _error(message: str, kind: str) -> ApplicationError:
@@ -114,7 +113,7 @@ def _failure_reason(err: ActivityError) -> str:
     return str(cause or err)
 
 
-@workflow.defn
+@workflow.defn(name=APPROVAL_WORKFLOW)
 class ApprovalWorkflow:
     @workflow.init
     def __init__(self, inp: ApprovalInput) -> None:

@@ -28,6 +28,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.types import (
+    INVOICE_ANNOUNCE,
+    INVOICE_WORKFLOW,
+    PAYMENT_REVIEW_WORKFLOW,
     AnnouncePayments,
     AnnounceResult,
     InvoiceInput,
@@ -67,7 +70,7 @@ async def announce_payments(inp: AnnouncePayments) -> AnnounceResult:
     )
 
 
-@workflow.defn
+@workflow.defn(name=INVOICE_WORKFLOW)
 class InvoiceWorkflow:
     @workflow.init
     def __init__(self, inp: InvoiceInput) -> None:
@@ -244,7 +247,7 @@ class InvoiceWorkflow:
             return self._status
         return status
 
-    @workflow.signal
+    @workflow.signal(name=INVOICE_ANNOUNCE)
     def announce(self, note: PaymentAnnounced) -> None:
         """A payment change was committed: announce it. A repeated hand-off is dropped (an
         announcement up to `_announced_upto` is made: the activity makes all older ones)."""
@@ -273,7 +276,7 @@ class InvoiceWorkflow:
         )
 
 
-@workflow.defn
+@workflow.defn(name=PAYMENT_REVIEW_WORKFLOW)
 class PaymentReviewWorkflow:
     """The staff notice of a flagged Stripe event that names no invoice Portico has (id
     `payment-review-{announcement id}`): the same activity, once."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from portico.money import format_money
 from workflows.types import SIGN_URL, SMS_CODE, ApprovalInput, ApproverInput
 
 KIND_LABELS = {
@@ -27,19 +28,10 @@ def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind.replace("_", " ").capitalize())
 
 
-def money(amount_cents: int | None, currency: str) -> str:
-    if amount_cents is None:
-        return ""
-    whole, cents = divmod(abs(amount_cents), 100)
-    sign = "-" if amount_cents < 0 else ""
-    text = f"{whole:,}.{cents:02d}"
-    return f"{sign}${text}" if currency.upper() == "USD" else f"{sign}{text} {currency.upper()}"
-
-
 def document_line(inp: ApprovalInput) -> str:
     """e.g. 'Change order CO-17 "Extra outlets" ($1,250.00)'."""
     doc = inp.document
-    amount = money(doc.amount_cents, doc.currency)
+    amount = format_money(doc.amount_cents, doc.currency)
     return f'{kind_label(doc.kind)} {doc.number} "{doc.title}"' + (f" ({amount})" if amount else "")
 
 
@@ -52,7 +44,7 @@ def email_context(inp: ApprovalInput, approver: ApproverInput | None = None, **e
         "document_kind": kind_label(doc.kind),
         "document_number": doc.number,
         "document_title": doc.title,
-        "amount": money(doc.amount_cents, doc.currency),
+        "amount": format_money(doc.amount_cents, doc.currency),
         "client_name": doc.client_name,
         "project_name": doc.project_name,
         "message": inp.message,

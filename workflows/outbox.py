@@ -14,10 +14,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.types import OutboxDelivery, OutboxOutcome
+from workflows.types import (
+    DELIVER_OUTBOX,
+    FINISH_OUTBOX,
+    OUTBOX_WORKFLOW,
+    OutboxDelivery,
+    OutboxOutcome,
+)
 
-DELIVER = "deliver_outbox_message"
-FINISH = "finish_outbox_message"
 DELIVERED = "delivered"
 FAILED = "failed"
 # Retrying these would not help: a malformed address, a STOP, a row that is gone.
@@ -27,11 +31,7 @@ FINISH_RETRY = RetryPolicy(
 )
 
 
-def workflow_id(outbox_id: int) -> str:
-    return f"message-{outbox_id}"
-
-
-@workflow.defn
+@workflow.defn(name=OUTBOX_WORKFLOW)
 class OutboxMessageWorkflow:
     @workflow.run
     async def run(self, inp: OutboxDelivery) -> str:
@@ -45,7 +45,7 @@ class OutboxMessageWorkflow:
         outcome = OutboxOutcome(inp.outbox_id, DELIVERED)
         try:
             await workflow.execute_activity(
-                DELIVER,
+                DELIVER_OUTBOX,
                 inp.outbox_id,
                 task_queue=(inp.sms_task_queue or None) if sms else None,
                 start_to_close_timeout=timedelta(seconds=60),
@@ -58,7 +58,7 @@ class OutboxMessageWorkflow:
             workflow.logger.warning("gave up on outbox message %s: %s", inp.outbox_id, reason)
             outcome = OutboxOutcome(inp.outbox_id, FAILED, reason)
         await workflow.execute_activity(
-            FINISH,
+            FINISH_OUTBOX,
             outcome,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=FINISH_RETRY,

@@ -31,6 +31,49 @@ ACTIVE_APPROVER_STATUSES = (PENDING, VIEWED)
 SIGN_URL = "{sign_url}"
 SMS_CODE = "{sms_code}"
 
+# What services and transports call the workflows by (they never import workflow code):
+# workflow types, and the update / signal / query names of their handlers.
+APPROVAL_WORKFLOW = "ApprovalWorkflow"
+INVOICE_WORKFLOW = "InvoiceWorkflow"
+PAYMENT_REVIEW_WORKFLOW = "PaymentReviewWorkflow"
+INVOICE_ANNOUNCE = "announce"  # signal: a committed payment change to announce
+OUTBOX_WORKFLOW = "OutboxMessageWorkflow"
+APPROVE = "approve"  # update, ApproveRequest -> DecisionResult
+DECLINE = "decline"  # update, DeclineRequest -> DecisionResult
+VOID_UPDATE = "void"  # update, VoidRequest -> ApprovalState
+EXTEND = "extend"  # update, ExtendRequest -> ApprovalState
+REMIND = "remind"  # update, RemindRequest -> ApprovalState
+VIEWED_SIGNAL = "viewed"  # signal, ViewedSignal
+INVOICE_PAID = "paid"  # signal of InvoiceWorkflow
+INVOICE_VOID = "void"  # signal of InvoiceWorkflow
+
+# Activities the outbox workflow runs (named by string, registered by the worker).
+DELIVER_OUTBOX = "deliver_outbox_message"
+FINISH_OUTBOX = "finish_outbox_message"
+
+# Business errors of ApprovalWorkflow (ApplicationError types): never retried, shown to the
+# user as they are.
+NOT_YOUR_TURN = "NotYourTurn"
+ALREADY_DECIDED = "AlreadyDecided"
+REQUEST_CLOSED = "RequestClosed"
+REQUEST_EXPIRED = "RequestExpired"
+UNKNOWN_APPROVER = "UnknownApprover"
+REASON_REQUIRED = "ReasonRequired"
+CONSENT_REQUIRED = "ConsentRequired"
+SIGNATURE_REQUIRED = "SignatureRequired"
+INVALID_DAYS = "InvalidDays"
+NO_EXPIRY = "NoExpiry"
+
+LINK_GRACE = timedelta(days=90)  # a signing link keeps working this long after the request ends
+
+
+def approval_workflow_id(approval_id: int) -> str:
+    return f"approval-{approval_id}"
+
+
+def outbox_workflow_id(outbox_id: int) -> str:
+    return f"message-{outbox_id}"
+
 
 @dataclass
 class DocumentInfo:

@@ -17,9 +17,9 @@ from reportlab.pdfgen.canvas import Canvas
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
-from activities import pdf
 from activities.documents import DocumentActivities
-from activities.records import append_event
+from portico import pdf
+from portico.audit import append_event
 from portico.db import create_all, create_engine, session_maker
 from portico.files import FileStore
 from portico.models import Approval, Approver, Client, Document, Project

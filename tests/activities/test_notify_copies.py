@@ -10,7 +10,7 @@ import pytest
 from activities.notify import NotifyActivities
 from portico import tokens
 from portico.smtp_sink import SmtpSink
-from tests.helpers import outbox
+from tests.support.helpers import outbox
 from workflows.types import EmailMessage
 
 

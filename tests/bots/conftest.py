@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.bots.fake_twilio import FakeTwilio, running_fake, stack_with_fake
 from tests.conftest import Stack
+from tests.support.fake_twilio import FakeTwilio, running_fake, stack_with_fake
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
-from bots.parse import bare_phone
 from portico.models import SmsOptOut
+from portico.phones import bare_phone
 from portico.quiet_hours import QuietHours, delay_until_allowed, parse_quiet_hours, zone_for
-from tests.helpers import outbox
+from tests.support.helpers import outbox
 from workflows.types import SmsMessage
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 
 from portico.models import Approver, InboundMessage, SmsOptOut
-from tests.bots.fake_twilio import STAFF_PHONE, TWILIO_NUMBER, post_sms, stack_with_fake
 from tests.conftest import Stack
-from tests.helpers import approvers, create_approval, outbox, seed_document, wait_until
+from tests.support.fake_twilio import STAFF_PHONE, TWILIO_NUMBER, post_sms, stack_with_fake
+from tests.support.helpers import approvers, create_approval, outbox, seed_document, wait_until
 from workflows.approval import ApprovalWorkflow
 from workflows.types import ApprovalState, ApproveRequest, Evidence
 

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from bots import attempts
 from portico.models import SmsCodeAttempt, SmsOptOut
-from tests.bots.fake_twilio import post_sms
 from tests.bots.test_sms_bot import PHONE_1, STRANGER, codes, show, sms_request
-from web.keys import SERVICE
+from tests.support.fake_twilio import post_sms
+from web.http.keys import SERVICE
 
 LOCKED_REPLY = "too many wrong codes"
 REFUSAL = "does not match an open request"

@@ -11,9 +11,9 @@ from playwright.async_api import Page, expect
 
 from portico.models import Project
 from tests.browser.conftest import PHONE, Watched, axe_violations, describe, open_context
-from tests.console_support import ADMIN, add_member, staff_auth
-from tests.helpers import sample_pdf, seed_document
-from tests.portal_support import create_invoice
+from tests.support.console_support import ADMIN, add_member, staff_auth
+from tests.support.helpers import sample_pdf, seed_document
+from tests.support.portal_support import create_invoice
 
 pytestmark = pytest.mark.browser
 

@@ -16,12 +16,12 @@ from PIL import Image
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 
-from activities import pdf
+from portico import pdf
 from portico.files import FileStore
 from portico.models import Approver
 from tests.browser.conftest import PHONE, Watched, axe_violations, describe, open_context
 from tests.conftest import start_stack
-from tests.helpers import create_approval, sample_pdf, seed_document, token_of, wait_until
+from tests.support.helpers import create_approval, sample_pdf, seed_document, token_of, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 
 from portico.temporal import with_converter
 from tests.conftest import venv_binary
-from tests.workflows.fakes import Recorder
+from tests.support.fakes import Recorder
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (

@@ -15,9 +15,9 @@ import schemathesis
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from portico.invoices import totals
+from portico.money import totals
 from portico.schemas import MAX_TOTAL_CENTS, LineItem
-from tests.helpers import sample_pdf
+from tests.support.helpers import sample_pdf
 
 # The only binary fields are the uploads, `contentMediaType: application/pdf`.
 schemathesis.openapi.format("binary", st.sampled_from([sample_pdf("First"), sample_pdf("Second")]))

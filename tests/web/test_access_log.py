@@ -12,8 +12,8 @@ from aiohttp.web_log import AccessLogger
 
 from portico import cli
 from portico.smtp_sink import free_port
-from web.access_log import MaskedAccessLogger
 from web.app import create_app
+from web.http.access_log import MaskedAccessLogger
 
 SECRET = "Zq8s0dXK3vJc1TnRb7YwLm2PaEu9HfGi"
 

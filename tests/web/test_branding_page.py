@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.conftest import start_stack
-from tests.helpers import create_approval, outbox, seed_document, token_of, wait_until
+from tests.support.helpers import create_approval, outbox, seed_document, token_of, wait_until
 
 ROOF = "https://cdn.example.test/roofing.png"
 

@@ -17,7 +17,7 @@ from portico.codec import ENCODING, codec_from_settings, new_key
 from portico.settings import Settings
 from portico.temporal import with_converter
 from tests.conftest import STAFF_KEY, start_stack, venv_binary
-from tests.helpers import create_approval, outbox, seed_document, wait_until
+from tests.support.helpers import create_approval, outbox, seed_document, wait_until
 from web.app import create_app
 
 UI = "http://localhost:8233"

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from portico.models import Approval, AuditEvent, Document
-from tests.console_support import ADMIN, post_form, staff_sign_in
-from tests.helpers import create_approval, sample_pdf, seed_document, wait_until
+from tests.support.console_support import ADMIN, post_form, staff_sign_in
+from tests.support.helpers import create_approval, sample_pdf, seed_document, wait_until
 from web.app import create_app
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')

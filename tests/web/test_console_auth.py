@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from portico import tokens
 from portico.models import StaffSession, StaffSignInLink
-from portico.staff import StaffMemberIn
-from tests.console_support import (
+from portico.services.staff import StaffMemberIn
+from tests.support.console_support import (
     ADMIN,
     STAFF,
     add_member,
@@ -25,7 +25,7 @@ from tests.console_support import (
     staff_sign_in,
     use_staff_link,
 )
-from tests.portal_support import Browser, background_mail_sent, mails_to
+from tests.support.portal_support import Browser, background_mail_sent, mails_to
 from web.app import create_app
 from web.console.keys import STAFF_AUTH as KEY
 

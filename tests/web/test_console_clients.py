@@ -9,8 +9,13 @@ import re
 from sqlalchemy import func, select
 
 from portico.models import Client, Payment, Project
-from tests.console_support import ADMIN, post_form, staff_auth, staff_sign_in
-from tests.portal_support import background_mail_sent, create_invoice, magic_links, seed_client
+from tests.support.console_support import ADMIN, post_form, staff_auth, staff_sign_in
+from tests.support.portal_support import (
+    background_mail_sent,
+    create_invoice,
+    magic_links,
+    seed_client,
+)
 
 
 async def count(stack, model) -> int:

@@ -11,13 +11,13 @@ from pathlib import Path
 from aiohttp import FormData
 from sqlalchemy import update
 
-from portico import service as service_module
 from portico.files import FileStore
 from portico.models import Approval
 from portico.schemas import MAX_ID
+from portico.services import approvals as service_module
 from portico.settings import Settings, _read_or_create
-from tests.bots.fake_twilio import STAFF_PHONE, post_sms, running_fake, stack_with_fake
-from tests.helpers import (
+from tests.support.fake_twilio import STAFF_PHONE, post_sms, running_fake, stack_with_fake
+from tests.support.helpers import (
     approvers,
     create_approval,
     sample_pdf,

@@ -12,13 +12,12 @@ from pathlib import Path
 from aiohttp import FormData
 from sqlalchemy import func, select
 
-from activities import pdf
-from portico import tokens
+from portico import pdf, tokens
 from portico.files import FileStore
 from portico.models import Approver, Document
 from tests.conftest import start_stack
-from tests.helpers import create_approval, outbox, seed_document, token_of, wait_until
-from tests.hostile_pdfs import active_content, many_pages, with_active_content, zero_bomb
+from tests.support.helpers import create_approval, outbox, seed_document, token_of, wait_until
+from tests.support.hostile_pdfs import active_content, many_pages, with_active_content, zero_bomb
 
 
 def document_form(project_id: int, data: bytes, number: str = "EST-9") -> FormData:
@@ -238,6 +237,7 @@ async def test_a_signed_pdf_that_cannot_be_built_fails_visibly_and_staff_are_tol
     assert "expand to more than 50 MB" in mail.body
     subjects = [m.subject for m in await outbox(stack.sessions, "office@firm.test")]
     assert not any(s and s.startswith("Approved: ") for s in subjects)  # no "PDF attached"
+
     async def client_copy() -> list:  # the approver already has the request's email
         mails = await outbox(stack.sessions, "a1@client.test")
         return [m for m in mails if "could not be prepared" in m.body]

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from activities import pdf
+from portico import pdf
 from tests.conftest import start_stack
-from tests.helpers import wait_until
-from tests.portal_support import (
+from tests.support.helpers import wait_until
+from tests.support.portal_support import (
     Browser,
     create_invoice,
     flaky_relay,
@@ -182,7 +182,7 @@ async def test_pay_page_without_stripe_reveals_bank_details(bank_stack):
 
 
 async def test_deposit_invoice_must_belong_to_the_same_client(stack):
-    from tests.helpers import create_approval, seed_document
+    from tests.support.helpers import create_approval, seed_document
 
     document = await seed_document(stack)
     approval = await create_approval(stack, document["id"])

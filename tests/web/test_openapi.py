@@ -6,7 +6,7 @@ from __future__ import annotations
 import jsonschema
 from aiohttp import FormData
 
-from tests.helpers import approvers, create_approval, sample_pdf, seed_document
+from tests.support.helpers import approvers, create_approval, sample_pdf, seed_document
 
 
 async def spec(stack) -> dict:

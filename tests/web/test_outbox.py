@@ -26,12 +26,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from portico import cli, outbox
+from portico import cli
 from portico.models import OutboundMessage, OutboxMessage
+from portico.services import outbox
 from portico.smtp_sink import SinkHandler, SmtpSink, free_port
 from tests.conftest import STAFF_KEY, Stack, start_stack
-from tests.helpers import wait_until
-from tests.portal_support import (
+from tests.support.helpers import wait_until
+from tests.support.portal_support import (
     CSRF,
     MAGIC,
     Browser,
@@ -41,7 +42,7 @@ from tests.portal_support import (
     use_link,
 )
 from web.app import create_app
-from web.portal_keys import AUTH
+from web.http.portal_keys import AUTH
 from worker import build_worker
 
 CLIENT = "dana@client.test"

@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 
 from portico import tokens
 from portico.models import MagicLink, PortalSession, PortalSignInRequest
-from portico.portal_auth import EMAIL_LIMIT, IP_LIMIT
-from tests.helpers import wait_until
-from tests.portal_support import (
+from portico.services.portal_auth import EMAIL_LIMIT, IP_LIMIT
+from tests.support.helpers import wait_until
+from tests.support.portal_support import (
     Browser,
     background_mail_sent,
     magic_links,

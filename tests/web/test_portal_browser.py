@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import start_stack
-from tests.fake_stripe import FakeStripe
-from tests.portal_support import create_invoice, next_magic_link, seed_client
+from tests.support.fake_stripe import FakeStripe
+from tests.support.portal_support import create_invoice, next_magic_link, seed_client
 
 pytestmark = pytest.mark.browser
 

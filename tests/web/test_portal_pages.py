@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import FormData
 
 from portico import tokens
-from tests.helpers import token_of, wait_until
-from tests.portal_support import Browser, create_invoice, mails_to, seed_client, sign_in
+from tests.support.helpers import token_of, wait_until
+from tests.support.portal_support import Browser, create_invoice, mails_to, seed_client, sign_in
 
 
 async def seed_account(stack, name: str, email: str) -> dict[str, Any]:

@@ -16,11 +16,12 @@ from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from portico import tokens
+from portico.clock import utcnow
 from portico.models import Approver, Client, PortalSession, SigningLink
-from portico.portal import is_the_client, utcnow
-from tests.helpers import token_of, wait_until
-from tests.portal_support import CSRF, Browser, sign_in
-from web.portal import COOKIE
+from portico.services.portal import is_the_client
+from tests.support.helpers import token_of, wait_until
+from tests.support.portal_support import CSRF, Browser, sign_in
+from web.http.portal_session import COOKIE
 
 
 async def seed_request(

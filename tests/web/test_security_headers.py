@@ -17,7 +17,7 @@ from portico.models import Client, MagicLink, PortalSession
 from portico.settings import Settings
 from tests.conftest import STAFF_KEY
 from web.app import create_app
-from web.portal_keys import AUTH
+from web.http.portal_keys import AUTH
 
 EVIL = "https://evil.test"
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')

@@ -11,12 +11,18 @@ from datetime import timedelta
 from aiohttp import FormData
 from sqlalchemy import select
 
-from activities import pdf
-from portico import tokens
+from portico import pdf, tokens
 from portico.models import Approver
-from tests.helpers import create_approval, outbox, sample_pdf, seed_document, token_of, wait_until
-from web import signing
-from web.signing import VIEW_WINDOW
+from tests.support.helpers import (
+    create_approval,
+    outbox,
+    sample_pdf,
+    seed_document,
+    token_of,
+    wait_until,
+)
+from web.pages import signing
+from web.pages.signing import VIEW_WINDOW
 
 
 def csrf(html: str) -> str:

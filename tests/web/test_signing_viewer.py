@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.helpers import create_approval, seed_document, token_of
+from tests.support.helpers import create_approval, seed_document, token_of
 from tests.web.test_signing_page import open_page
 
 STATIC = Path(__file__).parents[2] / "web" / "static"

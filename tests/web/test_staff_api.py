@@ -9,12 +9,19 @@ import pytest
 from aiohttp import FormData
 from sqlalchemy import select
 
-from activities import pdf
+from portico import pdf
 from portico.errors import Conflict
 from portico.models import Approver
-from portico.service import free_sms_code
-from tests.helpers import approvers, create_approval, outbox, sample_pdf, seed_document, wait_until
-from web.keys import SERVICE
+from portico.services.approvals import free_sms_code
+from tests.support.helpers import (
+    approvers,
+    create_approval,
+    outbox,
+    sample_pdf,
+    seed_document,
+    wait_until,
+)
+from web.http.keys import SERVICE
 
 
 async def test_missing_or_wrong_key_is_401(stack):

@@ -19,13 +19,13 @@ from sqlalchemy import select, update
 from temporalio.client import WorkflowExecutionStatus
 
 from portico import cli
-from portico.invoice_audit import verify_invoice
-from portico.invoices import overdue_at
 from portico.models import InvoiceAuditEvent, Payment, StripeEvent
+from portico.services.billing import overdue_at
+from portico.services.invoice_audit import verify_invoice
 from tests.conftest import start_stack
-from tests.fake_stripe import FakeStripe, signed, wrap
-from tests.helpers import wait_until
-from tests.portal_support import (
+from tests.support.fake_stripe import FakeStripe, signed, wrap
+from tests.support.helpers import wait_until
+from tests.support.portal_support import (
     CSRF,
     Browser,
     FlakyRelay,
@@ -36,7 +36,7 @@ from tests.portal_support import (
     sign_in,
     temporal_unreachable,
 )
-from tests.portal_support import mails_to as sent_to
+from tests.support.portal_support import mails_to as sent_to
 from workflows.invoice import InvoiceWorkflow
 from workflows.types import InvoiceState
 
@@ -701,7 +701,7 @@ async def test_malformed_signed_events_are_ignored_never_a_500(
         "string_object": {"object": "cs_test_1"},
         "list_metadata": {"object": {**obj, "metadata": [str(invoice["id"])]}},
     }[data]
-    with caplog.at_level("INFO", logger="portico.invoices"):
+    with caplog.at_level("INFO", logger="portico.services.billing"):
         status, answer = await webhook(stack, event)
     assert (status, answer["result"], answer["ignored"]) == (200, "ignored", "malformed")
     assert any(field in r.getMessage() and event["id"] in r.getMessage() for r in caplog.records)

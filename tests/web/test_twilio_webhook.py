@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from portico.models import InboundMessage, SmsOptOut
-from tests.bots.fake_twilio import (
+from tests.conftest import Stack
+from tests.support.fake_twilio import (
     AUTH_TOKEN,
     WEBHOOK,
     FakeTwilio,
@@ -24,8 +25,7 @@ from tests.bots.fake_twilio import (
     sign,
     stack_with_fake,
 )
-from tests.conftest import Stack
-from tests.helpers import approvers, create_approval, seed_document
+from tests.support.helpers import approvers, create_approval, seed_document
 
 PHONE = "+15550100001"
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from aiohttp import FormData
 
-from activities import pdf
+from portico import pdf
 from portico.audit import verify_approval
 from portico.errors import Unavailable
-from tests.helpers import create_approval, outbox, sample_pdf, seed_document, token_of, wait_until
+from tests.support.helpers import (
+    create_approval,
+    outbox,
+    sample_pdf,
+    seed_document,
+    token_of,
+    wait_until,
+)
 from tests.web.test_signing_page import open_page, post
-from web.keys import SERVICE
+from web.http.keys import SERVICE
 
 NEW_ITEMS = [
     {"description": "Outlet", "quantity": 6, "unit_price_cents": 12500},

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from portico.temporal import with_converter
-from tests.workflows.fakes import Recorder
+from tests.support.fakes import Recorder
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (
     ApprovalInput,

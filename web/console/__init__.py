@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from portico.console import ConsoleQueries
-from portico.staff import StaffAuth
+from portico.services.console import ConsoleQueries
+from portico.services.staff import StaffAuth
 from web.console import approvals, auth, board, clients, settings
 from web.console.keys import QUERIES, STAFF_AUTH, STREAMS
-from web.keys import SESSIONS
+from web.http.keys import SESSIONS
 
 
 def setup(app: web.Application) -> None:

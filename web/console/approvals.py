@@ -28,8 +28,8 @@ from web.console.common import (
     validated,
 )
 from web.console.keys import QUERIES
-from web.keys import SERVICE, SETTINGS
-from web.portal import pdf_response
+from web.http.keys import SERVICE, SETTINGS
+from web.pages.portal import pdf_response
 
 routes = web.RouteTableDef()
 MAX_APPROVERS = 5

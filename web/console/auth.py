@@ -9,15 +9,15 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, NotFound
-from portico.portal_auth import RateLimited
 from portico.portal_schemas import EMAIL_PATTERN
-from portico.staff import ABSOLUTE_TIMEOUT
-from web import cookies
+from portico.services.portal_auth import RateLimited
+from portico.services.staff import ABSOLUTE_TIMEOUT
 from web.console import board
 from web.console.common import COOKIE, checked_form, current, render, session_cookie
 from web.console.keys import STAFF_AUTH
-from web.keys import SETTINGS
-from web.portal_keys import AUTH
+from web.http import cookies
+from web.http.keys import SETTINGS
+from web.http.portal_keys import AUTH
 
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_staff_pre"  # binds the sign-in form's CSRF token before any session

@@ -15,12 +15,12 @@ import json
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from portico.console import APPROVAL_STATUSES, WATCH_LIMIT
 from portico.schemas import known_id, parse_id
-from portico.staff import StaffIdentity
+from portico.services.console import APPROVAL_STATUSES, WATCH_LIMIT
+from portico.services.staff import StaffIdentity
 from web.console.common import render, session_cookie, signed_in, status_label
 from web.console.keys import QUERIES, STAFF_AUTH, STREAMS
-from web.security import add_headers
+from web.http.security import add_headers
 
 routes = web.RouteTableDef()
 POLL_SECONDS = 2.0  # between two database polls of an open board's live stream

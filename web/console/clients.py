@@ -12,11 +12,11 @@ from portico.errors import PorticoError
 from portico.money import BadAmount, parse_cents
 from portico.portal_schemas import PaymentIn
 from portico.schemas import LOCALES, ClientIn, ProjectIn
+from web.api.staff_portal import send_invite
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
 from web.console.keys import QUERIES
-from web.keys import SERVICE
-from web.portal_keys import BILLING
-from web.staff_portal import send_invite
+from web.http.keys import SERVICE
+from web.http.portal_keys import BILLING
 
 routes = web.RouteTableDef()
 CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")

@@ -10,12 +10,13 @@ from pydantic import BaseModel, ValidationError
 
 from portico import tokens
 from portico.errors import BadRequest, Forbidden, NotFound
+from portico.money import format_money as money
 from portico.schemas import known_id, parse_id
-from portico.staff import StaffIdentity
-from web import cookies
+from portico.services.staff import StaffIdentity
 from web.console.keys import STAFF_AUTH
-from web.keys import SETTINGS
-from workflows.messages import kind_label, money
+from web.http import cookies
+from web.http.keys import SETTINGS
+from workflows.messages import kind_label
 
 COOKIE = "portico_staff"  # `__Host-portico_staff` behind an https public URL
 IDENTITY = web.RequestKey("staff_identity", StaffIdentity)

@@ -6,8 +6,8 @@ import asyncio
 
 from aiohttp import web
 
-from portico.console import ConsoleQueries
-from portico.staff import StaffAuth
+from portico.services.console import ConsoleQueries
+from portico.services.staff import StaffAuth
 
 STAFF_AUTH = web.AppKey("staff_auth", StaffAuth)
 QUERIES = web.AppKey("console_queries", ConsoleQueries)

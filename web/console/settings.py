@@ -8,9 +8,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from portico.errors import Conflict, PorticoError
-from portico.portal import SECTIONS
 from portico.portal_schemas import PortalSettingsIn
-from portico.staff import ROLES, StaffMemberIn
+from portico.services.portal import SECTIONS
+from portico.services.staff import ROLES, StaffMemberIn
 from web.console.common import (
     FieldErrors,
     checked_form,
@@ -20,7 +20,7 @@ from web.console.common import (
     validated,
 )
 from web.console.keys import STAFF_AUTH
-from web.portal_keys import STORE
+from web.http.portal_keys import STORE
 
 routes = web.RouteTableDef()
 SECTION_LABELS = {

@@ -1,0 +1,110 @@
+"""The shared Temporal client, connected on first use so pages keep working while Temporal is
+down, and the mapping of workflow errors to domain errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from portico.errors import Conflict, Invalid, NotFound, PorticoError, Unavailable
+from portico.settings import Settings
+from portico.temporal import connect
+from workflows.types import (
+    CONSENT_REQUIRED,
+    INVALID_DAYS,
+    REASON_REQUIRED,
+    SIGNATURE_REQUIRED,
+    UNKNOWN_APPROVER,
+    VIEWED_SIGNAL,
+    ApprovalState,
+    ApproveRequest,
+    DecisionResult,
+    DeclineRequest,
+    ExtendRequest,
+    RemindRequest,
+    ViewedSignal,
+    VoidRequest,
+    approval_workflow_id,
+)
+
+T = TypeVar("T")
+
+ERROR_CLASSES: dict[str, type[PorticoError]] = {
+    REASON_REQUIRED: Invalid,
+    CONSENT_REQUIRED: Invalid,
+    SIGNATURE_REQUIRED: Invalid,
+    INVALID_DAYS: Invalid,
+    UNKNOWN_APPROVER: NotFound,
+}
+
+
+class TemporalGateway:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    address = self.settings.temporal_address or "127.0.0.1:7233"
+                    try:
+                        self._client = await connect(
+                            address, self.settings.temporal_namespace, settings=self.settings
+                        )
+                    except Exception as err:
+                        raise Unavailable(
+                            "The approval engine is unreachable right now; nothing was changed. "
+                            "Please try again in a minute."
+                        ) from err
+        return self._client
+
+    async def handle(self, approval_id: int) -> WorkflowHandle:
+        return (await self.client()).get_workflow_handle(approval_workflow_id(approval_id))
+
+    async def decide(
+        self, approval_id: int, update: str, req: ApproveRequest | DeclineRequest
+    ) -> DecisionResult:
+        """An approver's `approve` / `decline` update of ApprovalWorkflow, by name."""
+        handle = await self.handle(approval_id)
+        return await self.call(handle.execute_update(update, req, result_type=DecisionResult))
+
+    async def staff_update(
+        self, approval_id: int, update: str, req: VoidRequest | ExtendRequest | RemindRequest
+    ) -> ApprovalState:
+        """A staff `void` / `extend` / `remind` update of ApprovalWorkflow, by name."""
+        handle = await self.handle(approval_id)
+        return await self.call(handle.execute_update(update, req, result_type=ApprovalState))
+
+    async def viewed(self, approval_id: int, sig: ViewedSignal) -> None:
+        """Tell the workflow an approver opened their link (a signal: no answer awaited)."""
+        await (await self.handle(approval_id)).signal(VIEWED_SIGNAL, sig)
+
+    async def call(self, action: Awaitable[T]) -> T:
+        """Run a workflow call, turning its failures into clear domain errors."""
+        try:
+            return await action
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                raise ERROR_CLASSES.get(cause.type or "", Conflict)(
+                    cause.message, code=_snake(cause.type or "conflict")
+                ) from err
+            raise Conflict(str(cause or err)) from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND or "completed" in err.message.lower():
+                raise Conflict("This request is already closed.", code="request_closed") from err
+            raise Unavailable(
+                "The approval engine did not answer; nothing was changed. Please try again."
+            ) from err
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
+    return out.lstrip("_")

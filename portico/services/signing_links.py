@@ -1,0 +1,119 @@
+"""What a signing token opens: the one lookup of a signing link, for the signing page.
+
+A token is either an approver's own link (`Approver.token_hash`, sent by email/SMS) or a
+short-lived one minted from the client portal (`SigningLink`, bound to the client and the
+portal session it came from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import bindparam, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapper, selectinload
+
+from portico import tokens
+from portico.clock import utcnow
+from portico.db import read_connection
+from portico.models import Approval, Approver, Document, SigningLink
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PortalOrigin:
+    """The portal session a signing token was minted from (evidence of a decision)."""
+
+    client_id: int
+    session_id: int | None
+
+
+async def approver_for_portal_token(
+    session: AsyncSession, token_hash: str
+) -> tuple[Approver, PortalOrigin] | None:
+    """The approver a portal-minted signing token opens while it is valid, loaded the way the
+    signing page needs it (its request with approvers and document), and where it came from.
+
+    Tokens minted before links recorded their client (they could be for anyone's turn) open
+    nothing; they lived two hours at most."""
+    row = (
+        await session.execute(
+            select(Approver, SigningLink.client_id, SigningLink.portal_session_id)
+            .join(SigningLink, SigningLink.approver_id == Approver.id)
+            .where(
+                SigningLink.token_hash == token_hash,
+                SigningLink.expires_at > utcnow(),
+            )
+            .options(
+                selectinload(Approver.approval).selectinload(Approval.approvers),
+                selectinload(Approver.approval).selectinload(Approval.document),
+            )
+        )
+    ).first()
+    if row is None or row.client_id is None:
+        return None
+    return row.Approver, PortalOrigin(row.client_id, row.portal_session_id)
+
+
+# What a signing page needs, in one statement: the link's approver ("me"), its request and
+# document, and one row per approver of that request. Plain Core rows made into transient ORM
+# objects cost a fraction of ORM loading (the signing page is the busiest read path,
+# docs/benchmarks.md section 1).
+_ME = Approver.__table__.alias("me")
+_EVERYONE = Approver.__table__.alias("everyone")
+_APPROVALS = Approval.__table__
+_DOCUMENTS = Document.__table__
+LINK_QUERY = (
+    select(_ME.c.id.label("me_id"), _APPROVALS, _DOCUMENTS, _EVERYONE)
+    .select_from(
+        _ME.join(_APPROVALS, _APPROVALS.c.id == _ME.c.approval_id)
+        .join(_DOCUMENTS, _DOCUMENTS.c.id == _APPROVALS.c.document_id)
+        .join(_EVERYONE, _EVERYONE.c.approval_id == _APPROVALS.c.id)
+    )
+    .where(_ME.c.token_hash == bindparam("token_hash"))
+    .order_by(_EVERYONE.c.position)
+)
+
+
+def _columns(model: type, table: Any) -> list[tuple[str, Any]]:
+    """(attribute name, selected column) pairs to build `model` objects from LINK_QUERY rows."""
+    mapper: Mapper[Any] = inspect(model)
+    return [(attr.key, table.c[attr.columns[0].name]) for attr in mapper.column_attrs]
+
+
+_APPROVER_COLUMNS = _columns(Approver, _EVERYONE)
+_APPROVAL_COLUMNS = _columns(Approval, _APPROVALS)
+_DOCUMENT_COLUMNS = _columns(Document, _DOCUMENTS)
+
+
+def _build(model: type[T], columns: list[tuple[str, Any]], row: Any) -> T:
+    """A transient `model` object filled the way the ORM fills a loaded one (its __dict__),
+    without the change events `model(**values)` fires for every attribute."""
+    obj: T = inspect(model).class_manager.new_instance()
+    obj.__dict__.update({key: row[column] for key, column in columns})
+    return obj
+
+
+async def load_link(
+    sessions: async_sessionmaker[AsyncSession], token: str
+) -> tuple[Approver, PortalOrigin | None] | None:
+    """The approver a signing token opens, with its request, document and fellow approvers
+    (transient objects: read them, never add them to a session), and the portal session the
+    token was minted from, if it was."""
+    token_hash = tokens.hash_token(token)
+    async with read_connection(sessions) as conn:
+        result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
+        rows = [r._mapping for r in result]
+    if not rows:  # a short-lived token minted from the client portal
+        async with sessions() as session:
+            return await approver_for_portal_token(session, token_hash)
+    approval = _build(Approval, _APPROVAL_COLUMNS, rows[0])
+    approvers = [_build(Approver, _APPROVER_COLUMNS, row) for row in rows]
+    approval.__dict__.update(
+        document=_build(Document, _DOCUMENT_COLUMNS, rows[0]), approvers=approvers
+    )
+    for approver in approvers:
+        approver.__dict__["approval"] = approval
+    return next(a for a in approvers if a.id == rows[0]["me_id"]), None

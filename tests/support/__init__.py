@@ -1,0 +1,2 @@
+"""Fakes and builders shared by the tests: Stripe, Twilio, Temporal activities, PDFs, portal
+data."""

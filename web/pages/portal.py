@@ -1,0 +1,446 @@
+"""The client portal `/portal` (CONTRACT §4): magic-link sign-in, dashboard, projects, approvals,
+bookings, shared files, invoices and payments, contact details and service requests.
+
+Every page reads only the signed-in client's rows (another client's ids are 404). Forms carry a
+CSRF token bound to the session (or, before sign-in, to a pre-session cookie or the link).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from portico import tokens
+from portico.errors import BadRequest, Forbidden, NotFound
+from portico.money import format_money
+from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
+from portico.schemas import describe_errors, known_id, parse_id
+from portico.services.billing import pay_token
+from portico.services.portal import COMPLETE_STATUSES
+from portico.services.portal_auth import (
+    PortalIdentity,
+    RateLimited,
+)
+from web.http.keys import SERVICE, SETTINGS
+from web.http.portal_keys import AUTH, BILLING, STORE
+from web.http.portal_session import (
+    IDENTITY,
+    checked_form,
+    clear_session_cookie,
+    client_ip,
+    csrf_for,
+    current,
+    secure_cookies,
+    session_cookie,
+    set_session_cookie,
+    signed_in,
+)
+from web.pages import pay as payments
+from workflows.messages import kind_label
+
+routes = web.RouteTableDef()
+PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
+SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def path_int(request: web.Request, name: str = "id") -> int:
+    value = parse_id(request.match_info[name])
+    if value is None or not known_id(value):
+        raise NotFound("There is nothing at this address.")
+    return value
+
+
+async def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    settings = request.app[SETTINGS]
+    portal_settings = await request.app[STORE].portal_settings()
+    who = request.get(IDENTITY)
+    base = {
+        "company_name": settings.company_name,
+        "portal": portal_settings,
+        "signed_in": who is not None,
+        "csrf": csrf_for(request, who) if who else None,
+        "money": format_money,
+        "kind_label": kind_label,
+        "status_label": status_label,
+        "today": datetime.now(UTC).date(),
+    }
+    return aiohttp_jinja2.render_template(
+        f"portal/{template}", request, {**base, **context}, status=status
+    )
+
+
+def status_label(status: str) -> str:
+    return status.replace("_", " ").capitalize()
+
+
+def validated(model: type[BaseModel], form: dict[str, Any]) -> tuple[Any, str | None]:
+    """(model or None, error sentence): empty form fields count as not given."""
+    data = {k: v for k, v in form.items() if v != "" and k != "csrf"}
+    try:
+        return model.model_validate(data), None
+    except ValidationError as err:
+        return None, describe_errors(err)
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+@routes.get("/portal", name="portal")
+async def portal_home(request: web.Request) -> web.Response:
+    who = await current(request)
+    if who is not None:
+        return await dashboard(request, who)
+    response = await sign_in_page(request, expired=bool(session_cookie(request)))
+    clear_session_cookie(request, response)
+    return response
+
+
+async def sign_in_page(
+    request: web.Request,
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    expired: bool = False,
+) -> web.Response:
+    pre = request.cookies.get(PRE_COOKIE)
+    fresh = pre is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", pre)
+    if fresh:
+        pre = tokens.new_token()
+    assert pre is not None
+    portal_settings = await request.app[STORE].portal_settings()
+    response = await render(
+        request,
+        "sign_in.html",
+        {
+            "title": "Sign in",
+            "form_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, "pre:" + pre),
+            "enabled": portal_settings.enabled,
+            "error": error,
+            "email": email,
+            "expired": expired or request.query.get("expired") == "1",
+            "signed_out": request.query.get("signed_out") == "1",
+        },
+        status=status,
+    )
+    if fresh:
+        response.set_cookie(
+            PRE_COOKIE,
+            pre,
+            httponly=True,
+            samesite="Lax",
+            secure=secure_cookies(request),
+            path="/portal",
+        )
+    return response
+
+
+@routes.post("/portal/sign-in")
+async def request_link(request: web.Request) -> web.Response:
+    form = await request.post()
+    email = str(form.get("email", "")).strip()
+    pre = request.cookies.get(PRE_COOKIE, "")
+    secret = request.app[SETTINGS].secret_key
+    if not pre or not tokens.csrf_valid(secret, "pre:" + pre, str(form.get("csrf", ""))):
+        return await sign_in_page(
+            request, 400, "This form has expired. Please try again.", email=email
+        )
+    if not await request.app[AUTH].enabled():
+        return await sign_in_page(request, 409)
+    if not re.fullmatch(EMAIL_PATTERN, email) or len(email) > 320:
+        return await sign_in_page(request, 422, "Please enter a valid email address.", email)
+    try:
+        await request.app[AUTH].request_sign_in(email, client_ip(request))
+    except RateLimited as err:
+        return await sign_in_page(request, 429, err.message, email)
+    return await render(
+        request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE + "."}
+    )
+
+
+def invalid_link_page(request: web.Request) -> NotFound:
+    return NotFound(
+        "This sign-in link has expired or has already been used. "
+        "Please request a new one from the sign-in page."
+    )
+
+
+@routes.get("/portal/link/{token}")
+async def link_page(request: web.Request) -> web.Response:
+    """Shows a Sign in button; reading the page (or a mail scanner's prefetch) uses nothing."""
+    token = request.match_info["token"]
+    link = await request.app[AUTH].peek(token)
+    if link is None:
+        raise invalid_link_page(request)
+    return await render(
+        request,
+        "link.html",
+        {
+            "title": "Sign in",
+            "token": token,
+            "link_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, link.token_hash),
+        },
+    )
+
+
+@routes.post("/portal/link/{token}")
+async def use_link(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    form = await request.post()
+    secret = request.app[SETTINGS].secret_key
+    if not tokens.csrf_valid(secret, tokens.hash_token(token), str(form.get("csrf", ""))):
+        raise BadRequest("This form has expired. Please open the link from your email again.")
+    auth = request.app[AUTH]
+    session_id = await auth.consume(token, client_ip(request), request.headers.get("User-Agent"))
+    if session_id is None:
+        raise invalid_link_page(request)
+    response = web.HTTPSeeOther("/portal")
+    set_session_cookie(request, response, session_id)
+    raise response
+
+
+@routes.post("/portal/sign-out")
+async def sign_out(request: web.Request) -> web.Response:
+    who = await current(request)
+    if who is not None:
+        await checked_form(request, who)
+        await request.app[AUTH].end(session_cookie(request))
+    response = web.HTTPSeeOther("/portal?signed_out=1")
+    clear_session_cookie(request, response)
+    raise response
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+async def dashboard(request: web.Request, who: PortalIdentity) -> web.Response:
+    store = request.app[STORE]
+    view = await store.overview(who.client_id)
+    tab = "complete" if request.query.get("tab") == "complete" else "active"
+    projects = [p for p in view.projects if (p.status in COMPLETE_STATUSES) == (tab == "complete")]
+    today = datetime.now(UTC).date()
+    return await render(
+        request,
+        "dashboard.html",
+        {
+            "title": "Your account",
+            "view": view,
+            "tab": tab,
+            "projects": projects,
+            "upcoming": [b for b in view.bookings if b.date >= today],
+            "past": [b for b in view.bookings if b.date < today][-5:],
+            "open_invoices": [i for i in view.invoices if i.status in ("open", "partially_paid")],
+            "pending_approvals": [a for a in view.approvals if a.signable],
+            "others_turn": [a for a in view.approvals if a.open and not a.signable],
+        },
+    )
+
+
+@routes.get("/portal/projects/{id}")
+async def project_page(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    view = await request.app[STORE].overview(who.client_id, project_id=path_int(request))
+    return await render(
+        request,
+        "project.html",
+        {"title": view.projects[0].name, "view": view, "project": view.projects[0]},
+    )
+
+
+@routes.get("/portal/approvals/{id}")
+async def approval_page(request: web.Request) -> web.Response:
+    """A request of the client's projects, read-only: its status and whose turn it is."""
+    who = await signed_in(request)
+    row = await request.app[STORE].approval(who.client_id, path_int(request))
+    return await render(request, "approval.html", {"title": row.document.title, "row": row})
+
+
+@routes.get("/portal/approvals/{id}/sign")
+async def approval_sign(request: web.Request) -> web.Response:
+    """Open the client's own signing page with a freshly minted, short-lived token; a request
+    the client is not an approver of gets its read-only page with a 403 and no token."""
+    who = await signed_in(request)
+    store = request.app[STORE]
+    row = await store.approval(who.client_id, path_int(request))
+    try:
+        token = await store.signing_token(who.client_id, who.session_hash, row)
+    except Forbidden as err:
+        context = {"title": row.document.title, "row": row, "refused": err.message}
+        return await render(request, "approval.html", context, status=err.status)
+    raise web.HTTPSeeOther(f"/s/{token}")
+
+
+@routes.get("/portal/approvals/{id}/signed.pdf")
+async def approval_signed_pdf(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    row = await request.app[STORE].approval(who.client_id, path_int(request))
+    path = row.approval.signed_pdf_path
+    if row.approval.status == "approved" and not path:  # rendered a moment after approval
+        path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
+    if row.approval.status != "approved" or not path:
+        raise NotFound("The signed copy is available once everyone has approved.")
+    data = request.app[BILLING].files.read(path)
+    return pdf_response(data, f"{row.document.number}-signed.pdf")
+
+
+@routes.get("/portal/files/{id}")
+async def file_download(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    document = await request.app[STORE].document(who.client_id, path_int(request))
+    data = request.app[BILLING].files.read(document.file_path)
+    return pdf_response(
+        data, f"{document.number}.pdf", download=bool(request.query.get("download"))
+    )
+
+
+@routes.post("/portal/files/{id}/share")
+async def file_share(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    await checked_form(request, who)
+    store = request.app[STORE]
+    document = await store.document(who.client_id, path_int(request))
+    token, expires = await store.share_document(who.client_id, document.id)
+    return await render(
+        request,
+        "share.html",
+        {
+            "title": "Share link",
+            "what": f"{kind_label(document.kind)} {document.number}",
+            "url": request.app[SETTINGS].url(f"/share/{token}"),
+            "expires_at": expires,
+        },
+    )
+
+
+@routes.get("/portal/bookings/{id}")
+async def booking_page(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    booking = await request.app[STORE].booking(who.client_id, path_int(request))
+    return await render(request, "booking.html", {"title": booking.title, "booking": booking})
+
+
+@routes.get("/portal/invoices/{id}")
+async def invoice_page(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    invoice = await request.app[STORE].invoice(who.client_id, path_int(request))
+    token = pay_token(request.app[SETTINGS].secret_key, invoice.id, invoice.pay_nonce)
+    return await payments.invoice_view(request, token, in_portal=True)
+
+
+@routes.get("/portal/invoices/{id}/pdf")
+async def invoice_pdf(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    invoice = await request.app[STORE].invoice(who.client_id, path_int(request))
+    data = request.app[BILLING].pdf_bytes(invoice)
+    return pdf_response(data, f"invoice-{invoice.number}.pdf")
+
+
+@routes.get("/portal/contact")
+async def contact_page(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    client, address = await request.app[STORE].client(who.client_id)
+    form = {
+        "name": client.name,
+        "phone": client.phone or "",
+        "company": client.company or "",
+        "address": address or "",
+    }
+    saved = request.query.get("saved") == "1"
+    return await render(
+        request,
+        "contact.html",
+        {"title": "Contact details", "client": client, "form": form, "saved": saved},
+    )
+
+
+@routes.post("/portal/contact")
+async def contact_save(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    data, error = validated(ContactIn, {k: form.get(k, "") for k in ContactIn.model_fields})
+    if data is None:
+        client, _ = await request.app[STORE].client(who.client_id)
+        return await render(
+            request,
+            "contact.html",
+            {"title": "Contact details", "client": client, "form": form, "error": error},
+            status=422,
+        )
+    await request.app[STORE].update_contact(who.client_id, data)  # staff are told of changes
+    raise web.HTTPSeeOther("/portal/contact?saved=1")
+
+
+@routes.get("/portal/service-request")
+async def service_request_page(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    store = request.app[STORE]
+    client, address = await store.client(who.client_id)
+    view = await store.overview(who.client_id)
+    form = {
+        "name": client.name,
+        "email": client.email,
+        "phone": client.phone or "",
+        "company": client.company or "",
+        "address": address or "",
+        "project_id": request.query.get("project", ""),
+    }
+    return await render(
+        request,
+        "service_request.html",
+        {"title": "Request service", "form": form, "projects": view.projects},
+    )
+
+
+@routes.post("/portal/service-request")
+async def service_request_send(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    store = request.app[STORE]
+    data, error = validated(
+        ServiceRequestIn, {k: form.get(k, "") for k in ServiceRequestIn.model_fields}
+    )
+    if data is None:
+        view = await store.overview(who.client_id)
+        return await render(
+            request,
+            "service_request.html",
+            {"title": "Request service", "form": form, "projects": view.projects, "error": error},
+            status=422,
+        )
+    await store.create_service_request(who.client_id, data)  # and the staff notices
+    return await render(
+        request,
+        "message.html",
+        {
+            "title": "Request sent",
+            "message": "Thank you: we received your request and will be in touch soon.",
+            "back": True,
+        },
+    )
+
+
+@routes.get("/share/{token}")
+async def shared_file(request: web.Request) -> web.Response:
+    """A document a client shared: read-only, no sign-in."""
+    document = await request.app[STORE].open_share(request.match_info["token"])
+    data = request.app[BILLING].files.read(document.file_path)
+    return pdf_response(data, f"{document.number}.pdf")
+
+
+def pdf_response(data: bytes, filename: str, download: bool = False) -> web.Response:
+    safe = "".join(c for c in filename if c.isalnum() or c in "-_.") or "document.pdf"
+    disposition = "attachment" if download else "inline"
+    return web.Response(
+        body=data,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'{disposition}; filename="{safe}"'},
+    )

@@ -1,0 +1,1 @@
+"""Inbound webhooks: Twilio SMS and Stripe events."""
