@@ -24,8 +24,7 @@ from datetime import UTC, datetime
 
 from reportlab.pdfgen.canvas import Canvas
 
-from activities import pdf, pdf_sandbox
-from portico import pades
+from portico import pades, pdf, pdf_sandbox
 from portico.pdf_safety import DEFAULT_LIMITS
 
 

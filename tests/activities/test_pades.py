@@ -36,10 +36,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import pdf
 from activities.documents import DocumentActivities
 from activities.records import append_event
-from portico import pades
+from portico import pades, pdf
 from portico.audit import verify_approval
 from portico.models import Approval
 from tests.activities.test_documents import World, blank_pdf
