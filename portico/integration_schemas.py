@@ -1,0 +1,101 @@
+"""Inputs and answers of the hand-off API (CONTRACT section 11): webhook endpoints, their
+deliveries, and the CSV exports' date range."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from portico.schemas import Out
+
+EVENT_TYPES = (
+    "approval.sent",
+    "approval.viewed",
+    "approval.partially_approved",
+    "approval.approved",
+    "approval.declined",
+    "approval.expired",
+    "approval.voided",
+    "invoice.sent",
+    "invoice.paid",
+    "invoice.reopened",
+    "payment.succeeded",
+    "payment.refunded",
+)
+ALL_EVENTS = "*"
+EventName = Literal[
+    "*",
+    "approval.sent",
+    "approval.viewed",
+    "approval.partially_approved",
+    "approval.approved",
+    "approval.declined",
+    "approval.expired",
+    "approval.voided",
+    "invoice.sent",
+    "invoice.paid",
+    "invoice.reopened",
+    "payment.succeeded",
+    "payment.refunded",
+]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    events: Annotated[list[EventName], Field(min_length=1, max_length=len(EVENT_TYPES) + 1)]
+    description: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if ALL_EVENTS in value and len(value) > 1:
+            raise ValueError('use ["*"] alone for every event')
+        return list(dict.fromkeys(value))  # each once, in the order given
+
+
+class WebhookOut(Out):
+    id: int
+    url: str
+    events: list[EventName]
+    description: str | None
+    created_at: datetime
+
+
+class WebhookCreatedOut(WebhookOut):
+    """The only answer that shows the signing secret."""
+
+    secret: Annotated[str, Field(pattern=r"^whsec_")]
+
+
+class WebhookListOut(Out):
+    items: list[WebhookOut]
+
+
+class WebhookDeliveryOut(Out):
+    event_id: str
+    type: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+
+
+class WebhookDeliveryListOut(Out):
+    items: list[WebhookDeliveryOut]
+
+
+class DateRange(BaseModel):
+    """`?from=&to=` of an export: both optional, inclusive, ISO dates."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    start: date | None = Field(None, alias="from")
+    end: date | None = Field(None, alias="to")
