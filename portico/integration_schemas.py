@@ -1,9 +1,9 @@
-"""Inputs and answers of the hand-off API (CONTRACT section 11): webhook endpoints, their
-deliveries, and the CSV exports' date range."""
+"""Inputs and answers of the hand-off API (CONTRACT section 11): webhook endpoints and their
+deliveries."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -90,12 +90,3 @@ class WebhookDeliveryOut(Out):
 
 class WebhookDeliveryListOut(Out):
     items: list[WebhookDeliveryOut]
-
-
-class DateRange(BaseModel):
-    """`?from=&to=` of an export: both optional, inclusive, ISO dates."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    start: date | None = Field(None, alias="from")
-    end: date | None = Field(None, alias="to")

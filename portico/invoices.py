@@ -34,7 +34,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities import pdf
-from portico import tokens
+from portico import tokens, webhooks
 from portico.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
 from portico.gateway import TemporalGateway
@@ -114,6 +114,11 @@ def totals(line_items: list[dict[str, Any]], tax_rate: Decimal | None) -> tuple[
                 (Decimal(subtotal) * tax_rate / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
             )
     return subtotal, tax, subtotal + tax
+
+
+def sent_key(invoice: Invoice) -> str:
+    """The key of an invoice's `invoice.sent` webhook event."""
+    return f"invoice-{invoice.id}:sent"
 
 
 def overdue_at(due_date: date) -> datetime:
@@ -519,6 +524,12 @@ class Billing:
                 invoice.pay_token_hash = tokens.hash_token(
                     pay_token(self.settings.secret_key, invoice.id, nonce)
                 )
+                await webhooks.record(
+                    session,
+                    "invoice.sent",
+                    invoice_json(self.settings, invoice, []),
+                    sent_key(invoice),
+                )
         except IntegrityError as err:
             raise Conflict(
                 f"Invoice number {data.number} is already used.", code="duplicate"
@@ -568,6 +579,7 @@ class Billing:
                 row = await session.get(Invoice, invoice.id)
                 if row is not None:
                     await session.delete(row)
+                await webhooks.forget(session, sent_key(invoice))
             if isinstance(err, Unavailable):
                 raise
             raise Unavailable(
@@ -687,6 +699,7 @@ class Billing:
 
     async def _recompute(self, session: AsyncSession, invoice: Invoice) -> list[Payment]:
         await session.flush()
+        before = invoice.status
         payments = await self._payments(session, invoice.id)
         invoice.paid_cents = sum(counted_cents(p) for p in payments)
         if invoice.status != "void":
@@ -697,7 +710,19 @@ class Billing:
                 invoice.status = "partially_paid" if invoice.paid_cents > 0 else "open"
                 invoice.paid_at = None
         await session.flush()
+        if "paid" in (before, invoice.status) and before != invoice.status:
+            kind = "invoice.paid" if invoice.status == "paid" else "invoice.reopened"
+            key = f"invoice-{invoice.id}:{kind}:{invoice.lock_version}"
+            await webhooks.record(
+                session, kind, invoice_json(self.settings, invoice, payments), key
+            )
         return payments
+
+    @staticmethod
+    async def _payment_webhook(session: AsyncSession, kind: str, payment: Payment) -> None:
+        """payment.succeeded / payment.refunded, in the payment's transaction."""
+        key = f"payment-{payment.id}:{kind}:{payment.refunded_cents or 0}"
+        await webhooks.record(session, kind, payment_json(payment), key)
 
     async def _owner(self, session: AsyncSession, invoice: Invoice) -> tuple[Project, Client]:
         project = await session.get(Project, invoice.project_id)
@@ -730,6 +755,7 @@ class Billing:
             )
             session.add(payment)
             payments = await self._recompute(session, invoice)
+            await self._payment_webhook(session, "payment.succeeded", payment)
             project, client = await self._owner(session, invoice)
         await self.after_payment(
             PaymentOutcome(invoice, payment, "succeeded", client, project, payments)
@@ -1096,6 +1122,8 @@ class Billing:
         payments = await self._recompute(session, invoice)
         if became is None:
             return Ignored("no_change", "The payment is already recorded in that state.")
+        if became == "succeeded":
+            await self._payment_webhook(session, "payment.succeeded", payment)
         project, client = await self._owner(session, invoice)
         return PaymentOutcome(invoice, payment, became, client, project, payments, excess)
 
@@ -1166,6 +1194,8 @@ class Billing:
         state = (payment.status, payment.dispute_status, payment.disputed_cents)
         if not notices and state == state_before:
             return Ignored("no_change", f"The {adjustment.kind} is already recorded.")
+        if "refunded" in notices:
+            await self._payment_webhook(session, "payment.refunded", payment)
         project, client = await self._owner(session, invoice)
         return AdjustmentOutcome(
             invoice=invoice,

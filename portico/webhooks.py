@@ -34,8 +34,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, func, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, selectinload
 from standardwebhooks import Webhook
@@ -613,3 +613,13 @@ async def record_approval_event(
             else None
         )
     return await record(session, event_type, data, key)
+
+
+async def forget(session: AsyncSession, key: str) -> None:
+    """Undo a recorded event whose cause was undone in a later transaction (an invoice whose
+    workflow could not start): its deliveries not yet made never will be."""
+    event_id = await session.scalar(select(WebhookEvent.id).where(WebhookEvent.key == key))
+    if event_id is None:
+        return
+    await session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id == event_id))
+    await session.execute(delete(WebhookEvent).where(WebhookEvent.id == event_id))

@@ -16,7 +16,17 @@ from portico.gateway import TemporalGateway
 from portico.models import OutboundMessage
 from portico.service import Portico
 from portico.settings import Settings
-from web import branding, codec, console, metrics, portal, signing, staff_api, webhooks
+from web import (
+    branding,
+    codec,
+    console,
+    integrations,
+    metrics,
+    portal,
+    signing,
+    staff_api,
+    webhooks,
+)
 from web.errors import error_middleware
 from web.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.security import same_origin_only, security_headers
@@ -56,6 +66,7 @@ def create_app(
     portal.setup(app)  # portal, pay pages, Stripe webhook, their staff routes
     console.setup(app)  # the staff console /staff (uses the portal's services)
     app.add_routes(webhooks.routes)
+    integrations.setup(app)  # outbound webhooks and CSV exports (CONTRACT section 11)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", no_favicon)  # browsers ask on every page: not a 404
