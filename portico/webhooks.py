@@ -426,7 +426,7 @@ class Webhooks:
                 .order_by(WebhookDelivery.id.desc())
                 .limit(limit)
             )
-            return [delivery_json(d, e) for d, e in rows.tuples()]
+            return [delivery_json(d, e) for d, e in rows]
 
     async def retry(self, endpoint_id: int, event_id: str) -> dict[str, Any]:
         """Send a failed delivery again (a new round: a new workflow, the same webhook-id)."""
@@ -445,7 +445,7 @@ class Webhooks:
             ).first()
             if found is None:
                 raise NotFound(f"Webhook {endpoint_id} has no delivery of event {event_id}.")
-            delivery, event = found.tuple()
+            delivery, event = found
             if delivery.status != FAILED:
                 raise Conflict(
                     f"The delivery is {delivery.status}; only a failed one is sent again.",
