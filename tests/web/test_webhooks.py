@@ -242,25 +242,32 @@ async def test_hanging_receiver_delays_no_other(hooks, receivers):
     assert {p["type"] for p in quick.verified(good["secret"])} == {"invoice.sent"}
 
 
-async def test_failed_delivery_is_sent_again_on_request(settings, sessions, dev_env, receivers):
-    give_up = {"webhook_give_up_hours": 1.0 / 3600}  # one second of retries
-    async for stack in start_stack(fast(settings, **give_up), sessions, dev_env.client):
-        rx = await receiver(receivers, default=500)
-        endpoint = await add_endpoint(stack, rx.url)
-        _, project = await seed_client(stack)
-        await create_invoice(stack, project["id"])
-        await wait_until(lambda: _status(stack, endpoint["id"], "failed"))
-        [log] = await deliveries(stack, endpoint["id"])
-        assert log["last_status_code"] == 500 and log["next_attempt_at"] is None
-        retry = f"/webhooks/{endpoint['id']}/deliveries/{log['event_id']}/retry"
-        rx.default = 200
-        answer = await stack.api("POST", retry, 202)
-        assert answer["status"] == "pending"
-        await eventually(rx.delivered)
-        await wait_until(lambda: _status(stack, endpoint["id"], "delivered"))
-        assert {h["webhook-id"] for h, _, _ in rx.got} == {log["event_id"]}
-        await stack.api("POST", retry, 409)  # delivered: not sent again
-        await stack.api("POST", f"/webhooks/{endpoint['id']}/deliveries/msg_nope/retry", 404)
+@pytest.fixture
+async def hooks_giving_up(settings, sessions, dev_env) -> AsyncIterator[Stack]:
+    """Retries given up after one second."""
+    quick = fast(settings, webhook_give_up_hours=1.0 / 3600)
+    async for s in start_stack(quick, sessions, dev_env.client):
+        yield s
+
+
+async def test_failed_delivery_is_sent_again_on_request(hooks_giving_up, receivers):
+    stack = hooks_giving_up
+    rx = await receiver(receivers, default=500)
+    endpoint = await add_endpoint(stack, rx.url)
+    _, project = await seed_client(stack)
+    await create_invoice(stack, project["id"])
+    await wait_until(lambda: _status(stack, endpoint["id"], "failed"))
+    [log] = await deliveries(stack, endpoint["id"])
+    assert log["last_status_code"] == 500 and log["next_attempt_at"] is None
+    retry = f"/webhooks/{endpoint['id']}/deliveries/{log['event_id']}/retry"
+    rx.default = 200
+    answer = await stack.api("POST", retry, 202)
+    assert answer["status"] == "pending"
+    await eventually(rx.delivered)
+    await wait_until(lambda: _status(stack, endpoint["id"], "delivered"))
+    assert {h["webhook-id"] for h, _, _ in rx.got} == {log["event_id"]}
+    await stack.api("POST", retry, 409)  # delivered: not sent again
+    await stack.api("POST", f"/webhooks/{endpoint['id']}/deliveries/msg_nope/retry", 404)
 
 
 async def test_secret_is_sealed_and_never_in_history(hooks, receivers):
