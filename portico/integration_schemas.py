@@ -25,8 +25,7 @@ EVENT_TYPES = (
     "payment.refunded",
 )
 ALL_EVENTS = "*"
-EventName = Literal[
-    "*",
+EventType = Literal[
     "approval.sent",
     "approval.viewed",
     "approval.partially_approved",
@@ -40,28 +39,40 @@ EventName = Literal[
     "payment.succeeded",
     "payment.refunded",
 ]
+# an absolute http(s) URL with a host name or IPv4 address, no credentials
+RECEIVER_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: Annotated[str, Field(min_length=1, max_length=2000)]
-    events: Annotated[list[EventName], Field(min_length=1, max_length=len(EVENT_TYPES) + 1)]
+    url: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            pattern=RECEIVER_URL,
+            description="http(s) URL of the receiver; one on a loopback, link-local or private "
+            "address is refused (422) unless PORTICO_WEBHOOKS_ALLOW_PRIVATE=true.",
+        ),
+    ]
+    # ["*"] (every event, now and later) or a list of event types
+    events: (
+        Annotated[list[Literal["*"]], Field(min_length=1, max_length=1)]
+        | Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
+    )
     description: Annotated[str, Field(max_length=500)] | None = None
 
     @field_validator("events")
     @classmethod
     def _events(cls, value: list[str]) -> list[str]:
-        if ALL_EVENTS in value and len(value) > 1:
-            raise ValueError('use ["*"] alone for every event')
         return list(dict.fromkeys(value))  # each once, in the order given
 
 
 class WebhookOut(Out):
     id: int
     url: str
-    events: list[EventName]
+    events: list[Literal["*"]] | list[EventType]
     description: str | None
     created_at: datetime
 
