@@ -14,7 +14,7 @@ import io
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -118,7 +118,7 @@ class Exports:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    async def _stream(self, query: Select[Unpack[tuple[Any, ...]]]) -> AsyncIterator[list[Any]]:
+    async def _stream(self, query: Select[*tuple[Any, ...]]) -> AsyncIterator[list[Any]]:
         """The query's rows in batches of BATCH, read with a server-side cursor."""
         async with self.sessions() as session:
             result = await session.stream(query.execution_options(yield_per=BATCH))
