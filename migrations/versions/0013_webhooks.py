@@ -70,7 +70,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
         sa.UniqueConstraint(
-            "endpoint_id", "event_id", name=op.f("uq_webhook_deliveries_endpoint_id")
+            "endpoint_id", "event_id", name=op.f("uq_webhook_deliveries_endpoint_id_event_id")
         ),
         sqlite_autoincrement=True,
     )
