@@ -18,6 +18,7 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from portico import webhooks
+from portico.db import create_engine, session_maker
 from portico.models import WebhookDelivery, WebhookEndpoint
 from portico.smtp_sink import free_port
 from tests.conftest import Stack, start_stack
@@ -359,3 +360,27 @@ def test_public_addresses_are_allowed():
         assert not webhooks.refused_address(address)
     for address in ("127.0.0.1", "10.0.0.1", "172.16.5.4", "100.64.0.1", "::1", "fd00::1"):
         assert webhooks.refused_address(address)
+
+
+async def test_a_delivery_never_handed_off_is_swept(hooks, receivers):
+    """The process that committed the event died before handing it to Temporal (here: a
+    session factory with no hand-off attached): the worker's sweep delivers it, once."""
+    rx = await receiver(receivers)
+    endpoint = await add_endpoint(hooks, rx.url)
+    engine = create_engine(hooks.settings.database_url)
+    try:
+        async with session_maker(engine)() as session, session.begin():
+            event = await webhooks.record(session, "invoice.paid", {"id": 7}, "test:swept")
+        assert event is not None
+        [log] = await deliveries(hooks, endpoint["id"])
+        assert log["status"] == "pending" and log["attempts"] == 0
+        await eventually(rx.delivered)
+        assert [p["data"] for p in rx.verified(endpoint["secret"])] == [{"id": 7}]
+        await wait_until(lambda: _status(hooks, endpoint["id"], "delivered"))
+        async with session_maker(engine)() as session, session.begin():
+            again = await webhooks.record(session, "invoice.paid", {"id": 7}, "test:swept")
+        assert again is None  # the same occurrence is recorded once
+    finally:
+        await engine.dispose()
+    await asyncio.sleep(0.8)
+    assert len(rx.got) == 1
