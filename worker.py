@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
 from types import TracebackType
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -21,16 +23,19 @@ from activities.notify import NotifyActivities
 from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
+from activities.webhooks import WebhookActivities
 from portico.db import create_engine, session_maker
 from portico.services.gateway import TemporalGateway
 from portico.services.outbox import Outbox
 from portico.services.portal_auth import PortalAuth
 from portico.services.staff import StaffAuth
+from portico.services.webhooks import Webhooks
 from portico.settings import Settings, load_settings
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.outbox import OutboxMessageWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("portico.worker")
 # Deterministic, side-effect-free modules the workflows import: shared with the sandbox instead
@@ -45,6 +50,10 @@ PASSTHROUGH_MODULES = (
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 
+class Sweeper(Protocol):
+    async def sweep_forever(self) -> None: ...
+
+
 class Workers:
     """Portico's workers, run together with `async with`: the main one (workflows and every
     activity) and the SMS one, which serves `send_sms` on its own task queue with a
@@ -55,14 +64,15 @@ class Workers:
     seen to wait forever under load after every task was already handed back to the server;
     nothing is lost by not waiting longer (Temporal retries whatever was unfinished).
 
-    With an `outbox`, its sweep runs while the workers do: it starts the delivery of messages
-    the web layer recorded but could not hand to Temporal (portico/services/outbox.py)."""
+    The `sweepers` run while the workers do: they start the delivery of messages and webhooks
+    the web layer recorded but could not hand to Temporal (portico/services/outbox.py,
+    portico/webhooks.py)."""
 
-    def __init__(self, workers: list[Worker], outbox: Outbox | None = None) -> None:
+    def __init__(self, workers: list[Worker], sweepers: Sequence[Sweeper] = ()) -> None:
         self.workers = workers
-        self.outbox = outbox
+        self.sweepers = list(sweepers)
         self._running: list[Worker] = []
-        self._sweep: asyncio.Task[None] | None = None
+        self._sweeps: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Workers:
         try:
@@ -72,8 +82,7 @@ class Workers:
         except BaseException:
             await self._stop()
             raise
-        if self.outbox is not None:
-            self._sweep = asyncio.create_task(self.outbox.sweep_forever())
+        self._sweeps = [asyncio.create_task(s.sweep_forever()) for s in self.sweepers]
         return self
 
     async def __aexit__(
@@ -85,11 +94,11 @@ class Workers:
         await self._stop()
 
     async def _stop(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
+        while self._sweeps:
+            sweep = self._sweeps.pop()
+            sweep.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweep
-            self._sweep = None
+                await sweep
         while self._running:
             worker = self._running.pop()
             try:
@@ -108,7 +117,6 @@ def build_worker(
     client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> Workers:
     """The workers with their activity objects, clients injected."""
-    records = RecordActivities(sessions)
     notify = NotifyActivities(settings, sessions)
     documents = DocumentActivities(settings, sessions)
     payments = PaymentActivities(settings, sessions, notify)
@@ -116,10 +124,20 @@ def build_worker(
     delivery = OutboxActivities(
         settings, sessions, notify, PortalAuth(settings, sessions, outbox), StaffAuth(sessions)
     )
+    hooks = Webhooks(settings, sessions, TemporalGateway(settings, client))
+    hooks.attach()  # events recorded by sync_approval are handed off right after their commit
+    hook_delivery = WebhookActivities(settings, sessions)
+    records = RecordActivities(sessions, hooks.record_approval_event)
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ApprovalWorkflow, InvoiceWorkflow, PaymentReviewWorkflow, OutboxMessageWorkflow],
+        workflows=[
+            ApprovalWorkflow,
+            InvoiceWorkflow,
+            PaymentReviewWorkflow,
+            OutboxMessageWorkflow,
+            WebhookDeliveryWorkflow,
+        ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
         workflow_runner=SandboxedWorkflowRunner(
@@ -134,6 +152,7 @@ def build_worker(
             delivery.deliver,  # emails (texts are delivered from the SMS queue)
             delivery.finish,
             payments.announce_payments,
+            hook_delivery.finish,
         ],
     )
     sms = Worker(
@@ -142,7 +161,12 @@ def build_worker(
         activities=[notify.send_sms, delivery.deliver],
         max_task_queue_activities_per_second=settings.sms_per_second,
     )
-    return Workers([main, sms], outbox)
+    # Webhook attempts on their own queue: a slow receiver (up to its timeout per attempt) never
+    # holds up the activities of approvals and invoices.
+    hooks_worker = Worker(
+        client, task_queue=settings.webhook_task_queue, activities=[hook_delivery.deliver]
+    )
+    return Workers([main, sms, hooks_worker], [outbox, hooks])
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import fields
 
 from sqlalchemy import select
@@ -24,9 +25,17 @@ def _record_signed_pdf_outcome(approval: Approval, event: AuditEventInput) -> No
         approval.signed_pdf_error = None
 
 
+# Called in the transaction that appends an audit event, with (session, approval id, event,
+# approval status): the worker passes portico.services.webhooks' recorder of webhook events.
+EventHook = Callable[[AsyncSession, int, AuditEventInput, str], Awaitable[object]]
+
+
 class RecordActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], on_event: EventHook | None = None
+    ) -> None:
         self.sessions = sessions
+        self.on_event = on_event
 
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
@@ -66,4 +75,9 @@ class RecordActivities:
                     row.token_expires_at = snapshot.token_expires_at
             if snapshot.event is not None:
                 _record_signed_pdf_outcome(approval, snapshot.event)
-                await append_event(session, snapshot.approval_id, snapshot.event)
+                added = await append_event(session, snapshot.approval_id, snapshot.event)
+                if added and self.on_event is not None:
+                    # e.g. its webhook event, in this same transaction (portico/webhooks.py)
+                    await self.on_event(
+                        session, snapshot.approval_id, snapshot.event, snapshot.status
+                    )

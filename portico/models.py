@@ -625,3 +625,65 @@ class InvoiceAuditEvent(ChainLink, Base):
     )
 
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+
+
+# --- outbound webhooks (CONTRACT section 11; docs/integrations.md) --------------------------
+
+
+class WebhookEndpoint(Base):
+    """A receiver of Portico's events. Its signing secret is kept encrypted with a key derived
+    from PORTICO_SECRET_KEY (portico.services.webhooks.seal): it must be recoverable to sign,
+    and is never shown again after creation. Deleting an endpoint sets `deleted_at`: nothing
+    more is sent."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)  # event types, or ["*"]
+    description: Mapped[str | None] = mapped_column(String(500))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """Something that happened, recorded in the transaction that made it happen (the outbox
+    of webhooks). `public_id` is the `webhook-id` every delivery of it carries; `key` makes
+    recording it twice (a retried activity) a no-op."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, delivered by `WebhookDeliveryWorkflow` (`webhook-{id}`;
+    `webhook-{id}-{round}` for a retry asked for by staff)."""
+
+    __tablename__ = "webhook_deliveries"
+    # Ids name workflows (`webhook-{id}`): never reuse one.
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_status_handed_off_at", "status", "handed_off_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|delivered|failed
+    round: Mapped[int] = mapped_column(Integer, default=0)  # bumped by each manual retry
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_response: Mapped[str | None] = mapped_column(Text)  # at most 1 KiB of the answer
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # workflow started
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

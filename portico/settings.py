@@ -142,6 +142,18 @@ class Settings(BaseSettings):
     outbox_retry_max_seconds: float = Field(600.0, gt=0, alias="PORTICO_OUTBOX_RETRY_MAX_SECONDS")
     outbox_give_up_hours: float = Field(72.0, gt=0, alias="PORTICO_OUTBOX_GIVE_UP_HOURS")
     outbox_sweep_seconds: float = Field(5.0, gt=0, alias="PORTICO_OUTBOX_SWEEP_SECONDS")
+    # Outbound webhooks (CONTRACT section 11, docs/integrations.md): receivers on loopback,
+    # link-local or private addresses are refused unless allowed (local development, tests);
+    # a failed delivery is retried from this delay, doubling up to the maximum, for the window.
+    webhooks_allow_private: bool = Field(False, alias="PORTICO_WEBHOOKS_ALLOW_PRIVATE")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, alias="PORTICO_WEBHOOK_TIMEOUT_SECONDS"
+    )
+    webhook_retry_seconds: float = Field(5.0, gt=0, alias="PORTICO_WEBHOOK_RETRY_SECONDS")
+    webhook_retry_max_seconds: float = Field(
+        3600.0, gt=0, alias="PORTICO_WEBHOOK_RETRY_MAX_SECONDS"
+    )
+    webhook_give_up_hours: float = Field(72.0, gt=0, alias="PORTICO_WEBHOOK_GIVE_UP_HOURS")
 
     @cached_property
     def secret_key(self) -> str:
@@ -201,6 +213,12 @@ class Settings(BaseSettings):
     def sms_task_queue(self) -> str:
         """The rate-limited task queue the `send_sms` activity runs on."""
         return f"{self.task_queue}-sms"
+
+    @property
+    def webhook_task_queue(self) -> str:
+        """The task queue webhook deliveries run on, so a slow receiver never holds up the
+        activities of approvals and invoices."""
+        return f"{self.task_queue}-webhooks"
 
     @property
     def twilio_enabled(self) -> bool:

@@ -19,8 +19,9 @@ async def test_the_workflow_cache_size_comes_from_settings(tmp_path, dev_env):
     )
     engine = create_engine(settings.database_url)
     client: Client = dev_env.client
-    main, sms = build_worker(client, settings, session_maker(engine)).workers
+    main, sms, hooks = build_worker(client, settings, session_maker(engine)).workers
     assert main.config()["max_cached_workflows"] == 400
+    assert hooks.task_queue == settings.webhook_task_queue  # slow receivers wait apart
     assert Settings(PORTICO_VAR_DIR=str(tmp_path)).worker_cache_size == 1000
     await engine.dispose()
 

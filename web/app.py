@@ -21,7 +21,7 @@ from portico.services.portal import PortalStore
 from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
-from web.api import staff, staff_portal
+from web.api import integrations, staff, staff_portal
 from web.http import branding, codec, metrics
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
@@ -72,6 +72,7 @@ def create_app(
     ):
         app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)
+    integrations.setup(app)  # outbound webhooks and CSV exports (CONTRACT section 11)
     app.router.add_static("/static", HERE / "static", name="static")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", no_favicon)  # browsers ask on every page: not a 404

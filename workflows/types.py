@@ -374,3 +374,33 @@ class AnnouncePayments:
 @dataclass
 class AnnounceResult:
     status: str  # the invoice's status in SQL afterwards ("" when there is no invoice)
+
+
+# --- WebhookDeliveryWorkflow ------------------------------------------------------------
+
+WEBHOOK_WORKFLOW = "WebhookDeliveryWorkflow"
+DELIVER_WEBHOOK = "deliver_webhook"
+FINISH_WEBHOOK = "finish_webhook"
+# Retrying would not help: the endpoint was deleted, the receiver's address is refused.
+WEBHOOK_NON_RETRYABLE = ["EndpointGone", "UnknownDelivery", "RefusedReceiver"]
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryInput:
+    delivery_id: int
+    task_queue: str  # the webhook task queue the attempts run on
+    attempt_timeout: timedelta = timedelta(seconds=10)
+    retry_initial: timedelta = timedelta(seconds=5)
+    retry_maximum: timedelta = timedelta(hours=1)
+    give_up_after: timedelta = timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    delivery_id: int
+    status: str  # delivered | failed
+    error: str | None = None
+
+
+def webhook_workflow_id(delivery_id: int, round: int = 0) -> str:
+    return f"webhook-{delivery_id}" if round == 0 else f"webhook-{delivery_id}-{round}"

@@ -52,6 +52,7 @@ from portico.models import (
 from portico.money import format_money as money
 from portico.money import totals
 from portico.portal_schemas import InvoiceIn, PaymentIn
+from portico.services import webhooks
 from portico.services.approvals import iso
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
@@ -105,6 +106,11 @@ def pay_token(secret_key: str, invoice_id: int, nonce: str) -> str:
 
 def pay_url(settings: Settings, invoice: Invoice) -> str:
     return settings.url(f"/pay/{pay_token(settings.secret_key, invoice.id, invoice.pay_nonce)}")
+
+
+def sent_key(invoice: Invoice) -> str:
+    """The key of an invoice's `invoice.sent` webhook event."""
+    return f"invoice-{invoice.id}:sent"
 
 
 def overdue_at(due_date: date) -> datetime:
@@ -792,6 +798,12 @@ class Billing:
                 invoice.pay_token_hash = tokens.hash_token(
                     pay_token(self.settings.secret_key, invoice.id, nonce)
                 )
+                await webhooks.record(
+                    session,
+                    "invoice.sent",
+                    invoice_json(self.settings, invoice, []),
+                    sent_key(invoice),
+                )
         except IntegrityError as err:
             raise Conflict(
                 f"Invoice number {data.number} is already used.", code="duplicate"
@@ -841,6 +853,7 @@ class Billing:
                 row = await session.get(Invoice, invoice.id)
                 if row is not None:
                     await session.delete(row)
+                await webhooks.forget(session, sent_key(invoice))
             if isinstance(err, Unavailable):
                 raise
             raise Unavailable(
@@ -959,6 +972,7 @@ class Billing:
 
     async def _recompute(self, session: AsyncSession, invoice: Invoice) -> list[Payment]:
         await session.flush()
+        before = invoice.status
         payments = await self._payments(session, invoice.id)
         invoice.paid_cents = sum(counted_cents(p) for p in payments)
         if invoice.status != "void":
@@ -969,7 +983,19 @@ class Billing:
                 invoice.status = "partially_paid" if invoice.paid_cents > 0 else "open"
                 invoice.paid_at = None
         await session.flush()
+        if "paid" in (before, invoice.status) and before != invoice.status:
+            kind = "invoice.paid" if invoice.status == "paid" else "invoice.reopened"
+            key = f"invoice-{invoice.id}:{kind}:{invoice.lock_version}"
+            await webhooks.record(
+                session, kind, invoice_json(self.settings, invoice, payments), key
+            )
         return payments
+
+    @staticmethod
+    async def _payment_webhook(session: AsyncSession, kind: str, payment: Payment) -> None:
+        """payment.succeeded / payment.refunded, in the payment's transaction."""
+        key = f"payment-{payment.id}:{kind}:{payment.refunded_cents or 0}"
+        await webhooks.record(session, kind, payment_json(payment), key)
 
     async def _owner(self, session: AsyncSession, invoice: Invoice) -> tuple[Project, Client]:
         project = await session.get(Project, invoice.project_id)
@@ -1022,6 +1048,7 @@ class Billing:
                 )
                 session.add(payment)
                 payments = await self._recompute(session, invoice)
+                await self._payment_webhook(session, "payment.succeeded", payment)
                 project, client = await self._owner(session, invoice)
                 outcome = PaymentOutcome(invoice, payment, "succeeded", client, project, payments)
                 note = announcement(
@@ -1438,6 +1465,8 @@ class Billing:
         payments = await self._recompute(session, invoice)
         if became is None:
             return Ignored("no_change", "The payment is already recorded in that state.")
+        if became == "succeeded":
+            await self._payment_webhook(session, "payment.succeeded", payment)
         project, client = await self._owner(session, invoice)
         return PaymentOutcome(invoice, payment, became, client, project, payments, excess)
 
@@ -1508,6 +1537,8 @@ class Billing:
         state = (payment.status, payment.dispute_status, payment.disputed_cents)
         if not notices and state == state_before:
             return Ignored("no_change", f"The {adjustment.kind} is already recorded.")
+        if "refunded" in notices:
+            await self._payment_webhook(session, "payment.refunded", payment)
         project, client = await self._owner(session, invoice)
         return AdjustmentOutcome(
             invoice=invoice,

@@ -15,7 +15,6 @@ web replicas and sweeping workers never need to agree on who starts what.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -25,11 +24,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portico.clock import utcnow
 from portico.models import OutboxMessage
+from portico.services import handoff
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows.types import (
@@ -45,7 +43,6 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SIGN_IN, INVITE, STAFF_SIGN_IN = "sign_in", "invite", "staff_sign_in"
 ADDED = "portico.services.outbox.added"  # session.info key: rows added in the current transaction
-START_TIMEOUT = timedelta(seconds=5)  # a hand-off waits no longer for Temporal
 SWEEP_BATCH = 100
 
 Message = EmailMessage | SmsMessage
@@ -162,23 +159,13 @@ class Outbox:
         return len(started)
 
     async def _start(self, row: OutboxMessage) -> bool:
-        try:
-            client = await self.temporal.client()
-            await client.start_workflow(
-                OUTBOX_WORKFLOW,
-                delivery(self.settings, row),
-                id=outbox_workflow_id(row.id),
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                rpc_timeout=START_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            pass  # handed off before, and already finished: nothing more to do
-        except Exception as err:
-            log.warning("outbox message %s waits for the sweep: %s", row.id, err)
-            return False
-        return True
+        return await handoff.start_once(
+            self.temporal,
+            OUTBOX_WORKFLOW,
+            delivery(self.settings, row),
+            workflow_id=outbox_workflow_id(row.id),
+            task_queue=self.settings.task_queue,
+        )
 
     async def sweep(self, older_than: timedelta) -> int:
         """Hand off rows committed at least `older_than` ago and not handed off (their web
@@ -202,10 +189,4 @@ class Outbox:
     async def sweep_forever(self) -> None:
         """The worker's sweep, every PORTICO_OUTBOX_SWEEP_SECONDS until cancelled."""
         every = timedelta(seconds=self.settings.outbox_sweep_seconds)
-        while True:
-            try:
-                if await self.sweep(every) == SWEEP_BATCH:
-                    continue  # a backlog: go on at once
-            except Exception:
-                log.exception("outbox sweep failed; trying again in %s", every)
-            await asyncio.sleep(every.total_seconds())
+        await handoff.sweep_forever(lambda: self.sweep(every), every, SWEEP_BATCH)

@@ -1,6 +1,8 @@
 """Schemathesis hooks for tests/web/test_openapi_fuzz.py, loaded by its CLI (SCHEMATHESIS_HOOKS).
 
 - The document says uploads are PDFs (`contentMediaType`): a schema-valid upload is a real one.
+- A webhook URL whose host is (or resolves to) a private address is refused, as documented;
+  JSON Schema cannot say which, so such a generated URL is swapped for a public one.
 - JSON Schema cannot add numbers up: the rule that line items must add up to at most
   MAX_TOTAL_CENTS (and an invoice to more than zero) is in the `line_items` descriptions, and
   generated bodies that break it are left out here rather than counted as refused valid data.
@@ -8,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -15,16 +19,44 @@ import schemathesis
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from portico.errors import Invalid
+from portico.integration_schemas import RECEIVER_URL
 from portico.money import totals
 from portico.schemas import MAX_TOTAL_CENTS, LineItem
+from portico.services.webhooks import check_receiver
 from tests.support.helpers import sample_pdf
 
 # The only binary fields are the uploads, `contentMediaType: application/pdf`.
 schemathesis.openapi.format("binary", st.sampled_from([sample_pdf("First"), sample_pdf("Second")]))
 
 
+def receiver_allowed(url: str) -> bool:
+    """Whether the server takes this webhook URL: JSON Schema cannot resolve a host name or
+    tell a private address (refused with 422, documented) from a public one."""
+    try:
+        asyncio.run(check_receiver(url, allow_private=False))
+    except Invalid:
+        return False
+    return True
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """A schema-valid webhook URL the server refuses (its host is, or resolves to, a private
+    address) is sent as another schema-valid one, in every phase (the coverage phase does not
+    use `filter_body`)."""
+    body = case.body
+    if case.operation.path != "/webhooks" or case.method.upper() != "POST":
+        return
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        return
+    if re.fullmatch(RECEIVER_URL, body["url"]) and not receiver_allowed(body["url"]):
+        case.body = {**body, "url": "https://hooks.example.invalid/portico"}
+
+
 @schemathesis.hook
 def filter_body(context: Any, body: Any) -> bool:
+    operation = context.operation
     items = body.get("line_items") if isinstance(body, dict) else None
     if not isinstance(items, list):
         return True
@@ -37,5 +69,4 @@ def filter_body(context: Any, body: Any) -> bool:
     subtotal = sum(Decimal(line["quantity"]) * line["unit_price_cents"] for line in lines)
     if abs(subtotal) > MAX_TOTAL_CENTS:
         return False
-    operation = context.operation
     return total > 0 or operation is None or operation.path != "/invoices"

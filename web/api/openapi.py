@@ -10,6 +10,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from portico.integration_schemas import (
+    WebhookCreatedOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
+    WebhookIn,
+    WebhookListOut,
+)
 from portico.portal_schemas import (
     BookingIn,
     BookingListOut,
@@ -190,6 +197,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     InvoiceIn,
     PaymentIn,
     InvoiceVoidIn,
+    WebhookIn,
 ]
 ANSWER_MODELS: list[type[BaseModel]] = [
     ClientOut,
@@ -208,6 +216,10 @@ ANSWER_MODELS: list[type[BaseModel]] = [
     InvoiceOut,
     InvoiceListOut,
     PaymentRecordedOut,
+    WebhookCreatedOut,
+    WebhookListOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
 ]
 
 
@@ -410,9 +422,72 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+EVENT_ID_PARAMETER = {
+    "name": "event_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 40},
+    "description": "The event's id (its `webhook-id`), as the delivery log shows it.",
+}
+DATE_RANGE = [
+    _query("from", {"type": "string", "format": "date"}, "From this date on (inclusive)."),
+    _query("to", {"type": "string", "format": "date"}, "Up to this date (inclusive)."),
+]
+
+
+def _no_content(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["204"].pop("content")
+    return op
+
+
+def _integration_paths() -> dict[str, Any]:
+    """Webhooks and exports (CONTRACT section 11)."""
+    return {
+        "/webhooks": {
+            "post": _op(
+                "Add a webhook endpoint; the answer shows its signing secret, once",
+                WebhookCreatedOut,
+                body=_json(WebhookIn),
+                ok=(201,),
+            ),
+            "get": _op("List webhook endpoints", WebhookListOut),
+        },
+        "/webhooks/{id}": {
+            "delete": _no_content(
+                _op("Delete an endpoint: nothing more is sent to it", None, ok=(204,), path_id=True)
+            )
+        },
+        "/webhooks/{id}/deliveries": {
+            "get": _op(
+                "The endpoint's delivery log, newest first", WebhookDeliveryListOut, path_id=True
+            )
+        },
+        "/webhooks/{id}/deliveries/{event_id}/retry": {
+            "post": _op(
+                "Send a failed delivery again (the same webhook-id)",
+                WebhookDeliveryOut,
+                ok=(202,),
+                path_id=True,
+                query=[EVENT_ID_PARAMETER],
+            )
+        },
+        "/exports/invoices.csv": {
+            "get": _op(
+                "Invoices issued in the range, a row per line (QuickBooks Online's columns)",
+                None,
+                ok_type="text/csv",
+                query=DATE_RANGE,
+            )
+        },
+        "/exports/payments.csv": {
+            "get": _op("Payments made in the range", None, ok_type="text/csv", query=DATE_RANGE)
+        },
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     schemas = _components()
-    paths = _paths(schemas)
+    paths = {**_paths(schemas), **_integration_paths()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Portico staff API", "version": "1"},
