@@ -158,14 +158,12 @@ async def approvals_command(args: argparse.Namespace, settings: Settings) -> int
             result = await service.get_approval(args.id)
         elif args.action == "void":
             result = await service.void(
-                args.id, VoidIn(reason=args.reason, notify_client=args.notify_client), "staff:cli"
+                args.id, VoidIn(reason=args.reason, notify_client=args.notify_client), "cli"
             )
         elif args.action == "extend":
-            result = await service.extend(args.id, ExtendIn(days=args.days), "staff:cli")
+            result = await service.extend(args.id, ExtendIn(days=args.days), "cli")
         else:
-            result = await service.remind(
-                args.id, RemindIn(extend_days=args.extend_days), "staff:cli"
-            )
+            result = await service.remind(args.id, RemindIn(extend_days=args.extend_days), "cli")
         print(json.dumps(result, indent=2))
         return 0
 

@@ -153,7 +153,7 @@ class ApprovalWorkflow:
             first = self._first_approvers(inp)
             await self._sync(
                 "created",
-                "staff",
+                inp.created_by,
                 {
                     "routing": inp.routing,
                     "document_sha256": None,

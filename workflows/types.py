@@ -124,6 +124,9 @@ class ApprovalInput:
     # Branding for the emails (absolute logo URL, the division's if it has one; hex accent).
     logo_url: str | None = None
     accent: str | None = None
+    # Who sent it, as the audit trail names staff actors (CONTRACT section 9); older histories
+    # (no field) said "staff".
+    created_by: str = "staff"
 
 
 @dataclass

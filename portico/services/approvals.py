@@ -316,7 +316,7 @@ class Portico:
 
     # --- approvals --------------------------------------------------------------------------
 
-    async def create_approval(self, data: ApprovalIn) -> dict[str, Any]:
+    async def create_approval(self, data: ApprovalIn, actor: str = "staff") -> dict[str, Any]:
         """Record the request, then start its workflow `approval-{id}` (reject duplicates)."""
         now = datetime.now(UTC)
         expires_at = now + timedelta(days=data.expires_in_days) if data.expires_in_days else None
@@ -392,6 +392,7 @@ class Portico:
             for approver, token in zip(approvers, signing_tokens, strict=True):
                 approver.token_hash = tokens.hash_token(token)
         inp = ApprovalInput(
+            created_by=actor,
             approval_id=approval.id,
             document=DocumentInfo(
                 id=document.id,

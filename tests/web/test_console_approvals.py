@@ -218,6 +218,8 @@ async def test_sending_the_form_creates_the_document_and_request(stack):
             ("Dana Client", "dana@client.test", None),
             ("Sam Partner", None, "+15550100002"),
         ]
+        created = next(e for e in body["events"] if e["type"] == "created")
+        assert created["actor"] == f"staff:{ADMIN}"  # who sent it, as CONTRACT section 9 names it
         status, html, _ = await browser.get(location)
         assert status == 200 and "Deck rebuild" in html and "Pending" in html
     finally:
@@ -311,7 +313,7 @@ async def test_request_page_shows_approvers_and_the_audit_trail(stack):
         ):
             assert text in html, text
         assert "Signed PDF" not in html  # not approved
-        assert "<td>created</td><td>staff</td>" in html  # every event: time, type, actor
+        assert "<td>created</td><td>api</td>" in html  # every event: time, type, actor
         status, _, _ = await browser.get("/staff/approvals/424242")
         assert status == 404
     finally:

@@ -217,7 +217,8 @@ async def read_multipart(
 @routes.post("/api/v1/approvals")
 async def create_approval(request: web.Request) -> web.Response:
     data = await body(request, ApprovalIn)
-    return web.json_response(await request.app[SERVICE].create_approval(data), status=201)
+    created = await request.app[SERVICE].create_approval(data, actor=API_ACTOR)
+    return web.json_response(created, status=201)
 
 
 @routes.get("/api/v1/approvals")

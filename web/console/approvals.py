@@ -160,7 +160,7 @@ async def create(request: web.Request) -> web.Response:
         return await new_form(request, text, {field: err.message}, status=err.status)
     try:
         created = await service.create_approval(
-            approval_in.model_copy(update={"document_id": document["id"]})
+            approval_in.model_copy(update={"document_id": document["id"]}), actor=who.actor
         )
     except PorticoError as err:
         return await new_form(request, text, {"": err.message}, status=err.status)
