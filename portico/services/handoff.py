@@ -1,7 +1,7 @@
-"""Handing recorded rows to Temporal, shared by the outboxes (portico/outbox.py for messages,
-portico/webhooks.py for webhook deliveries): each row names one workflow, started with a
-reject-duplicate id and use-existing on conflict, so web replicas and sweeping workers that
-start the same row twice never need to agree on who starts what."""
+"""Handing recorded rows to Temporal, shared by the outboxes (portico/services/outbox.py for
+messages, portico/services/webhooks.py for webhook deliveries): each row names one workflow,
+started with a reject-duplicate id and use-existing on conflict, so web replicas and sweeping
+workers that start the same row twice never need to agree on who starts what."""
 
 from __future__ import annotations
 
@@ -11,14 +11,39 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from portico.clock import utcnow
 from portico.services.gateway import TemporalGateway
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = timedelta(seconds=5)  # a hand-off waits no longer for Temporal
+SWEEP_BATCH = 100  # rows a sweep hands off at a time
+
+
+async def due_rows(
+    sessions: async_sessionmaker[AsyncSession], model: Any, older_than: timedelta
+) -> list[Any]:
+    """Rows of `model` (an outbox table: status, handed_off_at, created_at) still pending and
+    never handed off, committed at least `older_than` ago: their web process died, or Temporal
+    was down, between the commit and the start."""
+    async with sessions() as session:
+        return list(
+            await session.scalars(
+                select(model)
+                .where(
+                    model.status == "pending",
+                    model.handed_off_at.is_(None),
+                    model.created_at <= utcnow() - older_than,
+                )
+                .order_by(model.id)
+                .limit(SWEEP_BATCH)
+            )
+        )
 
 
 async def start_once(

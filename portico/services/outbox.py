@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico.clock import utcnow
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SIGN_IN, INVITE, STAFF_SIGN_IN = "sign_in", "invite", "staff_sign_in"
 ADDED = "portico.services.outbox.added"  # session.info key: rows added in the current transaction
-SWEEP_BATCH = 100
+SWEEP_BATCH = handoff.SWEEP_BATCH
 
 Message = EmailMessage | SmsMessage
 
@@ -170,21 +170,7 @@ class Outbox:
     async def sweep(self, older_than: timedelta) -> int:
         """Hand off rows committed at least `older_than` ago and not handed off (their web
         process died, or Temporal was down, between the commit and the start)."""
-        cutoff = utcnow() - older_than
-        async with self.sessions() as session:
-            rows = list(
-                await session.scalars(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.status == PENDING,
-                        OutboxMessage.handed_off_at.is_(None),
-                        OutboxMessage.created_at <= cutoff,
-                    )
-                    .order_by(OutboxMessage.id)
-                    .limit(SWEEP_BATCH)
-                )
-            )
-        return await self.hand_off(rows)
+        return await self.hand_off(await handoff.due_rows(self.sessions, OutboxMessage, older_than))
 
     async def sweep_forever(self) -> None:
         """The worker's sweep, every PORTICO_OUTBOX_SWEEP_SECONDS until cancelled."""

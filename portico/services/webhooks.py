@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SECRET_PREFIX = "whsec_"
 MAX_RESPONSE_BYTES = 1024
-SWEEP_BATCH = 100
+SWEEP_BATCH = handoff.SWEEP_BATCH
 ADDED = "portico.services.webhooks.added"  # session.info: delivery ids of the current transaction
 HANDOFF = "portico.services.webhooks.handoff"  # session.info (from the sessionmaker): who hands off
 LISTENING = "portico.services.webhooks.listening"
@@ -524,21 +524,9 @@ class Webhooks:
 
     async def sweep(self, older_than: timedelta) -> int:
         """Hand off deliveries recorded at least `older_than` ago and never handed off."""
-        cutoff = utcnow() - older_than
-        async with self.sessions() as session:
-            rows = list(
-                await session.scalars(
-                    select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.status == PENDING,
-                        WebhookDelivery.handed_off_at.is_(None),
-                        WebhookDelivery.created_at <= cutoff,
-                    )
-                    .order_by(WebhookDelivery.id)
-                    .limit(SWEEP_BATCH)
-                )
-            )
-        return await self.hand_off(rows)
+        return await self.hand_off(
+            await handoff.due_rows(self.sessions, WebhookDelivery, older_than)
+        )
 
     async def sweep_forever(self) -> None:
         every = timedelta(seconds=self.settings.outbox_sweep_seconds)
