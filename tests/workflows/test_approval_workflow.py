@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -138,7 +140,8 @@ async def started(
             # A workflow left open would hold the shared test server's clock for later tests.
             description = await handle.describe()
             if description.status == WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test finished")
+                with contextlib.suppress(RPCError):  # it may complete between the two calls
+                    await handle.terminate("test finished")
 
 
 async def wait_for(predicate, timeout: float = 30.0) -> None:
