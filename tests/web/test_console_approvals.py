@@ -218,7 +218,12 @@ async def test_sending_the_form_creates_the_document_and_request(stack):
             ("Dana Client", "dana@client.test", None),
             ("Sam Partner", None, "+15550100002"),
         ]
-        created = next(e for e in body["events"] if e["type"] == "created")
+
+        async def created_event() -> dict[str, Any] | None:  # written by the workflow's activity
+            shown = await stack.api("GET", f"/approvals/{approval_id}", 200)
+            return next((e for e in shown["events"] if e["type"] == "created"), None)
+
+        created = await wait_until(created_event)
         assert created["actor"] == f"staff:{ADMIN}"  # who sent it, as CONTRACT section 9 names it
         status, html, _ = await browser.get(location)
         assert status == 200 and "Deck rebuild" in html and "Pending" in html
