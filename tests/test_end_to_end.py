@@ -3,6 +3,7 @@ HTTP form, the result in the API, the Temporal UI's search attributes, the CLI a
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -161,6 +162,9 @@ async def test_cli_staff_actions_and_audit_verify(mail_stack, sink, dev_env, cap
     assert code == 0
     code, out = await run_async("approvals", "show", str(approval_id))
     assert code == 0 and '"extended"' in out and '"reminded"' in out
+    shown = json.loads(out)
+    staff_events = [e for e in shown["events"] if e["type"] in ("extended", "reminded")]
+    assert staff_events and {e["actor"] for e in staff_events} == {"cli"}  # CONTRACT section 9
 
     link = created["approvers"][0]["sign_url"]
     await approve_by_form(stack, link, "Approver 1")
