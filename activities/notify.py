@@ -41,13 +41,16 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def email_environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,  # templates ship with the code: no stat() per email
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def render_email(env: Environment, template: str, context: dict[str, Any]) -> tuple[str, str, str]:

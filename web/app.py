@@ -58,7 +58,9 @@ def create_app(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
+        extensions=["jinja2.ext.i18n"],
     )
+    aiohttp_jinja2.get_env(app).install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(portal_services)
     for routes in (
