@@ -31,3 +31,7 @@ class FileStore:
 
     def read(self, relative: str) -> bytes:
         return self.path(relative).read_bytes()
+
+    def delete(self, relative: str) -> None:
+        """Remove a stored file (gone already is fine): the caller knows no row names it."""
+        self.path(relative).unlink(missing_ok=True)

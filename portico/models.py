@@ -346,6 +346,27 @@ class Booking(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BookingPhoto(Base):
+    """A photo of a job (a booking of kind `job`), re-encoded without metadata, and its
+    thumbnail; the files are content-addressed under PORTICO_FILES_DIR/photos."""
+
+    __tablename__ = "booking_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    caption: Mapped[str | None] = mapped_column(String(500))
+    portal_visible: Mapped[bool] = mapped_column(Boolean, default=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    file_path: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    thumbnail_path: Mapped[str] = mapped_column(String(500))
+    uploaded_by: Mapped[str] = mapped_column(String(360))  # `api` or `staff:<email>`
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ServiceRequest(Base):
     """A request for work sent from the portal; staff list them and get an email."""
 

@@ -17,15 +17,16 @@ from portico.services.approvals import Portico
 from portico.services.billing import Billing
 from portico.services.gateway import TemporalGateway
 from portico.services.outbox import Outbox
+from portico.services.photos import Photos
 from portico.services.portal import PortalStore
 from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
-from web.api import integrations, staff, staff_portal
+from web.api import integrations, photos, staff, staff_portal
 from web.http import branding, codec, metrics
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.http.portal_keys import AUTH, BILLING, STORE
+from web.http.portal_keys import AUTH, BILLING, PHOTOS, STORE
 from web.http.security import same_origin_only, security_headers
 from web.pages import pay, portal, signing
 from web.webhooks import stripe, twilio
@@ -71,6 +72,7 @@ def create_app(
         stripe.routes,
         staff_portal.routes,
         twilio.routes,
+        photos.routes,
     ):
         app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)
@@ -102,6 +104,7 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     app[AUTH] = PortalAuth(settings, sessions, outbox)
     app[STORE] = PortalStore(settings, sessions, outbox)
     app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
+    app[PHOTOS] = Photos(settings, sessions)
     yield
 
 

@@ -17,6 +17,7 @@ from portico.integration_schemas import (
     WebhookIn,
     WebhookListOut,
 )
+from portico.photo_schemas import PHOTO_TYPES, PhotoListOut, PhotoMeta, PhotoOut, PhotoUpdateIn
 from portico.portal_schemas import (
     BookingIn,
     BookingListOut,
@@ -153,14 +154,16 @@ def _op(
     return op
 
 
-def _form(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+def _form(
+    model: type[BaseModel], schemas: dict[str, Any], media_type: str = "application/pdf"
+) -> dict[str, Any]:
     """A multipart upload: `model`'s fields as text parts (an empty one counts as left out, as
-    HTML forms send them) and the PDF as `file`."""
+    HTML forms send them) and the file (a PDF unless `media_type` says otherwise) as `file`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
     properties: dict[str, Any] = {
-        "file": {"type": "string", "format": "binary", "contentMediaType": "application/pdf"}
+        "file": {"type": "string", "format": "binary", "contentMediaType": media_type}
     }
     for name, field in schema["properties"].items():
         if name in required:
@@ -198,6 +201,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     PaymentIn,
     InvoiceVoidIn,
     WebhookIn,
+    PhotoUpdateIn,
 ]
 ANSWER_MODELS: list[type[BaseModel]] = [
     ClientOut,
@@ -220,6 +224,8 @@ ANSWER_MODELS: list[type[BaseModel]] = [
     WebhookListOut,
     WebhookDeliveryListOut,
     WebhookDeliveryOut,
+    PhotoOut,
+    PhotoListOut,
 ]
 
 
@@ -485,9 +491,52 @@ def _integration_paths() -> dict[str, Any]:
     }
 
 
+def _image(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["200"]["content"] = {kind: {} for kind in PHOTO_TYPES}
+    return op
+
+
+def _photo_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Photos of jobs (CONTRACT section 13)."""
+    upload = _op(
+        "Add a photo to a job (a booking of kind job; another kind answers 409 not_a_job): "
+        "JPEG, PNG or WebP up to 15 MiB, checked by decoding it, re-encoded without its "
+        "metadata (EXIF, GPS, XMP) and upright; a damaged file or one that is no such image "
+        "answers 422 invalid_image, one of more than 60 million pixels 413 too_many_pixels",
+        PhotoOut,
+        body=_form(PhotoMeta, schemas, "image/jpeg"),
+        ok=(201,),
+        path_id=True,
+        too_large=True,
+    )
+    upload["responses"]["413"]["description"] = "Larger than 15 MiB, or too many pixels"
+    return {
+        "/bookings/{id}/photos": {
+            "post": upload,
+            "get": _op("A job's photos, in upload order", PhotoListOut, path_id=True),
+        },
+        "/photos/{id}": {
+            "get": _op("One photo", PhotoOut, path_id=True),
+            "patch": _op(
+                "Change a photo's caption or portal_visible (only the fields sent)",
+                PhotoOut,
+                body=_json(PhotoUpdateIn),
+                path_id=True,
+            ),
+            "delete": _no_content(_op("Delete a photo", None, ok=(204,), path_id=True)),
+        },
+        "/photos/{id}/image": {
+            "get": _image(_op("The photo (at most 4096 px on its long side)", None, path_id=True))
+        },
+        "/photos/{id}/thumbnail": {
+            "get": _image(_op("Its thumbnail (at most 400 px)", None, path_id=True))
+        },
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     schemas = _components()
-    paths = {**_paths(schemas), **_integration_paths()}
+    paths = {**_paths(schemas), **_integration_paths(), **_photo_paths(schemas)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Portico staff API", "version": "1"},

@@ -182,12 +182,13 @@ async def read_text_field(part: BodyPartReader) -> str:
 
 
 async def read_multipart(
-    request: web.Request, model: type[BaseModel]
+    request: web.Request, model: type[BaseModel], *, limit: int | None = None, what: str = "PDF"
 ) -> tuple[dict[str, Any], bytes | None]:
-    """Form fields and the `file` part, refusing a file over the size limit while reading.
+    """Form fields and the `file` part, refusing a file over the size limit (`limit`, else
+    PORTICO_MAX_UPLOAD_BYTES) while reading, so no more than that is ever held in memory.
     An empty field counts as left out, as HTML forms send them; `model`'s booleans are read from
     their text."""
-    limit = request.app[SETTINGS].max_upload_bytes
+    limit = request.app[SETTINGS].max_upload_bytes if limit is None else limit
     try:
         reader = await request.multipart()
     except ValueError as err:  # e.g. `multipart/form-data` without a boundary
@@ -202,7 +203,7 @@ async def read_multipart(
             while chunk := await part.read_chunk(64 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge(f"The PDF is larger than {limit // (1024 * 1024)} MB.")
+                    raise TooLarge(f"The {what} is larger than {limit // (1024 * 1024)} MB.")
                 chunks.append(chunk)
             file_bytes = b"".join(chunks)
         elif part.name:

@@ -16,7 +16,7 @@ from web.api.staff_portal import send_invite
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
 from web.console.keys import QUERIES
 from web.http.keys import SERVICE
-from web.http.portal_keys import BILLING
+from web.http.portal_keys import BILLING, STORE
 
 routes = web.RouteTableDef()
 CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
@@ -73,6 +73,7 @@ async def client_page(
     client, projects = await request.app[QUERIES].client(client_id)
     approvals = await request.app[SERVICE].list_approvals(client_id=client_id)
     invoices = await request.app[BILLING].list_invoices(client_id=client_id)
+    bookings = await request.app[STORE].list_bookings(client_id, None)
     notices = {"invited": f"A portal invitation was emailed to {client.email}."}
     return await render(
         request,
@@ -84,6 +85,7 @@ async def client_page(
             "projects": projects,
             "approvals": approvals,
             "invoices": invoices,
+            "bookings": bookings,
             "form": form or {},
             "errors": errors or {},
             "error": error,

@@ -53,14 +53,17 @@ def csrf_for(request: web.Request, who: StaffIdentity) -> str:
     return tokens.csrf_token(request.app[SETTINGS].secret_key, "staff:" + who.session_hash)
 
 
+def csrf_valid(request: web.Request, who: StaffIdentity, token: str) -> None:
+    """A form's CSRF token matches this session; 400 otherwise (and nothing is done)."""
+    if not tokens.csrf_valid(request.app[SETTINGS].secret_key, "staff:" + who.session_hash, token):
+        raise BadRequest("This form has expired. Please reload the page and try again.")
+
+
 async def checked_form(request: web.Request, who: StaffIdentity) -> dict[str, Any]:
     """The posted form (text fields stripped; files as aiohttp FileFields) once its CSRF token
     matches this session; 400 and nothing done otherwise."""
     form = await request.post()
-    if not tokens.csrf_valid(
-        request.app[SETTINGS].secret_key, "staff:" + who.session_hash, str(form.get("csrf", ""))
-    ):
-        raise BadRequest("This form has expired. Please reload the page and try again.")
+    csrf_valid(request, who, str(form.get("csrf", "")))
     return {k: v.strip() if isinstance(v, str) else v for k, v in form.items() if k != "csrf"}
 
 

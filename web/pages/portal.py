@@ -8,6 +8,7 @@ CSRF token bound to the session (or, before sign-in, to a pre-session cookie or 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +16,9 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from portico import tokens
+from portico import images, tokens
 from portico.errors import BadRequest, Forbidden, NotFound
+from portico.models import BookingPhoto
 from portico.money import format_money
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
@@ -26,8 +28,9 @@ from portico.services.portal_auth import (
     PortalIdentity,
     RateLimited,
 )
+from web.api.photos import image_response
 from web.http.keys import SERVICE, SETTINGS
-from web.http.portal_keys import AUTH, BILLING, STORE
+from web.http.portal_keys import AUTH, BILLING, PHOTOS, STORE
 from web.http.portal_session import (
     IDENTITY,
     checked_form,
@@ -323,9 +326,42 @@ async def file_share(request: web.Request) -> web.Response:
 
 @routes.get("/portal/bookings/{id}")
 async def booking_page(request: web.Request) -> web.Response:
+    """A booking; a job's page also shows its photos (the `portal_visible` ones)."""
     who = await signed_in(request)
     booking = await request.app[STORE].booking(who.client_id, path_int(request))
-    return await render(request, "booking.html", {"title": booking.title, "booking": booking})
+    photos = await request.app[PHOTOS].for_client(who.client_id, booking.id)
+    return await render(
+        request,
+        "booking.html",
+        {"title": booking.title, "booking": booking, "photos": [shown(p) for p in photos]},
+    )
+
+
+@dataclass(frozen=True)
+class ShownPhoto:
+    id: int
+    caption: str | None
+    thumbnail_width: int
+    thumbnail_height: int
+
+
+def shown(photo: BookingPhoto) -> ShownPhoto:
+    width, height = images.fit((photo.width, photo.height), images.ImageLimits.thumbnail_side)
+    return ShownPhoto(photo.id, photo.caption, width, height)
+
+
+@routes.get("/portal/photos/{id}")
+async def photo_image(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    photo = await request.app[PHOTOS].client_photo(who.client_id, path_int(request))
+    return await image_response(request, photo)
+
+
+@routes.get("/portal/photos/{id}/thumbnail")
+async def photo_thumbnail(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    photo = await request.app[PHOTOS].client_photo(who.client_id, path_int(request))
+    return await image_response(request, photo, thumbnail=True)
 
 
 @routes.get("/portal/invoices/{id}")
