@@ -11,7 +11,10 @@ from PIL import Image, PngImagePlugin
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
-XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description exif:GPSLatitude="51,30N"/></rdf:RDF></x:xmpmeta>'
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>'
+    b'<rdf:Description exif:GPSLatitude="51,30N"/></rdf:RDF></x:xmpmeta>'
+)
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 
 

@@ -194,6 +194,10 @@ async def test_staff_change_and_delete_a_photo(stack):
     assert (await staff_get(stack, made["url"]))[0] == 404
 
 
+def portal_urls(photo: dict[str, Any]) -> tuple[str, str]:
+    return f"/portal/photos/{photo['id']}", f"/portal/photos/{photo['id']}/thumbnail"
+
+
 THUMBNAIL = re.compile(r'<img src="(/portal/photos/(\d+)/thumbnail)"[^>]*alt="([^"]*)"')
 
 
@@ -229,7 +233,7 @@ async def test_the_portal_shows_a_jobs_photos_to_its_client_only(stack):
                 assert status == 200 and response.content_type == photo["content_type"], path
         # The staff-only photo is not there at all, not even by its id.
         assert f"/portal/photos/{hidden['id']}" not in html
-        for path in (f"/portal/photos/{hidden['id']}", f"/portal/photos/{hidden['id']}/thumbnail"):
+        for path in portal_urls(hidden):
             assert (await browser.get(path))[0] == 404
     finally:
         await browser.close()
