@@ -1,6 +1,7 @@
 """Schemathesis hooks for tests/web/test_openapi_fuzz.py, loaded by its CLI (SCHEMATHESIS_HOOKS).
 
-- The document says uploads are PDFs (`contentMediaType`): a schema-valid upload is a real one.
+- The document says uploads are PDFs (`contentMediaType`): a schema-valid upload is a real one;
+  a job photo's (`image/jpeg`) is a real photo.
 - A webhook URL whose host is (or resolves to) a private address is refused, as documented;
   JSON Schema cannot say which, so such a generated URL is swapped for a public one.
 - JSON Schema cannot add numbers up: the rule that line items must add up to at most
@@ -25,9 +26,12 @@ from portico.money import totals
 from portico.schemas import MAX_TOTAL_CENTS, LineItem
 from portico.services.webhooks import check_receiver
 from tests.support.helpers import sample_pdf
+from tests.support.photos import phone_jpeg
 
-# The only binary fields are the uploads, `contentMediaType: application/pdf`.
+# The binary fields are the uploads, `contentMediaType: application/pdf` but for job photos.
 schemathesis.openapi.format("binary", st.sampled_from([sample_pdf("First"), sample_pdf("Second")]))
+PHOTO = phone_jpeg(40, 20)
+PHOTO_UPLOAD = "/bookings/{id}/photos"
 
 
 def receiver_allowed(url: str) -> bool:
@@ -44,8 +48,12 @@ def receiver_allowed(url: str) -> bool:
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """A schema-valid webhook URL the server refuses (its host is, or resolves to, a private
     address) is sent as another schema-valid one, in every phase (the coverage phase does not
-    use `filter_body`)."""
+    use `filter_body`); a photo upload's file is a real JPEG."""
     body = case.body
+    if case.operation.path == PHOTO_UPLOAD and case.method.upper() == "POST":
+        if isinstance(body, dict) and isinstance(body.get("file"), bytes):
+            case.body = {**body, "file": PHOTO}  # `contentMediaType: image/jpeg`, as documented
+        return
     if case.operation.path != "/webhooks" or case.method.upper() != "POST":
         return
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):

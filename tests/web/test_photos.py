@@ -262,3 +262,19 @@ async def test_the_portal_photo_urls_need_a_session(stack):
     )
     response = await stack.http.get(f"/portal/photos/{made['id']}", allow_redirects=False)
     assert response.status in (303, 401, 404) and "image" not in response.content_type
+
+
+async def test_the_openapi_document_describes_the_photo_calls(stack):
+    response = await stack.http.get("/api/v1/openapi.json")
+    doc = await response.json()
+    upload = doc["paths"]["/bookings/{id}/photos"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"]
+    assert form["properties"]["file"]["contentMediaType"] == "image/jpeg"
+    assert {"201", "404", "409", "413", "422"} <= set(upload["responses"])
+    answer = doc["components"]["schemas"]["PhotoOut"]
+    assert {"id", "url", "thumbnail_url"} <= set(answer["required"])
+    assert set(doc["paths"]["/photos/{id}"]) == {"get", "patch", "delete"}
+    image = doc["paths"]["/photos/{id}/image"]["get"]["responses"]["200"]["content"]
+    assert set(image) == {"image/jpeg", "image/png", "image/webp"}
+    assert "get" in doc["paths"]["/bookings/{id}/photos"]
