@@ -160,6 +160,8 @@ async def test_refusals_store_nothing(stack):
     assert (await refused(422, no_file))["code"] == "invalid_image"
     caption = await refused(422, photo_form(phone_jpeg(), caption="x" * 501))
     assert "caption" in caption["message"]
+    await refused(422, photo_form(phone_jpeg(), portal_visible="maybe"))
+    await refused(422, photo_form(phone_jpeg(), location="51.5N"))  # no such field
     await stack.api("POST", upload, 422, json={"caption": "JSON is no upload"})
 
     assert await photo_rows(stack) == 0 and await stored_files(stack) == []

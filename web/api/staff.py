@@ -165,19 +165,19 @@ def boolean_fields(model: type[BaseModel]) -> frozenset[str]:
     )
 
 
-async def read_text_field(part: BodyPartReader) -> str:
+async def read_text_field(part: BodyPartReader, what: str = "PDF") -> str:
     """A form field's text; a file or other bytes under any name but `file` is refused (422)."""
     raw = bytearray()
     while chunk := await part.read_chunk(8 * 1024):
         raw += chunk
         if len(raw) > MAX_FIELD_BYTES:
-            raise Invalid(f"The form field `{part.name}` is too long; attach the PDF as `file`.")
+            raise Invalid(f"The form field `{part.name}` is too long; attach the {what} as `file`.")
     try:
         data = bytes(part.decode(bytes(raw)))  # any Content-Transfer-Encoding, as part.text()
         return data.decode(part.get_charset(default="utf-8")).strip()
     except (UnicodeDecodeError, LookupError) as err:
         raise Invalid(
-            f"The form field `{part.name}` must be text; attach the PDF as `file`."
+            f"The form field `{part.name}` must be text; attach the {what} as `file`."
         ) from err
 
 
@@ -207,7 +207,7 @@ async def read_multipart(
                 chunks.append(chunk)
             file_bytes = b"".join(chunks)
         elif part.name:
-            value = await read_text_field(part)
+            value = await read_text_field(part, what)
             if value != "":
                 fields[part.name] = value
     for name in boolean_fields(model) & fields.keys():
