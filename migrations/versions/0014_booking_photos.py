@@ -1,6 +1,6 @@
 """Photos of jobs (bookings of kind `job`).
 
-Revision ID: 0016_booking_photos
+Revision ID: 0014_booking_photos
 Revises: 0013_webhooks
 Create Date: 2026-12-08 10:00:00.000000
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0016_booking_photos"
+revision: str = "0014_booking_photos"
 # The lead re-chains this onto the migration before it at merge (0014, 0015 land in parallel).
 down_revision: str | Sequence[str] | None = "0013_webhooks"
 branch_labels: str | Sequence[str] | None = None
