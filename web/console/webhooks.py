@@ -4,6 +4,7 @@ with "Retry" for failed deliveries, and deletion behind a confirmation page (no 
 
 from __future__ import annotations
 
+import binascii
 from typing import Any
 
 from aiohttp import web
@@ -16,16 +17,18 @@ from portico.integration_schemas import (
     WebhookIn,
     WebhookOut,
 )
-from portico.services.webhooks import FAILED
+from portico.services.webhooks import FAILED, seal, unseal
 from web.api.integrations import WEBHOOKS
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
+from web.http import cookies
+from web.http.keys import SETTINGS
 
 routes = web.RouteTableDef()
 EVENT_HINTS = {
     "approval.sent": "a request went out",
     "approval.viewed": "an approver opened it for the first time",
     "approval.partially_approved": "an approver approved, others still have to",
-    "approval.approved": "approved, with the signed PDF's SHA-256 and URL",
+    "approval.approved": "approved, with the signed PDF's SHA-256 and link",
     "approval.declined": "an approver declined, with the reason",
     "approval.expired": "the deadline passed",
     "approval.voided": "staff voided it",
@@ -42,6 +45,8 @@ NOTICES = {
     "retried": "The delivery is being sent again, with the same webhook-id.",
 }
 MAX_EVENT_ID = 40
+SECRET_COOKIE = "portico_new_webhook"  # `__Host-portico_new_webhook` behind https
+SECRET_SECONDS = 300
 
 
 def form_events(values: list[str]) -> list[str]:
@@ -102,29 +107,42 @@ async def add_webhook(request: web.Request) -> web.Response:
     try:
         created = await request.app[WEBHOOKS].create_endpoint(data)
     except Invalid as err:  # an inside address (server-side request forgery)
-        message = (
-            err.message.replace("url", "The URL", 1)
-            if err.message.startswith("url")
-            else err.message
-        )
+        message = err.message
+        if message.startswith("url"):
+            message = "The URL" + message.removeprefix("url")
         return await list_page(request, form, {"url": message}, status=err.status)
-    response = await endpoint_page(request, created["id"], secret=created["secret"], status=201)
-    response.headers["Cache-Control"] = "no-store"  # the secret is shown once, never cached
-    return response
+    # Post/redirect/get, so a reload adds nothing; the secret rides along once, sealed, in a
+    # short-lived cookie the endpoint's page reads and clears.
+    response = web.HTTPSeeOther(f"/staff/webhooks/{created['id']}")
+    sealed = seal(request.app[SETTINGS].secret_key, f"{created['id']}:{created['secret']}")
+    cookies.set_session(request, response, SECRET_COOKIE, sealed, max_age=SECRET_SECONDS)
+    raise response
+
+
+def shown_once(request: web.Request, endpoint_id: int) -> str | None:
+    """The new endpoint's secret, if this browser just added it (see `add_webhook`)."""
+    sealed = cookies.read_session(request, SECRET_COOKIE)
+    if not sealed:
+        return None
+    try:
+        found_id, _, secret = unseal(request.app[SETTINGS].secret_key, sealed).partition(":")
+    except (ValueError, binascii.Error):
+        return None
+    return secret if found_id == str(endpoint_id) and secret.startswith("whsec_") else None
 
 
 async def endpoint_page(
     request: web.Request,
     endpoint_id: int,
     *,
-    secret: str | None = None,
     error: str | None = None,
     status: int = 200,
 ) -> web.Response:
     hooks = request.app[WEBHOOKS]
     endpoint = WebhookOut.model_validate(await hooks.get_endpoint(endpoint_id))
     log = [WebhookDeliveryOut.model_validate(d) for d in await hooks.deliveries(endpoint_id)]
-    return await render(
+    secret = shown_once(request, endpoint_id)
+    response = await render(
         request,
         "webhook.html",
         {
@@ -139,6 +157,10 @@ async def endpoint_page(
         },
         status=status,
     )
+    cookies.clear_session(request, response, SECRET_COOKIE)
+    if secret:
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @routes.get("/staff/webhooks/{id:\\d+}")
