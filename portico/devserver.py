@@ -106,8 +106,10 @@ def start_temporal(
     for key in sa.ALL_KEYS:
         kind = "Int" if key is sa.AMOUNT_CENTS else "Keyword"
         args += ["--search-attribute", f"{key.name}={kind}"]
-    log_file = open(settings.var_dir / "temporal.log", "ab")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    with (settings.var_dir / "temporal.log").open("ab") as log_file:  # the child keeps its own copy
+        return subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 async def wait_for_temporal(settings: Settings, address: str, timeout: float = 60) -> Client:

@@ -395,6 +395,11 @@ class Webhooks:
             )
             return [endpoint_json(e) for e in rows]
 
+    async def get_endpoint(self, endpoint_id: int) -> dict[str, Any]:
+        """One endpoint as the list shows it (never its secret); NotFound once deleted."""
+        async with self.sessions() as session:
+            return endpoint_json(await self._endpoint(session, endpoint_id))
+
     async def _endpoint(self, session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None or endpoint.deleted_at is not None:

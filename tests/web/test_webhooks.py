@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,89 +19,22 @@ from standardwebhooks import Webhook
 from portico.db import create_engine, session_maker
 from portico.models import WebhookDelivery, WebhookEndpoint
 from portico.services import webhooks
-from portico.smtp_sink import free_port
 from tests.conftest import Stack, start_stack
 from tests.support.helpers import create_approval, seed_document, wait_until
 from tests.support.portal_support import create_invoice, seed_client
-
-
-@dataclass
-class Receiver:
-    """A local HTTP receiver: answers the next of `answers` (then `default`), or hangs."""
-
-    port: int = field(default_factory=free_port)
-    answers: list[int] = field(default_factory=list)
-    default: int = 200
-    hang: bool = False
-    body: bytes = b"ok"
-    got: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
-    runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        if self.hang:
-            await asyncio.sleep(60)
-        status = self.answers.pop(0) if self.answers else self.default
-        self.got.append((dict(request.headers), raw, status))
-        return web.Response(status=status, body=self.body)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-
-    def verified(self, secret: str) -> list[dict[str, Any]]:
-        """Every request's payload, each checked with the library receivers use."""
-        return [Webhook(secret).verify(raw, headers) for headers, raw, _ in self.got]
-
-    def delivered(self) -> list[tuple[dict[str, str], bytes, int]]:
-        return [g for g in self.got if 200 <= g[2] < 300]
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    async def check() -> Any:
-        return predicate()
-
-    return await wait_until(check, timeout)
+from tests.support.webhook_support import (
+    Receiver,
+    eventually,
+    fast,
+    receiver,
+    running_receivers,
+)
 
 
 @pytest.fixture
 async def receivers() -> AsyncIterator[list[Receiver]]:
-    made: list[Receiver] = []
-    yield made
-    for each in made:
-        await each.stop()
-
-
-async def receiver(made: list[Receiver], **kw: Any) -> Receiver:
-    each = Receiver(**kw)
-    await each.start()
-    made.append(each)
-    return each
-
-
-def fast(settings: Any, **extra: Any) -> Any:
-    return settings.model_copy(
-        update={
-            "webhooks_allow_private": True,
-            "webhook_retry_seconds": 0.2,
-            "webhook_retry_max_seconds": 0.5,
-            "webhook_timeout_seconds": 2.0,
-            "outbox_sweep_seconds": 0.3,
-            **extra,
-        }
-    )
+    async with running_receivers() as made:
+        yield made
 
 
 @pytest.fixture
