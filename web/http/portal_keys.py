@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from portico.services.billing import Billing
+from portico.services.messages import ClientMessages
 from portico.services.portal import PortalStore
 from portico.services.portal_auth import PortalAuth
 
 AUTH = web.AppKey("portal_auth", PortalAuth)
 STORE = web.AppKey("portal_store", PortalStore)
 BILLING = web.AppKey("billing", Billing)
+MESSAGES = web.AppKey("client_messages", ClientMessages)
