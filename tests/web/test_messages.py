@@ -284,6 +284,7 @@ async def test_the_console_shows_the_thread_and_sends_replies(stack):
         await send(portal, "Is <b>Friday</b> OK? https://photos.test/1")
         status, html, _ = await staff.get(page)
         assert status == 200 and '<h2 id="messages-h">Messages</h2>' in html
+        assert 'role="alert"' not in html  # nothing wrong, nothing said
         assert "Is &lt;b&gt;Friday&lt;/b&gt; OK?" in html
         assert '<a href="https://photos.test/1" rel="noopener nofollow noreferrer"' in html
         assert '<label for="message-body">Message</label>' in html and "Send reply" in html
@@ -291,7 +292,8 @@ async def test_the_console_shows_the_thread_and_sends_replies(stack):
         status, html, response = await staff.post(
             f"{page}/messages", {**fields, "body": ""}, allow_redirects=False
         )
-        assert status == 422 and "Please write a message" in html
+        assert status == 422 and '<p class="field-error" id="err-body">Please write' in html
+        assert 'aria-invalid="true" aria-describedby="err-body"' in html
         status, _, response = await staff.post(
             f"{page}/messages", {**fields, "body": "Friday at 9."}, allow_redirects=False
         )
