@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -323,6 +324,7 @@ class PortalSettings(Base):
     show_files: Mapped[bool] = mapped_column(Boolean, default=True)
     show_payments: Mapped[bool] = mapped_column(Boolean, default=True)
     show_service_requests: Mapped[bool] = mapped_column(Boolean, default=True)
+    show_messages: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     company_footer: Mapped[str | None] = mapped_column(Text)
     vat_number: Mapped[str | None] = mapped_column(String(60))
     registration_number: Mapped[str | None] = mapped_column(String(60))
@@ -383,6 +385,28 @@ class ServiceRequest(Base):
     description: Mapped[str] = mapped_column(Text)
     preferred_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default="new")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ClientMessage(Base):
+    """One message of a client's thread with the business (CONTRACT section 14): `in` from the
+    client (portal, SMS), `out` from staff (API, console). `author` is an actor as the audit
+    trail writes it (`client`, `sms:<phone>`, `api`, `staff:<email>`); `dedupe_key` makes a
+    repeated submission (a double click, Twilio delivering one SMS twice) record it once."""
+
+    __tablename__ = "client_messages"
+    __table_args__ = (
+        Index("ix_client_messages_client_id_id", "client_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    author: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(10))  # portal | sms | api | console
+    dedupe_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -16,18 +16,21 @@ from portico.models import OutboundMessage
 from portico.services.approvals import Portico
 from portico.services.billing import Billing
 from portico.services.gateway import TemporalGateway
+from portico.services.messages import ClientMessages
 from portico.services.outbox import Outbox
 from portico.services.photos import Photos
 from portico.services.portal import PortalStore
 from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
-from web.api import integrations, photos, staff, staff_portal
+from web.api import integrations, messages, photos, staff, staff_portal
 from web.http import branding, codec, metrics
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
-from web.http.portal_keys import AUTH, BILLING, PHOTOS, STORE
+from web.http.linkify import linkify
+from web.http.portal_keys import AUTH, BILLING, MESSAGES, PHOTOS, STORE
 from web.http.security import same_origin_only, security_headers
+from web.pages import messages as portal_messages
 from web.pages import pay, portal, signing
 from web.webhooks import stripe, twilio
 
@@ -62,15 +65,18 @@ def create_app(
         extensions=["jinja2.ext.i18n"],
     )
     aiohttp_jinja2.get_env(app).install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    aiohttp_jinja2.get_env(app).filters["linkify"] = linkify
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(portal_services)
     for routes in (
         staff.routes,
         signing.routes,
         portal.routes,
+        portal_messages.routes,
         pay.routes,
         stripe.routes,
         staff_portal.routes,
+        messages.routes,
         twilio.routes,
         photos.routes,
     ):
@@ -103,6 +109,7 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     outbox = Outbox(settings, sessions, app[TEMPORAL])
     app[AUTH] = PortalAuth(settings, sessions, outbox)
     app[STORE] = PortalStore(settings, sessions, outbox)
+    app[MESSAGES] = ClientMessages(settings, sessions, outbox)
     app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
     app[PHOTOS] = Photos(settings, sessions)
     yield

@@ -104,6 +104,21 @@ def add_staff_emails(
     return [add(session, m) for m in staff_emails(settings, key, template, context)]
 
 
+def staff_texts(settings: Settings, key: str, body: str) -> list[SmsMessage]:
+    """One SMS per PORTICO_STAFF_PHONES number (sent at once: staff asked for these)."""
+    return [
+        SmsMessage(dedupe_key=f"{key}:staff-sms:{n}", to=phone, body=body)
+        for n, phone in enumerate(settings.staff_phones)
+    ]
+
+
+def add_staff_texts(
+    session: AsyncSession, settings: Settings, key: str, body: str
+) -> list[OutboxMessage]:
+    """Record a staff notice by SMS (`staff_texts`) in the session's transaction."""
+    return [add(session, m) for m in staff_texts(settings, key, body)]
+
+
 def delivery(settings: Settings, row: OutboxMessage) -> OutboxDelivery:
     return OutboxDelivery(
         outbox_id=row.id,

@@ -49,7 +49,15 @@ from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 COMPLETE_STATUSES = ("complete", "completed", "closed")
 SIGNING_LINK_TTL = timedelta(hours=2)
 SHARE_LINK_TTL = timedelta(days=30)
-SECTIONS = ("projects", "approvals", "bookings", "files", "payments", "service_requests")
+SECTIONS = (
+    "projects",
+    "approvals",
+    "bookings",
+    "files",
+    "payments",
+    "service_requests",
+    "messages",
+)
 
 
 async def load_portal_settings(session: AsyncSession) -> PortalSettings:
@@ -67,6 +75,7 @@ async def load_portal_settings(session: AsyncSession) -> PortalSettings:
             show_files=True,
             show_payments=True,
             show_service_requests=True,
+            show_messages=True,
         )
     )
 

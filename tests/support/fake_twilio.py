@@ -29,12 +29,15 @@ WEBHOOK = "/webhooks/twilio/sms"
 @dataclass
 class FakeTwilio:
     """Records every `Messages.json` POST and answers like Twilio; numbers in `reject` get
-    Twilio's 400 error with the given code (e.g. 21610: unsubscribed recipient)."""
+    Twilio's 400 error with the given code (e.g. 21610: unsubscribed recipient); while `down`,
+    every message gets a 503 (counted in `refused`)."""
 
     account_sid: str = ACCOUNT_SID
     auth_token: str = AUTH_TOKEN
     messages: list[dict[str, str]] = field(default_factory=list)
     reject: dict[str, int] = field(default_factory=dict)
+    down: bool = False
+    refused: int = 0
     server: TestServer | None = None
 
     @property
@@ -62,6 +65,9 @@ class FakeTwilio:
             or request.headers.get("Authorization") != f"Basic {expected}"
         ):
             return self.error(401, 20003, "Authenticate")
+        if self.down:
+            self.refused += 1
+            return self.error(503, 20503, "Service unavailable")
         form = {k: str(v) for k, v in (await request.post()).items()}
         if form.get("To") in self.reject:
             return self.error(

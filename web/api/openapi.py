@@ -17,6 +17,7 @@ from portico.integration_schemas import (
     WebhookIn,
     WebhookListOut,
 )
+from portico.message_schemas import MessageIn, MessageListOut, MessageOut
 from portico.photo_schemas import PHOTO_TYPES, PhotoListOut, PhotoMeta, PhotoOut, PhotoUpdateIn
 from portico.portal_schemas import (
     BookingIn,
@@ -202,6 +203,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     InvoiceVoidIn,
     WebhookIn,
     PhotoUpdateIn,
+    MessageIn,
 ]
 ANSWER_MODELS: list[type[BaseModel]] = [
     ClientOut,
@@ -226,6 +228,8 @@ ANSWER_MODELS: list[type[BaseModel]] = [
     WebhookDeliveryOut,
     PhotoOut,
     PhotoListOut,
+    MessageOut,
+    MessageListOut,
 ]
 
 
@@ -534,9 +538,32 @@ def _photo_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _message_paths() -> dict[str, Any]:
+    """A client's message thread (CONTRACT section 14)."""
+    return {
+        "/clients/{id}/messages": {
+            "get": _op("The client's message thread, oldest first", MessageListOut, path_id=True),
+            "post": _op(
+                "Reply to the client: emailed to them, and texted when they have a phone that "
+                "did not reply STOP (after their quiet hours). An Idempotency-Key header makes "
+                "a retried call record and send it once",
+                MessageOut,
+                body=_json(MessageIn),
+                ok=(201,),
+                path_id=True,
+            ),
+        }
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     schemas = _components()
-    paths = {**_paths(schemas), **_integration_paths(), **_photo_paths(schemas)}
+    paths = {
+        **_paths(schemas),
+        **_integration_paths(),
+        **_photo_paths(schemas),
+        **_message_paths(),
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Portico staff API", "version": "1"},

@@ -1,14 +1,17 @@
-"""Clients (`/staff/clients`), a client's page with projects, approvals and invoices and the
-portal invitation, and an invoice's page with manual payments (`/staff/invoices/{id}`)."""
+"""Clients (`/staff/clients`), a client's page with projects, approvals, invoices, the portal
+invitation and the message thread with its reply form, and an invoice's page with manual
+payments (`/staff/invoices/{id}`)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from aiohttp import web
 
 from portico.errors import PorticoError
+from portico.message_schemas import BODY_LIMIT, form_problem, form_text
 from portico.money import BadAmount, parse_cents
 from portico.portal_schemas import PaymentIn
 from portico.schemas import LOCALES, ClientIn, ProjectIn
@@ -16,13 +19,14 @@ from web.api.staff_portal import send_invite
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
 from web.console.keys import QUERIES
 from web.http.keys import SERVICE
-from web.http.portal_keys import BILLING, STORE
+from web.http.portal_keys import BILLING, MESSAGES, STORE
 
 routes = web.RouteTableDef()
 CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
 LANGUAGES = (("en", "English"), ("fr", "Français"), ("es", "Español"))
 METHODS = (("check", "Check"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"))
 INVITE_DAYS = 7
+MESSAGE_KEY = re.compile(r"[0-9a-f]{32}")
 assert tuple(code for code, _ in LANGUAGES) == LOCALES
 
 
@@ -74,7 +78,11 @@ async def client_page(
     approvals = await request.app[SERVICE].list_approvals(client_id=client_id)
     invoices = await request.app[BILLING].list_invoices(client_id=client_id)
     bookings = await request.app[STORE].list_bookings(client_id, None)
-    notices = {"invited": f"A portal invitation was emailed to {client.email}."}
+    thread = await request.app[MESSAGES].thread(client_id)
+    notices = {
+        "invited": f"A portal invitation was emailed to {client.email}.",
+        "replied": "Your reply was sent to the client.",
+    }
     return await render(
         request,
         "client.html",
@@ -86,6 +94,9 @@ async def client_page(
             "approvals": approvals,
             "invoices": invoices,
             "bookings": bookings,
+            "thread": thread,
+            "message_limit": BODY_LIMIT,
+            "message_key": uuid.uuid4().hex,  # a double click sends the reply once
             "form": form or {},
             "errors": errors or {},
             "error": error,
@@ -125,6 +136,30 @@ async def invite(request: web.Request) -> web.Response:
     except PorticoError as err:  # the portal is turned off
         return await client_page(request, client_id, error=err.message, status=err.status)
     raise web.HTTPSeeOther(f"/staff/clients/{client_id}?done=invited")
+
+
+@routes.post("/staff/clients/{id:\\d+}/messages")
+async def reply(request: web.Request) -> web.Response:
+    who = await signed_in(request)
+    form = await checked_form(request, who)
+    client_id = path_int(request)
+    await request.app[QUERIES].client(client_id)
+    body = form_text(str(form.get("body", "")))
+    problem = form_problem(body)
+    if problem is not None:
+        form = {**form, "body": body}
+        return await client_page(
+            request, client_id, errors={"body": problem}, form=form, status=422
+        )
+    key = str(form.get("key", ""))
+    await request.app[MESSAGES].reply(
+        client_id,
+        body,
+        channel="console",
+        author=who.actor,
+        dedupe_key=f"console:{client_id}:{key}" if MESSAGE_KEY.fullmatch(key) else None,
+    )
+    raise web.HTTPSeeOther(f"/staff/clients/{client_id}?done=replied#messages")
 
 
 # --- invoices -------------------------------------------------------------------------------

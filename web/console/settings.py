@@ -30,6 +30,7 @@ SECTION_LABELS = {
     "files": "Files",
     "payments": "Payments",
     "service_requests": "Service requests",
+    "messages": "Messages",
 }
 assert tuple(SECTION_LABELS) == SECTIONS
 

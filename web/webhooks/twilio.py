@@ -20,6 +20,7 @@ from bots import sms
 from portico.models import InboundMessage
 from portico.settings import Settings
 from web.http.keys import SERVICE, SESSIONS, SETTINGS
+from web.http.portal_keys import MESSAGES
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -66,7 +67,9 @@ async def twilio_sms(request: web.Request) -> web.Response:
             log.info("ignoring repeated Twilio message %s", sid)
             return twiml(None)
     try:
-        reply = await sms.reply_to(request.app[SERVICE], sender, body, sid or None)
+        reply = await sms.reply_to(
+            request.app[SERVICE], request.app[MESSAGES], sender, body, sid or None
+        )
     except Exception:
         if sid:  # not handled: let a redelivery of the same message try again
             async with sessions() as session, session.begin():
