@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes as sa
@@ -318,7 +319,7 @@ class AgreementWorkflow:
     async def _sync(self, ended: bool = False) -> None:
         """Mirror the state into the read model and keep the search attributes current."""
         if workflow.info().typed_search_attributes.get(sa.STATUS) is not None:
-            updates = [
+            updates: list[SearchAttributeUpdate[Any]] = [
                 sa.STATUS.value_set(self._status),
                 sa.VISITS_DONE.value_set(self._done_count()),
             ]

@@ -3,8 +3,9 @@ fields with defaults (histories of running approvals must keep decoding)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 ROUTINGS = ("sequential", "any", "all")
@@ -449,10 +450,10 @@ def agreement_workflow_id(agreement_id: int) -> str:
 @dataclass
 class VisitState:
     n: int  # 1-based
-    date: date
+    date: dt.date
     status: str = VISIT_SCHEDULED
     booking_id: int | None = None
-    reminded_for: date | None = None  # the visit date its reminder went out for
+    reminded_for: dt.date | None = None  # the visit date its reminder went out for
     done_at: datetime | None = None
 
 
@@ -499,7 +500,7 @@ class CancelAgreement:
 @dataclass
 class MoveVisit:
     n: int
-    date: date
+    date: dt.date
     actor: str = "api"
 
 
@@ -517,7 +518,7 @@ class AgreementState:
     visits: list[VisitState]
     visits_done: int
     visits_total: int
-    next_visit: date | None = None
+    next_visit: dt.date | None = None
     cancel_reason: str | None = None
 
 
@@ -527,7 +528,7 @@ class BookVisit:
 
     agreement_id: int
     n: int
-    date: date
+    date: dt.date
 
 
 @dataclass

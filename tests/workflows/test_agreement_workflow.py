@@ -168,7 +168,9 @@ async def test_a_quarterly_agreement_runs_its_three_years(time_env):
         assert near(booked_at, morning(visit.date - timedelta(days=14)))
     # 12 reminders by email and 12 by SMS, each 2 days before its visit
     assert len(fakes.emails) == len(fakes.texts) == 12
-    for visit, (email, at), (sms, sms_at) in zip(inp.visits, fakes.emails, fakes.texts):
+    for visit, (email, at), (sms, sms_at) in zip(
+        inp.visits, fakes.emails, fakes.texts, strict=True
+    ):
         assert near(at, morning(visit.date - timedelta(days=2)))
         assert near(sms_at, morning(visit.date - timedelta(days=2)))
         assert email.template == "agreement_reminder"
@@ -237,7 +239,8 @@ async def test_move_a_visit_and_change_the_reminder_lead(time_env):
             (MoveVisit(n=1, date=today - timedelta(days=1)), INVALID_VISIT_DATE),
             (MoveVisit(n=1, date=today + timedelta(days=4000)), INVALID_VISIT_DATE),
         ):
-            assert (await rejected(handle.execute_update(AgreementWorkflow.move_visit, bad))).type == kind
+            error = await rejected(handle.execute_update(AgreementWorkflow.move_visit, bad))
+            assert error.type == kind
         for days in (-1, 31):
             error = await rejected(
                 handle.execute_update(AgreementWorkflow.change_reminder, ChangeReminder(days))
