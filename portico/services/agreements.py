@@ -281,11 +281,13 @@ class Agreements:
     async def move_visit(
         self, agreement_id: int, n: int, new_date: date, actor: str = "api"
     ) -> dict[str, Any]:
-        if new_date < self.today():
-            raise Invalid("A visit cannot move into the past.")
         view = await self.view(agreement_id)
         if not any(v.n == n for v in view.visits):
             raise NotFound(f"Agreement {agreement_id} has no visit {n}.")
+        if new_date < self.today():
+            raise Invalid("A visit cannot move into the past.")
+        if new_date > self.today() + MAX_START_AHEAD:
+            raise Invalid("A visit can move at most five years ahead.")
         return await self._update(
             agreement_id, AGREEMENT_MOVE_VISIT, MoveVisit(n=n, date=new_date, actor=actor)
         )

@@ -1,5 +1,6 @@
-"""Clients (`/staff/clients`), a client's page with projects, approvals and invoices and the
-portal invitation, and an invoice's page with manual payments (`/staff/invoices/{id}`)."""
+"""Clients (`/staff/clients`), a client's page with projects, approvals, invoices, service
+agreements and the portal invitation, and an invoice's page with manual payments
+(`/staff/invoices/{id}`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from portico.schemas import LOCALES, ClientIn, ProjectIn
 from web.api.staff_portal import send_invite
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
 from web.console.keys import QUERIES
+from web.http.agreement_keys import AGREEMENTS
 from web.http.keys import SERVICE
 from web.http.portal_keys import BILLING
 
@@ -73,7 +75,12 @@ async def client_page(
     client, projects = await request.app[QUERIES].client(client_id)
     approvals = await request.app[SERVICE].list_approvals(client_id=client_id)
     invoices = await request.app[BILLING].list_invoices(client_id=client_id)
-    notices = {"invited": f"A portal invitation was emailed to {client.email}."}
+    agreements = await request.app[AGREEMENTS].views(client_id)
+    notices = {
+        "invited": f"A portal invitation was emailed to {client.email}.",
+        "agreement_cancelled": "The agreement was cancelled: nothing more is booked or reminded.",
+        "agreement_not_cancelled": "The agreement could not be cancelled; its state is below.",
+    }
     return await render(
         request,
         "client.html",
@@ -84,6 +91,7 @@ async def client_page(
             "projects": projects,
             "approvals": approvals,
             "invoices": invoices,
+            "agreements": agreements,
             "form": form or {},
             "errors": errors or {},
             "error": error,

@@ -30,6 +30,7 @@ SECTION_LABELS = {
     "files": "Files",
     "payments": "Payments",
     "service_requests": "Service requests",
+    "agreements": "Agreements",
 }
 assert tuple(SECTION_LABELS) == SECTIONS
 
