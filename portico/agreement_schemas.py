@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from portico.schemas import Id, Int, IsoDate, Out, Strict
+from portico.schemas import Id, IsoDate, NotBool, Out, Strict
 
 Every = Literal["week", "month", "quarter", "year"]
-RemindDays = Annotated[Int, Field(ge=0, le=30)]
+RemindDays = Annotated[int, Field(ge=0, le=30), NotBool]
 AGREEMENT_STATUSES = ("active", "completed", "cancelled")
 VISIT_STATUSES = ("scheduled", "booked", "done", "cancelled")
 
@@ -22,12 +22,13 @@ class AgreementIn(Strict):
     title: str = Field(min_length=1, max_length=200)
     starts_on: IsoDate = Field(description="The first visit's date (today or later).")
     every: Every
-    visits: Annotated[Int, Field(ge=1, le=120)]
+    visits: Annotated[int, Field(ge=1, le=120), NotBool]
     remind_days_before: RemindDays = 2
 
 
 class AgreementUpdateIn(Strict):
-    """A partial update: only the fields sent change."""
+    """What staff change on a running agreement: the reminder lead of the visits not reminded
+    yet (moving a visit and cancelling have calls of their own)."""
 
     remind_days_before: RemindDays
 
