@@ -19,6 +19,7 @@ from portico.services.gateway import TemporalGateway
 from tests.support.console_support import post_form, staff_sign_in
 from tests.support.helpers import wait_until
 from tests.support.portal_support import mails_to, seed_client, sign_in
+from workflows import search_attributes as sa
 
 
 def today() -> date:
@@ -116,6 +117,14 @@ async def test_create_books_and_reminds_the_first_visit_and_counts_it_when_compl
     done = await shown(stack, created["id"], lambda a: a["visits_done"] == 1)
     assert done["visits"][0]["status"] == "done" and done["visits"][0]["done_at"]
     assert done["next_visit"] == _months(start, 3)
+    # Operators filter agreements in the Temporal UI by these, kept current by the workflow.
+    described = await stack.temporal.get_workflow_handle(created["workflow_id"]).describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(sa.STATUS) == "active"
+    assert attributes.get(sa.CLIENT) == client["company"]
+    assert attributes.get(sa.AGREEMENT_EVERY) == "quarter"
+    assert attributes.get(sa.VISITS_DONE) == 1
+    assert attributes.get(sa.NEXT_VISIT).date().isoformat() == _months(start, 3)
     listed = await stack.api("GET", f"/agreements?client_id={client['id']}", 200)
     assert [a["id"] for a in listed["items"]] == [created["id"]]
     assert (await stack.api("GET", f"/agreements?client_id={client['id'] + 1}", 200))["items"] == []

@@ -59,6 +59,7 @@ class Fakes:
     texts: list[tuple[SmsMessage, datetime]] = field(default_factory=list)
     syncs: list[SyncAgreement] = field(default_factory=list)
     phone: str | None = "+15550100001"
+    opted_out: bool = False  # the client replied STOP: send_sms refuses, as notify.py does
 
     @activity.defn(name="book_agreement_visit")
     async def book(self, req: BookVisit) -> int:
@@ -76,6 +77,8 @@ class Fakes:
 
     @activity.defn(name="send_sms")
     async def send_sms(self, message: SmsMessage) -> None:
+        if self.opted_out:
+            raise ApplicationError("replied STOP", type="OptedOut", non_retryable=True)
         if message.dedupe_key not in {m.dedupe_key for m, _ in self.texts}:
             self.texts.append((message, activity.info().scheduled_time))
 
@@ -290,3 +293,15 @@ async def test_a_long_agreement_continues_as_new_with_its_state(time_env):
     assert result.status == "completed" and result.visits_done == 10
     assert sorted(fakes.bookings) == list(range(1, 11))
     assert len(fakes.emails) == len(fakes.texts) == 10  # nothing sent twice across runs
+
+
+async def test_an_opted_out_phone_does_not_stop_the_schedule(time_env):
+    inp = await agreement_input(time_env, "week", 2, timedelta(days=3), book_ahead_days=7)
+    fakes = Fakes(opted_out=True)
+    async with started(time_env, inp, fakes) as (handle, _):
+        for visit in inp.visits:
+            await until(time_env, morning(visit.date) + timedelta(hours=1))
+            await wait_for(lambda n=visit.n: len(fakes.emails) >= n)
+            await handle.signal(AgreementWorkflow.visit_done, VisitDone(n=visit.n))
+        result = await handle.result()
+    assert result.status == "completed" and len(fakes.emails) == 2 and fakes.texts == []
