@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.agreements import AgreementActivities
 from activities.documents import DocumentActivities
 from activities.notify import NotifyActivities
 from activities.outbox import OutboxActivities
@@ -25,6 +26,7 @@ from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
 from portico.db import create_engine, session_maker
+from portico.services.agreements import Agreements
 from portico.services.gateway import TemporalGateway
 from portico.services.outbox import Outbox
 from portico.services.portal_auth import PortalAuth
@@ -32,6 +34,7 @@ from portico.services.staff import StaffAuth
 from portico.services.webhooks import Webhooks
 from portico.settings import Settings, load_settings
 from portico.temporal import connect, ensure_search_attributes, metrics_runtime
+from workflows.agreement import AgreementWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.outbox import OutboxMessageWorkflow
@@ -128,6 +131,9 @@ def build_worker(
     hooks.attach()  # events recorded by sync_approval are handed off right after their commit
     hook_delivery = WebhookActivities(settings, sessions)
     records = RecordActivities(sessions, hooks.record_approval_event)
+    agreements = AgreementActivities(sessions)
+    # completed bookings whose visit was never told (docs/agreements.md)
+    visits = Agreements(settings, sessions, TemporalGateway(settings, client))
     main = Worker(
         client,
         task_queue=settings.task_queue,
@@ -137,6 +143,7 @@ def build_worker(
             PaymentReviewWorkflow,
             OutboxMessageWorkflow,
             WebhookDeliveryWorkflow,
+            AgreementWorkflow,
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
@@ -153,6 +160,9 @@ def build_worker(
             delivery.finish,
             payments.announce_payments,
             hook_delivery.finish,
+            agreements.book_visit,
+            agreements.sync,
+            agreements.contact,
         ],
     )
     sms = Worker(
@@ -166,7 +176,7 @@ def build_worker(
     hooks_worker = Worker(
         client, task_queue=settings.webhook_task_queue, activities=[hook_delivery.deliver]
     )
-    return Workers([main, sms, hooks_worker], [outbox, hooks])
+    return Workers([main, sms, hooks_worker], [outbox, hooks, visits])
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:

@@ -104,8 +104,7 @@ def start_temporal(
         "error",
     ]
     for key in sa.ALL_KEYS:
-        kind = "Int" if key is sa.AMOUNT_CENTS else "Keyword"
-        args += ["--search-attribute", f"{key.name}={kind}"]
+        args += ["--search-attribute", f"{key.name}={sa.cli_type(key)}"]
     with (settings.var_dir / "temporal.log").open("ab") as log_file:  # the child keeps its own copy
         return subprocess.Popen(
             args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True

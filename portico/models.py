@@ -325,6 +325,7 @@ class PortalSettings(Base):
     show_payments: Mapped[bool] = mapped_column(Boolean, default=True)
     show_service_requests: Mapped[bool] = mapped_column(Boolean, default=True)
     show_messages: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    show_agreements: Mapped[bool] = mapped_column(Boolean, default=True)
     company_footer: Mapped[str | None] = mapped_column(Text)
     vat_number: Mapped[str | None] = mapped_column(String(60))
     registration_number: Mapped[str | None] = mapped_column(String(60))
@@ -732,3 +733,48 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # workflow started
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- service agreements (CONTRACT section 13; docs/agreements.md) -------------------------
+
+
+class Agreement(Base):
+    """A service agreement (quarterly maintenance, monthly lawn care...): a schedule of visits
+    that `AgreementWorkflow` (`agreement-{id}`) books, reminds and counts. The workflow is the
+    truth while it runs; this row and its visits are the read model its activities write."""
+
+    __tablename__ = "agreements"
+    # Ids name workflows (`agreement-{id}`): never reuse one.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    every: Mapped[str] = mapped_column(String(10))  # week | month | quarter | year
+    starts_on: Mapped[date] = mapped_column(Date)
+    visits_total: Mapped[int] = mapped_column(Integer)
+    visits_done: Mapped[int] = mapped_column(Integer, default=0)
+    remind_days_before: Mapped[int] = mapped_column(Integer, default=2)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active|completed|cancelled
+    workflow_id: Mapped[str] = mapped_column(String(80))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AgreementVisit(Base):
+    """Visit `n` (1-based) of an agreement: its date, status (scheduled | booked | done |
+    cancelled) and the `job` booking the workflow made for it."""
+
+    __tablename__ = "agreement_visits"
+    __table_args__ = (UniqueConstraint("agreement_id", "n"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id"), index=True)
+    n: Mapped[int] = mapped_column(Integer)
+    date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

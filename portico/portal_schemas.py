@@ -126,6 +126,7 @@ class PortalSettingsIn(Strict):
     show_payments: Omittable[StrictBool] = None
     show_service_requests: Omittable[StrictBool] = None
     show_messages: Omittable[StrictBool] = None
+    show_agreements: Omittable[StrictBool] = None
     company_footer: str | None = Field(None, max_length=2000)
     vat_number: str | None = Field(None, max_length=60)
     registration_number: str | None = Field(None, max_length=60)

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     sms_per_second: float = Field(1.0, alias="PORTICO_SMS_PER_SECOND")
 
     company_name: str = Field("Portico", alias="PORTICO_COMPANY_NAME")
+    # Service agreements (docs/agreements.md): each visit is booked this many days before it.
+    agreement_book_ahead_days: int = Field(
+        14, ge=0, le=365, alias="PORTICO_AGREEMENT_BOOK_AHEAD_DAYS"
+    )
     # The signed PDF's digital signature (docs/signing.md): the business's certificate as a
     # PKCS#12 file, else a self-signed one made once into var/signing.p12; an RFC 3161
     # timestamp authority makes it PAdES B-T.

@@ -12,7 +12,6 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
@@ -34,11 +33,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     )
     known = set(existing.custom_attributes) | set(existing.system_attributes)
     missing = {
-        key.name: IndexedValueType.ValueType(
-            SearchAttributeIndexedValueType.INT
-            if key.name == sa.AMOUNT_CENTS.name
-            else SearchAttributeIndexedValueType.KEYWORD
-        )
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
         for key in sa.ALL_KEYS
         if key.name not in known
     }

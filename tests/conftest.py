@@ -117,8 +117,8 @@ async def database_url(request, tmp_path, postgres_url) -> AsyncIterator[str]:
 async def start_ids_at(conn, first: int) -> None:
     """Workflow ids are `approval-{id}` and the dev server is shared by the whole session, so
     each test's fresh database starts its approval ids somewhere new (see ID_BLOCK)."""
-    # workflows `approval-{id}`, `invoice-{id}`, `message-{id}`, `webhook-{id}`
-    for table in ("approvals", "invoices", "outbox_messages", "webhook_deliveries"):
+    # workflows `approval-{id}`, `invoice-{id}`, `message-{id}`, `webhook-{id}`, `agreement-{id}`
+    for table in ("approvals", "invoices", "outbox_messages", "webhook_deliveries", "agreements"):
         if conn.dialect.name == "sqlite":
             await conn.execute(
                 text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :n)"),

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from portico.db import create_engine, session_maker
 from portico.models import OutboundMessage
+from portico.services.agreements import Agreements
 from portico.services.approvals import Portico
 from portico.services.billing import Billing
 from portico.services.gateway import TemporalGateway
@@ -23,13 +24,15 @@ from portico.services.portal import PortalStore
 from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
-from web.api import integrations, messages, photos, staff, staff_portal
+from web.api import agreements, integrations, messages, photos, staff, staff_portal
 from web.http import branding, codec, metrics
+from web.http.agreement_keys import AGREEMENTS
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.http.linkify import linkify
 from web.http.portal_keys import AUTH, BILLING, MESSAGES, PHOTOS, STORE
 from web.http.security import same_origin_only, security_headers
+from web.pages import agreements as agreement_pages
 from web.pages import messages as portal_messages
 from web.pages import pay, portal, signing
 from web.webhooks import stripe, twilio
@@ -79,6 +82,8 @@ def create_app(
         messages.routes,
         twilio.routes,
         photos.routes,
+        agreements.routes,
+        agreement_pages.routes,
     ):
         app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)
@@ -108,7 +113,10 @@ async def portal_services(app: web.Application) -> AsyncIterator[None]:
     settings, sessions = app[SETTINGS], app[SESSIONS]
     outbox = Outbox(settings, sessions, app[TEMPORAL])
     app[AUTH] = PortalAuth(settings, sessions, outbox)
-    app[STORE] = PortalStore(settings, sessions, outbox)
+    app[AGREEMENTS] = Agreements(settings, sessions, app[TEMPORAL])
+    app[STORE] = PortalStore(
+        settings, sessions, outbox, booking_completed=app[AGREEMENTS].booking_completed
+    )
     app[MESSAGES] = ClientMessages(settings, sessions, outbox)
     app[BILLING] = Billing(settings, sessions, app[TEMPORAL])
     app[PHOTOS] = Photos(settings, sessions)

@@ -3,6 +3,7 @@ fields with defaults (histories of running approvals must keep decoding)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -407,3 +408,145 @@ class WebhookOutcome:
 
 def webhook_workflow_id(delivery_id: int, round: int = 0) -> str:
     return f"webhook-{delivery_id}" if round == 0 else f"webhook-{delivery_id}-{round}"
+
+
+# --- AgreementWorkflow (service agreements, CONTRACT section 13) -------------------------
+
+AGREEMENT_WORKFLOW = "AgreementWorkflow"
+AGREEMENT_VISIT_DONE = "visit_done"  # signal, VisitDone
+AGREEMENT_CANCEL = "cancel"  # update, CancelAgreement -> AgreementState
+AGREEMENT_MOVE_VISIT = "move_visit"  # update, MoveVisit -> AgreementState
+AGREEMENT_CHANGE_REMINDER = "change_reminder"  # update, ChangeReminder -> AgreementState
+AGREEMENT_STATE = "state"  # query -> AgreementState
+# Activities it runs (registered by the worker, activities/agreements.py)
+SYNC_AGREEMENT = "sync_agreement"
+BOOK_AGREEMENT_VISIT = "book_agreement_visit"
+AGREEMENT_CONTACT = "agreement_contact"
+
+AGREEMENT_EVERY = ("week", "month", "quarter", "year")
+MAX_AGREEMENT_VISITS = 120
+MAX_REMIND_DAYS = 30
+# Agreement statuses
+AGREEMENT_ACTIVE = "active"
+AGREEMENT_COMPLETED = "completed"
+AGREEMENT_CANCELLED = "cancelled"
+# Visit statuses
+VISIT_SCHEDULED = "scheduled"  # not booked yet
+VISIT_BOOKED = "booked"  # its `job` booking exists
+VISIT_DONE = "done"  # its booking was completed
+VISIT_CANCELLED = "cancelled"  # the agreement was cancelled before it
+# Business errors of the agreement's updates (ApplicationError types)
+AGREEMENT_CLOSED = "AgreementClosed"
+UNKNOWN_VISIT = "UnknownVisit"
+VISIT_ALREADY_DONE = "VisitAlreadyDone"
+INVALID_VISIT_DATE = "InvalidVisitDate"
+INVALID_REMINDER = "InvalidReminder"
+
+
+def agreement_workflow_id(agreement_id: int) -> str:
+    return f"agreement-{agreement_id}"
+
+
+@dataclass
+class VisitState:
+    n: int  # 1-based
+    date: dt.date
+    status: str = VISIT_SCHEDULED
+    booking_id: int | None = None
+    reminded_for: dt.date | None = None  # the visit date its reminder went out for
+    done_at: datetime | None = None
+
+
+@dataclass
+class AgreementInput:
+    """Start (or continue-as-new) of `agreement-{id}`: the schedule and, after a
+    continue-as-new, everything the previous run had learned."""
+
+    agreement_id: int
+    client_id: int
+    title: str
+    every: str
+    visits: list[VisitState]
+    remind_days_before: int = 2
+    book_ahead_days: int = 14
+    # When in a (UTC) day bookings and reminders are due: minutes after midnight UTC of the
+    # business's morning (09:00 in PORTICO_DEFAULT_TIMEZONE when the agreement was made).
+    day_starts_minutes: int = 9 * 60
+    company_name: str = "Portico"
+    sms_task_queue: str = ""
+    created_by: str = "api"
+    # continue-as-new past this many history events (or when Temporal suggests it)
+    history_limit: int = 2000
+    # carried over a continue-as-new
+    status: str = AGREEMENT_ACTIVE
+    cancel_reason: str | None = None
+    continued: bool = False
+
+
+@dataclass
+class VisitDone:
+    """Signal: staff completed the booking of visit `n`."""
+
+    n: int
+    booking_id: int | None = None
+
+
+@dataclass
+class CancelAgreement:
+    reason: str | None = None
+    actor: str = "api"
+
+
+@dataclass
+class MoveVisit:
+    n: int
+    date: dt.date
+    actor: str = "api"
+
+
+@dataclass
+class ChangeReminder:
+    days: int
+    actor: str = "api"
+
+
+@dataclass
+class AgreementState:
+    agreement_id: int
+    status: str
+    remind_days_before: int
+    visits: list[VisitState]
+    visits_done: int
+    visits_total: int
+    next_visit: dt.date | None = None
+    cancel_reason: str | None = None
+
+
+@dataclass
+class BookVisit:
+    """Ask the activity for visit `n`'s `job` booking (made once; its id is returned)."""
+
+    agreement_id: int
+    n: int
+    date: dt.date
+
+
+@dataclass
+class SyncAgreement:
+    """A snapshot of the workflow's state for the read model: safe to apply twice."""
+
+    agreement_id: int
+    status: str
+    remind_days_before: int
+    visits: list[VisitState]
+    cancel_reason: str | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass
+class AgreementContact:
+    """Where the client is reminded (read when a reminder is due, so changes count)."""
+
+    name: str
+    email: str | None = None
+    phone: str | None = None

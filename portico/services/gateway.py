@@ -17,9 +17,12 @@ from portico.temporal import connect
 from workflows.types import (
     CONSENT_REQUIRED,
     INVALID_DAYS,
+    INVALID_REMINDER,
+    INVALID_VISIT_DATE,
     REASON_REQUIRED,
     SIGNATURE_REQUIRED,
     UNKNOWN_APPROVER,
+    UNKNOWN_VISIT,
     VIEWED_SIGNAL,
     ApprovalState,
     ApproveRequest,
@@ -40,6 +43,10 @@ ERROR_CLASSES: dict[str, type[PorticoError]] = {
     SIGNATURE_REQUIRED: Invalid,
     INVALID_DAYS: Invalid,
     UNKNOWN_APPROVER: NotFound,
+    # service agreements
+    INVALID_VISIT_DATE: Invalid,
+    INVALID_REMINDER: Invalid,
+    UNKNOWN_VISIT: NotFound,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -57,6 +57,7 @@ SECTIONS = (
     "payments",
     "service_requests",
     "messages",
+    "agreements",
 )
 
 
@@ -76,6 +77,7 @@ async def load_portal_settings(session: AsyncSession) -> PortalSettings:
             show_payments=True,
             show_service_requests=True,
             show_messages=True,
+            show_agreements=True,
         )
     )
 
@@ -214,10 +216,14 @@ class PortalStore:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         outbox: outbox.Outbox,
+        booking_completed: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.outbox = outbox
+        # Told, after the commit, of each booking that became `completed` (the service
+        # agreements count their visits by it: portico/services/agreements.py).
+        self.booking_completed = booking_completed
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -487,10 +493,13 @@ class PortalStore:
             booking = await session.get(Booking, booking_id)
             if booking is None:
                 raise NotFound(f"Booking {booking_id} does not exist.")
+            was = booking.status
             for name, value in data.model_dump(exclude_unset=True).items():
                 if name in ("date", "status") and value is None:
                     raise Invalid(f"{name} cannot be null.")
                 setattr(booking, name, value)
+        if booking.status == "completed" and was != "completed" and self.booking_completed:
+            await self.booking_completed(booking.id)
         return booking_json(booking)
 
     async def list_bookings(

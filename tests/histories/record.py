@@ -25,7 +25,7 @@ from typing import Any
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import SearchAttributeIndexedValueType, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -180,12 +180,7 @@ SCENARIOS = [
 async def register_search_attributes(env: WorkflowEnvironment) -> None:
     """The test server can't list attributes (so no ensure_search_attributes) but can add them."""
     attributes = {
-        key.name: IndexedValueType.ValueType(
-            SearchAttributeIndexedValueType.INT
-            if key is sa.AMOUNT_CENTS
-            else SearchAttributeIndexedValueType.KEYWORD
-        )
-        for key in sa.ALL_KEYS
+        key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in sa.ALL_KEYS
     }
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=attributes)

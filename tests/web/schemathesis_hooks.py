@@ -4,6 +4,8 @@
   a job photo's (`image/jpeg`) is a real photo.
 - A webhook URL whose host is (or resolves to) a private address is refused, as documented;
   JSON Schema cannot say which, so such a generated URL is swapped for a public one.
+- A service agreement starts (and a visit moves) today or later, within five years: a date
+  JSON Schema cannot pin to today; a generated one outside that is sent as today.
 - JSON Schema cannot add numbers up: the rule that line items must add up to at most
   MAX_TOTAL_CENTS (and an invoice to more than zero) is in the `line_items` descriptions, and
   generated bodies that break it are left out here rather than counted as refused valid data.
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import schemathesis
 from hypothesis import strategies as st
@@ -44,15 +48,34 @@ def receiver_allowed(url: str) -> bool:
     return True
 
 
+AGREEMENT_DATES = {"/agreements": "starts_on", "/agreements/{id}/visits/{n}/move": "date"}
+
+
+def _date_in_range(body: dict[str, Any], name: str) -> None:
+    """Today instead of a valid date in the past or more than five years ahead."""
+    try:
+        day = date.fromisoformat(body[name])
+    except (KeyError, TypeError, ValueError):
+        return  # not a date: the server must refuse it on its own
+    today = datetime.now(ZoneInfo("America/New_York")).date()  # the tests' business zone
+    if not today <= day <= today + timedelta(days=5 * 366):
+        body[name] = today.isoformat()
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """A schema-valid webhook URL the server refuses (its host is, or resolves to, a private
     address) is sent as another schema-valid one, in every phase (the coverage phase does not
-    use `filter_body`); a photo upload's file is a real JPEG."""
+    use `filter_body`); so is an agreement's date outside the range it may take; a photo
+    upload's file is a real JPEG."""
     body = case.body
-    if case.operation.path == PHOTO_UPLOAD and case.method.upper() == "POST":
-        if isinstance(body, dict) and isinstance(body.get("file"), bytes):
-            case.body = {**body, "file": PHOTO}  # `contentMediaType: image/jpeg`, as documented
+    photo = case.operation.path == PHOTO_UPLOAD and case.method.upper() == "POST"
+    if photo and isinstance(body, dict) and isinstance(body.get("file"), bytes):
+        case.body = {**body, "file": PHOTO}  # `contentMediaType: image/jpeg`, as documented
+    name = AGREEMENT_DATES.get(case.operation.path)
+    if name and case.method.upper() == "POST" and isinstance(body, dict) and name in body:
+        case.body = dict(body)
+        _date_in_range(case.body, name)
         return
     if case.operation.path != "/webhooks" or case.method.upper() != "POST":
         return

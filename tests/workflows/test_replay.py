@@ -1,5 +1,6 @@
 """Replay safety: every history saved in tests/histories/ must replay on today's
-ApprovalWorkflow without a nondeterminism error. An approval can stay open for 180 days, so a
+ApprovalWorkflow (and those in invoice/ and agreement/ on InvoiceWorkflow and
+AgreementWorkflow) without a nondeterminism error. An approval can stay open for 180 days, so a
 change that breaks one of these would break real, running approvals: guard it with
 `workflow.patched(...)` (docs/versioning.md) and record a new history next to the old ones.
 """
@@ -15,8 +16,10 @@ from temporalio.workflow import NondeterminismError
 
 from portico.temporal import data_converter
 from tests.histories.record import SCENARIOS
+from tests.histories.record_agreement import SCENARIOS as AGREEMENT_SCENARIOS
 from tests.histories.record_invoice import SCENARIOS as INVOICE_SCENARIOS
 from tests.workflows.changed import UnpatchedApprovalWorkflow
+from workflows.agreement import AgreementWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow
 
@@ -60,5 +63,21 @@ async def test_invoice_history_replays_without_nondeterminism(path: Path):
     history = load(path)
     assert history.events[-1].HasField("workflow_execution_completed_event_attributes")
     replayer = Replayer(workflows=[InvoiceWorkflow], data_converter=data_converter())
+    result = await replayer.replay_workflow(history)
+    assert result.replay_failure is None
+
+
+AGREEMENT_FILES = sorted((HISTORIES / "agreement").glob("*.json"))
+
+
+def test_agreement_histories_are_saved():
+    assert {p.stem for p in AGREEMENT_FILES} >= set(AGREEMENT_SCENARIOS)
+
+
+@pytest.mark.parametrize("path", AGREEMENT_FILES, ids=lambda p: p.stem)
+async def test_agreement_history_replays_without_nondeterminism(path: Path):
+    history = load(path)
+    assert history.events[-1].HasField("workflow_execution_completed_event_attributes")
+    replayer = Replayer(workflows=[AgreementWorkflow], data_converter=data_converter())
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None

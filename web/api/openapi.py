@@ -10,6 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from portico.agreement_schemas import (
+    AgreementCancelIn,
+    AgreementIn,
+    AgreementListOut,
+    AgreementOut,
+    AgreementUpdateIn,
+    VisitMoveIn,
+)
 from portico.integration_schemas import (
     WebhookCreatedOut,
     WebhookDeliveryListOut,
@@ -204,6 +212,10 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     WebhookIn,
     PhotoUpdateIn,
     MessageIn,
+    AgreementIn,
+    AgreementUpdateIn,
+    AgreementCancelIn,
+    VisitMoveIn,
 ]
 ANSWER_MODELS: list[type[BaseModel]] = [
     ClientOut,
@@ -230,6 +242,8 @@ ANSWER_MODELS: list[type[BaseModel]] = [
     PhotoListOut,
     MessageOut,
     MessageListOut,
+    AgreementOut,
+    AgreementListOut,
 ]
 
 
@@ -556,6 +570,57 @@ def _message_paths() -> dict[str, Any]:
     }
 
 
+VISIT_PARAMETER = {
+    "name": "n",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+    "description": "The visit's number (1 is the first); one the agreement has not is 404.",
+}
+
+
+def _agreement_paths() -> dict[str, Any]:
+    """Service agreements (CONTRACT section 13)."""
+    return {
+        "/agreements": {
+            "post": _op(
+                "Create a service agreement: its visits are booked and reminded by its workflow",
+                AgreementOut,
+                body=_json(AgreementIn),
+                ok=(201,),
+            ),
+            "get": _op("List service agreements", AgreementListOut, query=[CLIENT_FILTER]),
+        },
+        "/agreements/{id}": {
+            "get": _op("One agreement with its visits", AgreementOut, path_id=True),
+            "patch": _op(
+                "Change the reminder lead of the visits not reminded yet",
+                AgreementOut,
+                body=_json(AgreementUpdateIn),
+                path_id=True,
+            ),
+        },
+        "/agreements/{id}/cancel": {
+            "post": _op(
+                "Cancel an agreement: nothing more is booked or reminded",
+                AgreementOut,
+                body=_json(AgreementCancelIn),
+                path_id=True,
+                optional_body=True,
+            )
+        },
+        "/agreements/{id}/visits/{n}/move": {
+            "post": _op(
+                "Move a visit (and its booking) to another date",
+                AgreementOut,
+                body=_json(VisitMoveIn),
+                path_id=True,
+                query=[VISIT_PARAMETER],
+            )
+        },
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     schemas = _components()
     paths = {
@@ -563,6 +628,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         **_integration_paths(),
         **_photo_paths(schemas),
         **_message_paths(),
+        **_agreement_paths(),
     }
     return {
         "openapi": "3.1.0",

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from portico.services.console import ConsoleQueries
 from portico.services.staff import StaffAuth
-from web.console import approvals, auth, board, bookings, clients, settings, webhooks
+from web.console import agreements, approvals, auth, board, bookings, clients, settings, webhooks
 from web.console.keys import QUERIES, STAFF_AUTH, STREAMS
 from web.http.keys import SESSIONS
 
@@ -21,7 +21,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(console_services)
     app.on_shutdown.append(close_streams)
     app[STREAMS] = set()
-    for module in (auth, board, approvals, clients, bookings, settings, webhooks):
+    for module in (auth, board, approvals, clients, bookings, settings, webhooks, agreements):
         app.add_routes(module.routes)
 
 

@@ -1,6 +1,6 @@
-"""Clients (`/staff/clients`), a client's page with projects, approvals, invoices, the portal
-invitation and the message thread with its reply form, and an invoice's page with manual
-payments (`/staff/invoices/{id}`)."""
+"""Clients (`/staff/clients`), a client's page with projects, approvals, invoices, service
+agreements, the portal invitation and the message thread with its reply form, and an invoice's
+page with manual payments (`/staff/invoices/{id}`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from portico.schemas import LOCALES, ClientIn, ProjectIn
 from web.api.staff_portal import send_invite
 from web.console.common import FieldErrors, checked_form, path_int, render, signed_in, validated
 from web.console.keys import QUERIES
+from web.http.agreement_keys import AGREEMENTS
 from web.http.keys import SERVICE
 from web.http.portal_keys import BILLING, MESSAGES, STORE
 
@@ -79,9 +80,12 @@ async def client_page(
     invoices = await request.app[BILLING].list_invoices(client_id=client_id)
     bookings = await request.app[STORE].list_bookings(client_id, None)
     thread = await request.app[MESSAGES].thread(client_id)
+    agreements = await request.app[AGREEMENTS].views(client_id)
     notices = {
         "invited": f"A portal invitation was emailed to {client.email}.",
         "replied": "Your reply was sent to the client.",
+        "agreement_cancelled": "The agreement was cancelled: nothing more is booked or reminded.",
+        "agreement_not_cancelled": "The agreement could not be cancelled; its state is below.",
     }
     return await render(
         request,
@@ -97,6 +101,7 @@ async def client_page(
             "thread": thread,
             "message_limit": BODY_LIMIT,
             "message_key": uuid.uuid4().hex,  # a double click sends the reply once
+            "agreements": agreements,
             "form": form or {},
             "errors": errors or {},
             "error": error,

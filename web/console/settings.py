@@ -31,6 +31,7 @@ SECTION_LABELS = {
     "payments": "Payments",
     "service_requests": "Service requests",
     "messages": "Messages",
+    "agreements": "Agreements",
 }
 assert tuple(SECTION_LABELS) == SECTIONS
 

@@ -29,6 +29,7 @@ from portico.services.portal_auth import (
     RateLimited,
 )
 from web.api.photos import image_response
+from web.http.agreement_keys import AGREEMENTS
 from web.http.keys import SERVICE, SETTINGS
 from web.http.portal_keys import AUTH, BILLING, PHOTOS, STORE
 from web.http.portal_session import (
@@ -231,10 +232,17 @@ async def dashboard(request: web.Request, who: PortalIdentity) -> web.Response:
     tab = "complete" if request.query.get("tab") == "complete" else "active"
     projects = [p for p in view.projects if (p.status in COMPLETE_STATUSES) == (tab == "complete")]
     today = datetime.now(UTC).date()
+    portal_settings = await store.portal_settings()
+    agreements = (
+        await request.app[AGREEMENTS].views(who.client_id)
+        if portal_settings.show_agreements
+        else []
+    )
     return await render(
         request,
         "dashboard.html",
         {
+            "agreements": agreements,
             "title": "Your account",
             "view": view,
             "tab": tab,
