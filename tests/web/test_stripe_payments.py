@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from temporalio.client import WorkflowExecutionStatus
 
 from portico import cli
+from portico.ledger import overdue_at
 from portico.models import InvoiceAuditEvent, Payment, StripeEvent
-from portico.services.billing import overdue_at
 from portico.services.invoice_audit import verify_invoice
 from tests.conftest import start_stack
 from tests.support.fake_stripe import FakeStripe, signed, wrap
