@@ -2,8 +2,8 @@
 
 For any percent (0..50, 4 decimals) and any line items: retainage + due = total, the retainage is
 total × percent / 100 rounded half up to the cent, the invoice is paid exactly when its due part
-is, and a project's a release invoice bills the sum held on its invoices (that it does so once, also under
-concurrent calls, is tests/web/test_retainage.py)."""
+is, and a project's release invoice bills the sum held on its invoices (that it does so once,
+also under concurrent calls, is tests/web/test_retainage.py)."""
 
 from __future__ import annotations
 
