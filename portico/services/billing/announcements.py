@@ -175,7 +175,7 @@ def manual_retry_hint(idempotency_key: str | None) -> str:
     if idempotency_key:
         return "send the same request with the same Idempotency-Key again to send them."
     return (
-        "do not book it again; they go out with the invoice's next payment announcement "
+        "do not book it again; the worker sends them once Temporal answers again "
         "(send an Idempotency-Key to make a retry safe)."
     )
 
