@@ -96,6 +96,11 @@ async def test_retainage_held_due_paid_and_released_once(stack):
     mail = await wait_until(release_mailed)
     assert release["pay_url"] in mail[0].body
 
+    # the first invoice's email said what was held and what was due
+    issued = [m for m in await mails_to(stack, "dana@client.test") if "INV-1001" in m.subject]
+    assert "($1,080.00)" in issued[0].subject
+    assert "Retainage held: $120.00" in issued[0].body and "Due now: $1,080.00" in issued[0].body
+
 
 async def test_bad_retainage_and_unknown_projects(stack):
     _, project = await seed_client(stack)
