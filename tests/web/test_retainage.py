@@ -122,6 +122,17 @@ async def test_bad_retainage_and_unknown_projects(stack):
     error = await stack.api("POST", release_path(empty["id"]), 409, json={"due_date": "2031-01-31"})
     assert error["error"]["code"] == "no_retainage_held"
 
+    # one release invoice cannot bill two currencies: refused, and nothing is released
+    await create_invoice(stack, empty["id"], number="EUR-1", currency="EUR", retainage_percent=5)
+    await create_invoice(stack, empty["id"], number="USD-1", retainage_percent=5)
+    error = await stack.api("POST", release_path(empty["id"]), 409, json={"due_date": "2031-01-31"})
+    assert error["error"]["code"] == "mixed_currencies"
+    shown = await stack.api("GET", f"/projects/{empty['id']}", 200)
+    assert shown["retainage_held"] == [
+        {"currency": "EUR", "cents": 6000},
+        {"currency": "USD", "cents": 6000},
+    ]
+
 
 async def test_a_void_release_invoice_holds_the_retainage_again(stack):
     _, project = await seed_client(stack)

@@ -129,17 +129,19 @@ class Invoices:
         retainage = retainage_cents(total, retainage_percent)
         pdf_items = list(items)
         if tax:
-            rate = percent_text(tax_rate)  # type: ignore[arg-type]
+            assert tax_rate is not None
+            rate = percent_text(tax_rate)
             pdf_items.append(
                 {"description": f"Tax ({rate}%)", "quantity": 1, "unit_price_cents": tax}
             )
         issued = datetime.now(UTC).date()
         lines = [f"Due by {due_date.strftime('%B %d, %Y')}."]
         if retainage:
+            assert retainage_percent is not None
             held = format_money(retainage, currency)
             due = format_money(total - retainage, currency)
             lines.append(
-                f"Retainage held ({percent_text(retainage_percent)}%): {held}, billed when "  # type: ignore[arg-type]
+                f"Retainage held ({percent_text(retainage_percent)}%): {held}, billed when "
                 f"released. Due now: {due}."
             )
         try:

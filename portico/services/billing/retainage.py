@@ -89,13 +89,6 @@ class Retainage:
                 raise NotFound(f"Project {project_id} does not exist.")
             client = await session.get(Client, project.client_id)
             assert client is not None
-            currencies = list(await self.held(session, project_id))
-        if len(currencies) > 1:
-            raise Conflict(
-                "Retainage is held in several currencies; release it per currency is not "
-                "supported.",
-                code="mixed_currencies",
-            )
         try:
             async with self.sessions() as session, session.begin():
                 claimed = list(
@@ -119,8 +112,10 @@ class Retainage:
                         code="no_retainage_held",
                     )
                 if len({row.currency for row in claimed}) > 1:
-                    raise Conflict(
-                        "Retainage is held in several currencies.", code="mixed_currencies"
+                    raise Conflict(  # rolls the claim back
+                        "Retainage is held in several currencies on this project; one release "
+                        "invoice cannot bill them.",
+                        code="mixed_currencies",
                     )
                 claimed.sort(key=lambda row: row.id)
                 currency = claimed[0].currency
