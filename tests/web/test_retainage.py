@@ -17,6 +17,7 @@ from portico.models import Invoice, WebhookEvent
 from tests.conftest import Stack, start_stack
 from tests.support.helpers import wait_until
 from tests.support.portal_support import create_invoice, mails_to, seed_client, sign_in
+from workflows.invoice import InvoiceWorkflow
 
 ODD = [{"description": "Extra outlets", "quantity": 1, "unit_price_cents": 10005}]
 
@@ -52,6 +53,13 @@ async def test_retainage_held_due_paid_and_released_once(stack):
         json={"amount_cents": 108000, "method": "check", "reference": "#1"},
     )
     assert paid["invoice"]["status"] == "paid" and paid["invoice"]["balance_cents"] == 0
+    # its workflow learns it is paid, so no reminder asks for the retainage
+    handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, first["workflow_id"])
+
+    async def workflow_paid():
+        return (await handle.query(InvoiceWorkflow.state)).status == "paid"
+
+    await wait_until(workflow_paid)
     error = await stack.api(
         "POST",
         f"/invoices/{second['id']}/payments",
