@@ -27,6 +27,7 @@ from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
 from portico.db import create_engine, session_maker
 from portico.services.agreements import Agreements
+from portico.services.billing.announcements import PaymentHandOff
 from portico.services.gateway import TemporalGateway
 from portico.services.outbox import Outbox
 from portico.services.portal_auth import PortalAuth
@@ -69,7 +70,8 @@ class Workers:
 
     The `sweepers` run while the workers do: they start the delivery of messages and webhooks
     the web layer recorded but could not hand to Temporal (portico/services/outbox.py,
-    portico/webhooks.py)."""
+    portico/services/webhooks.py), and the payment announcements whose hand-off failed
+    (portico/services/billing/announcements.py)."""
 
     def __init__(self, workers: list[Worker], sweepers: Sequence[Sweeper] = ()) -> None:
         self.workers = workers
@@ -176,7 +178,9 @@ def build_worker(
     hooks_worker = Worker(
         client, task_queue=settings.webhook_task_queue, activities=[hook_delivery.deliver]
     )
-    return Workers([main, sms, hooks_worker], [outbox, hooks, visits])
+    # payment announcements whose hand-off failed (a manual payment answered 503, say)
+    announcements = PaymentHandOff(settings, sessions, TemporalGateway(settings, client))
+    return Workers([main, sms, hooks_worker], [outbox, hooks, visits, announcements])
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:

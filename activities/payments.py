@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notify import NotifyActivities
 from portico.audit import append_link
+from portico.ledger import PAYABLE, balance_cents
 from portico.models import Client, Invoice, InvoiceAuditEvent, Payment, PaymentAnnouncement, Project
-from portico.services.billing import PAYABLE, balance_cents, invoice_email_context
+from portico.services.billing.notices import invoice_email_context
 from portico.settings import Settings
 from workflows.types import (
     AnnouncePayments,

@@ -475,6 +475,13 @@ class Invoice(Base):
     subtotal_cents: Mapped[int] = mapped_column(BigInteger)
     tax_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     total_cents: Mapped[int] = mapped_column(BigInteger)
+    # Retainage (CONTRACT §12, portico/ledger.py): held back of the total until the project's
+    # release invoice bills it; status held | released, NULL when nothing is held.
+    retainage_percent: Mapped[str | None] = mapped_column(String(12))  # decimal text
+    retainage_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    retainage_status: Mapped[str | None] = mapped_column(String(20))
+    # the release invoice that billed this invoice's retainage
+    retainage_released_by: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
     paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     notes: Mapped[str | None] = mapped_column(Text)
@@ -498,7 +505,7 @@ class Payment(Base):
 
     `amount_cents` is what was paid; refunds and a lost dispute (chargeback) are recorded
     beside it (`refunded_cents`, `disputed_cents` + `dispute_status`), and the invoice counts
-    only what is left (`portico.services.billing.counted_cents`)."""
+    only what is left (`portico.ledger.counted_cents`)."""
 
     __tablename__ = "payments"
 
@@ -644,7 +651,8 @@ class PaymentAnnouncement(Base):
     and handed to the invoice's workflow (`invoice-{id}`), whose `announce_payments` activity
     appends `data` to the invoice's audit chain, sends `messages` (send_email dedupe keys) and
     sets `announced_at`. A row still unannounced is handed off again by a retry (a Stripe
-    redelivery, the same Idempotency-Key) or by the invoice's next announcement."""
+    redelivery, the same Idempotency-Key), by the invoice's next announcement, or by the
+    worker's sweep of rows never handed off (portico/services/billing/announcements.py)."""
 
     __tablename__ = "payment_announcements"
 
@@ -657,6 +665,8 @@ class PaymentAnnouncement(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the audit event's data
     messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # EmailMessage fields
+    # given to its workflow (signal-with-start); the worker's sweep hands off rows still NULL
+    handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

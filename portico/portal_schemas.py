@@ -21,6 +21,7 @@ from portico.schemas import (
     NotBool,
     Omittable,
     Out,
+    ProjectOut,
     Strict,
     check_items_total,
     decimal_input,
@@ -40,6 +41,14 @@ TaxRate = Annotated[
     decimal_schema(TAX_RATE_PATTERN, Decimal(0), Decimal(100)),
 ]
 
+RETAINAGE_PATTERN = r"^(50(\.0{1,4})?|[0-4]?[0-9](\.[0-9]{1,4})?)$"
+RetainagePercent = Annotated[
+    Decimal,
+    Field(ge=0, le=50, max_digits=6, decimal_places=4),
+    decimal_input(RETAINAGE_PATTERN, Decimal(0), Decimal(50)),
+    decimal_schema(RETAINAGE_PATTERN, Decimal(0), Decimal(50)),
+]
+
 
 class InvoiceIn(Strict):
     project_id: Id
@@ -55,6 +64,11 @@ class InvoiceIn(Strict):
         json_schema_extra={"contains": {"properties": {"unit_price_cents": {"minimum": 1}}}},
     )
     tax_rate_percent: TaxRate | None = None
+    retainage_percent: RetainagePercent | None = Field(
+        None,
+        description="Hold back this percent (0 to 50) of the total until the project's "
+        "retainage is released; the invoice asks for the rest (due_cents).",
+    )
     approval_id: Id | None = None
     document_id: Id | None = None
     notes: str | None = Field(None, max_length=5000)
@@ -71,6 +85,17 @@ class InvoiceIn(Strict):
     def _total(cls, items: list[LineItem]) -> list[LineItem]:
         check_items_total(items)
         return items
+
+
+class RetainageReleaseIn(Strict):
+    due_date: IsoDate
+    number: str | None = Field(
+        None,
+        min_length=1,
+        max_length=60,
+        description="The release invoice's number (default: RET-{project id}-{n}).",
+    )
+    notify_client: StrictBool = True
 
 
 class PaymentIn(Strict):
@@ -232,6 +257,7 @@ class PaymentOut(Out):
 
 
 InvoiceStatus = Literal["open", "partially_paid", "paid", "void"]
+RetainageStatus = Literal["held", "released"]
 
 
 class PaymentReviewOut(Out):
@@ -263,6 +289,19 @@ class InvoiceOut(Out):
     subtotal_cents: int
     tax_cents: int
     total_cents: int
+    retainage_percent: str | None = Field(
+        description="The percent of the total held back until the project's retainage is "
+        "released (docs/invoices.md); null: none."
+    )
+    retainage_cents: int = Field(
+        description="Held back: total_cents × retainage_percent / 100, rounded half up."
+    )
+    retainage_status: RetainageStatus | None = Field(
+        description="held (not billed yet), released (billed by the invoice "
+        "retainage_released_by), or null when nothing is held."
+    )
+    retainage_released_by: int | None
+    due_cents: int = Field(description="What the invoice asks for now: total − retainage.")
     paid_cents: int
     pending_cents: int
     balance_cents: int
@@ -293,6 +332,22 @@ class InvoiceBalanceOut(Out):
     total_cents: int
     paid_cents: int
     balance_cents: int
+
+
+class RetainageHeldOut(Out):
+    currency: str
+    cents: int
+
+
+class ProjectRetainageOut(ProjectOut):
+    """A project with the retainage held on its invoices (CONTRACT §12)."""
+
+    retainage_held_cents: int = Field(
+        description="Held back on the project's invoices and not yet billed by a release "
+        "invoice (in the currency of those invoices; see retainage_held for several)."
+    )
+    retainage_held: list[RetainageHeldOut]
+    retainage_released_cents: int
 
 
 class PaymentRecordedOut(PaymentOut):

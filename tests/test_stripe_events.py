@@ -12,15 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portico.ledger import counted_cents, settled_status
 from portico.models import Payment, StripeCheckout
 from portico.money import totals
-from portico.services.billing import (
-    checkout_mismatch,
-    counted_cents,
-    overpayment,
-    pay_token,
-    settled_status,
-)
+from portico.services.billing.links import pay_token
+from portico.services.billing.stripe_webhook import checkout_mismatch, overpayment
 from portico.stripe_events import (
     MAX_STRIPE_CENTS,
     EventEnvelope,

@@ -219,8 +219,8 @@ class Portico:
                 f"(version {successor.version}); add the new version to that one.",
                 code="not_latest_version",
             )
-        if fields["sha256"] == old.sha256:
-            raise Invalid(
+        if fields["sha256"] == old.sha256:  # valid input; the document's state refuses it
+            raise Conflict(
                 f"This PDF is identical to version {old.version}; nothing changed.",
                 code="unchanged",
             )

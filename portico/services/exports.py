@@ -66,7 +66,9 @@ def customer(client: Client) -> str:
 
 
 def invoice_rows(invoice: Invoice, client: Client) -> list[list[str]]:
-    """A row per line item, and one for the tax, so ItemAmount adds up to the total."""
+    """A row per line item, one for the tax, and one negative row for the retainage held
+    back, so ItemAmount adds up to what the invoice asks for now (its due_cents); the
+    release invoice bills the retainage later with a line per original invoice."""
     head = [safe_text(invoice.number), safe_text(customer(client))]
     dates = [invoice.issued_on.isoformat(), invoice.due_date.isoformat()]
     rows = []
@@ -87,6 +89,12 @@ def invoice_rows(invoice: Invoice, client: Client) -> list[list[str]]:
         rate = Decimal(invoice.tax_rate_percent or "0").normalize()
         tax = decimal_amount(invoice.tax_cents)
         rows.append([*head, *dates, f"Tax ({rate:f}%)", "1", tax, tax, invoice.currency])
+    if invoice.retainage_cents:
+        rate = Decimal(invoice.retainage_percent or "0").normalize()
+        held = decimal_amount(-invoice.retainage_cents)
+        rows.append(
+            [*head, *dates, f"Retainage held ({rate:f}%)", "1", held, held, invoice.currency]
+        )
     return rows
 
 

@@ -1,5 +1,6 @@
 """Handing recorded rows to Temporal, shared by the outboxes (portico/services/outbox.py for
-messages, portico/services/webhooks.py for webhook deliveries): each row names one workflow,
+messages, portico/services/webhooks.py for webhook deliveries, and the payment announcements of
+portico/services/billing/announcements.py): each row names one workflow,
 started with a reject-duplicate id and use-existing on conflict, so web replicas and sweeping
 workers that start the same row twice never need to agree on who starts what."""
 
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -26,19 +27,29 @@ SWEEP_BATCH = 100  # rows a sweep hands off at a time
 
 
 async def due_rows(
-    sessions: async_sessionmaker[AsyncSession], model: Any, older_than: timedelta
+    sessions: async_sessionmaker[AsyncSession],
+    model: Any,
+    older_than: timedelta,
+    *,
+    waiting: ColumnElement[bool] | None = None,
+    created: Any = None,
 ) -> list[Any]:
     """Rows of `model` (an outbox table: status, handed_off_at, created_at) still pending and
     never handed off, committed at least `older_than` ago: their web process died, or Temporal
-    was down, between the commit and the start."""
+    was down, between the commit and the start. A table that says "still to do" or "committed
+    at" otherwise gives `waiting` and `created` (payment_announcements: not yet announced, `at`)."""
+    if waiting is None:
+        waiting = model.status == "pending"
+    if created is None:
+        created = model.created_at
     async with sessions() as session:
         return list(
             await session.scalars(
                 select(model)
                 .where(
-                    model.status == "pending",
+                    waiting,
                     model.handed_off_at.is_(None),
-                    model.created_at <= utcnow() - older_than,
+                    created <= utcnow() - older_than,
                 )
                 .order_by(model.id)
                 .limit(SWEEP_BATCH)

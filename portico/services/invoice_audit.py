@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico.audit import verify_chain
 from portico.models import Invoice, InvoiceAuditEvent, Payment, PaymentAnnouncement
-from portico.services.billing import payment_facts
+from portico.services.billing.announcements import payment_facts
 
 
 @dataclass(frozen=True)

@@ -117,3 +117,22 @@ async def load_link(
     for approver in approvers:
         approver.__dict__["approval"] = approval
     return next(a for a in approvers if a.id == rows[0]["me_id"]), None
+
+
+def link_expired(approver: Approver) -> bool:
+    """Whether an approver's own signing link has expired (a portal-minted one that expired
+    is not found at all)."""
+    return approver.token_expires_at <= utcnow()
+
+
+async def open_link(
+    sessions: async_sessionmaker[AsyncSession], token: str
+) -> tuple[Approver, PortalOrigin | None] | None:
+    """What a signing token opens while it is valid: `load_link`, and nothing for a token of
+    the wrong length or one that has expired."""
+    if not 16 <= len(token) <= 64:
+        return None
+    found = await load_link(sessions, token)
+    if found is None or link_expired(found[0]):
+        return None
+    return found

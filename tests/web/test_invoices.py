@@ -4,12 +4,18 @@ and the pay page without Stripe (bank-transfer details revealed by "Pay")."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
 
 import pytest
+from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 
 from portico import pdf
+from portico.models import PaymentAnnouncement
+from portico.services.billing.announcements import PaymentHandOff
 from tests.conftest import start_stack
 from tests.support.helpers import wait_until
 from tests.support.portal_support import (
@@ -21,6 +27,7 @@ from tests.support.portal_support import (
     seed_client,
     temporal_unreachable,
 )
+from web.http.portal_keys import BILLING
 from workflows.invoice import InvoiceWorkflow
 
 BANK = "Acme Builders Ltd\nIBAN GB00 TEST 0000 0000 0000 00\nBIC TESTGB00"
@@ -252,3 +259,58 @@ async def test_a_manual_payment_is_announced_once_while_the_relay_is_down(
             [receipt] = relay.to("dana@client.test", "Receipt")
             assert "$1,200.00" in receipt["Subject"]
             assert len(relay.to("office@firm.test", "Payment received")) == 1
+
+
+async def receipts_to(stack, address: str = "dana@client.test") -> list:
+    return [m for m in await mails_to(stack, address) if "Receipt" in m.subject]
+
+
+async def test_a_manual_payment_without_key_is_swept_once_temporal_is_back(stack):
+    """No Idempotency-Key, and the hand-off fails (503): the payment is booked, its
+    announcement waits. A sweep while Temporal is still down hands off nothing; once it is
+    back one sweep sends the receipt, and later sweeps (the worker's too) send nothing more."""
+    _, project = await seed_client(stack)
+    invoice = await create_invoice(stack, project["id"])
+    path = f"/invoices/{invoice['id']}/payments"
+    check = {"amount_cents": 30000, "method": "check", "reference": "#77"}
+    async with temporal_unreachable(stack):
+        error = await stack.api("POST", path, 503, json=check)
+        assert "do not book it again" in error["error"]["message"]
+        down = PaymentHandOff(stack.settings, stack.sessions, stack.http.app[BILLING].temporal)
+        assert await down.sweep(timedelta(0)) == 0  # Temporal still down: nothing handed off
+    async with stack.sessions() as session:
+        [note] = list(await session.scalars(select(PaymentAnnouncement)))
+    assert note.handed_off_at is None and note.announced_at is None
+    assert not await receipts_to(stack)
+
+    back = PaymentHandOff(stack.settings, stack.sessions, stack.http.app[BILLING].temporal)
+    assert await back.sweep(timedelta(0)) == 1
+    assert await back.sweep(timedelta(0)) == 0  # handed off: not again
+    await payments_announced(stack)
+    [receipt] = await receipts_to(stack)
+    assert "$300.00" in receipt.subject
+    await asyncio.sleep(stack.settings.outbox_sweep_seconds * 2 + 1)  # the worker's sweeps ran
+    assert len(await receipts_to(stack)) == 1
+    shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+    assert shown["paid_cents"] == 30000 and len(shown["payments"]) == 1
+
+
+async def test_the_workers_sweep_sends_a_receipt_whose_hand_off_failed(settings, sessions, dev_env):
+    fast = settings.model_copy(update={"outbox_sweep_seconds": 0.3})
+    async for stack in start_stack(fast, sessions, dev_env.client):
+        _, project = await seed_client(stack)
+        invoice = await create_invoice(stack, project["id"])
+        async with temporal_unreachable(stack):  # web's Temporal connection only
+            await stack.api(
+                "POST",
+                f"/invoices/{invoice['id']}/payments",
+                503,
+                json={"amount_cents": 120000, "method": "cash"},
+            )
+        receipts = await wait_until(partial(receipts_to, stack))
+        await payments_announced(stack)
+        await asyncio.sleep(1)  # a few more sweeps
+        assert len(await receipts_to(stack)) == len(receipts) == 1
+        async with stack.sessions() as session:
+            [note] = list(await session.scalars(select(PaymentAnnouncement)))
+        assert note.handed_off_at is not None and note.announced_at is not None

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiohttp import FormData
+from sqlalchemy import update
 
 from portico import tokens
+from portico.models import Approver
+from portico.services.billing.deposits import deposit_url_for_signing_token
 from tests.support.helpers import token_of, wait_until
 from tests.support.portal_support import Browser, create_invoice, mails_to, seed_client, sign_in
 
@@ -199,6 +203,34 @@ async def test_pay_deposit_link_after_approving(stack):
     assert "Thank you" in html
     link = re.search(r'<a class="button primary" href="([^"]+)">Pay deposit</a>', html)
     assert link and link.group(1) == deposit["pay_url"]
+
+
+async def test_an_expired_signing_link_opens_no_deposit(stack):
+    """The deposit lookup is the signing page's own lookup of a token: once the link has
+    expired it finds nothing, as the page itself does (404)."""
+    acct = await seed_account(stack, "Dana", "dana@client.test")
+    deposit = await create_invoice(
+        stack, acct["project"]["id"], number="DEP-1", approval_id=acct["approval"]["id"]
+    )
+    token = token_of(acct["approval"]["approvers"][0]["sign_url"])
+    form = FormData()
+    form.add_field("csrf", tokens.csrf_token(stack.settings.secret_key, tokens.hash_token(token)))
+    form.add_field("full_name", "Dana Client")
+    form.add_field("consent", "on")
+    response = await stack.http.post(f"/s/{token}/approve", data=form)
+    assert "Pay deposit" in await response.text()
+    lookup = partial(deposit_url_for_signing_token, stack.settings, stack.sessions)
+    assert await lookup(token) == deposit["pay_url"]
+    assert await lookup("x" * 40) is None and await lookup("short") is None
+    async with stack.sessions() as session, session.begin():
+        await session.execute(
+            update(Approver)
+            .where(Approver.token_hash == tokens.hash_token(token))
+            .values(token_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert await lookup(token) is None
+    response = await stack.http.get(f"/s/{token}")
+    assert response.status == 404 and "Pay deposit" not in await response.text()
 
 
 async def test_contact_details_and_service_requests_reach_staff(stack):

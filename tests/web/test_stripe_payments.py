@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from temporalio.client import WorkflowExecutionStatus
 
 from portico import cli
+from portico.ledger import overdue_at
 from portico.models import InvoiceAuditEvent, Payment, StripeEvent
-from portico.services.billing import overdue_at
 from portico.services.invoice_audit import verify_invoice
 from tests.conftest import start_stack
 from tests.support.fake_stripe import FakeStripe, signed, wrap
@@ -181,6 +181,35 @@ async def test_card_payments_partial_then_full(stripe_stack, fake_stripe):
         assert len([m for m in staff if "Payment received" in m.subject]) == 2
         handle = stack.temporal.get_workflow_handle_for(InvoiceWorkflow.run, invoice["workflow_id"])
         await wait_until(lambda: state_is(handle, "paid"))
+    finally:
+        await browser.close()
+
+
+async def test_checkout_asks_for_the_due_part_of_a_retainage_invoice(stripe_stack, fake_stripe):
+    """Retainage (CONTRACT §12): Checkout asks for total − retainage, and paying that is paid."""
+    stack = stripe_stack
+    invoice, path = await setup_invoice(stack, retainage_percent="7.5")
+    assert (invoice["retainage_cents"], invoice["due_cents"]) == (9000, 111000)
+    browser = Browser(stack)
+    try:
+        status, html, _ = await browser.get(path)
+        assert 'value="1110.00"' in html and "Retainage held (7.5%)" in html
+        status, html, _ = await pay(browser, path, amount="1200.00")  # the total is too much
+        assert status == 422 and "at most $1,110.00" in html
+        _, _, response = await pay(browser, path)
+        session = fake_stripe.sessions[response.headers["Location"].rsplit("/", 1)[1]]
+        assert fake_stripe.requests[-1]["line_items[0][price_data][unit_amount]"] == "111000"
+        assert session["amount_total"] == 111000
+        status, answer = await webhook(
+            stack, fake_stripe.event("checkout.session.completed", session, payment_status="paid")
+        )
+        assert status == 200 and answer["result"] == "applied"
+        assert "flagged" not in answer  # not an overpayment
+        shown = await stack.api("GET", f"/invoices/{invoice['id']}", 200)
+        assert shown["status"] == "paid" and shown["paid_cents"] == 111000
+        assert shown["balance_cents"] == 0 and shown["retainage_status"] == "held"
+        status, html, _ = await browser.get(path)
+        assert ">Pay</button>" not in html
     finally:
         await browser.close()
 

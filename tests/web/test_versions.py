@@ -158,7 +158,7 @@ async def test_versions_chain_and_only_the_latest_can_be_replaced(stack):
     response = await stack.http.post(
         f"/api/v1/documents/{third['id']}/versions", data=form, headers=stack.auth
     )
-    assert response.status == 422
+    assert response.status == 409
     assert (await response.json())["error"]["code"] == "unchanged"
 
 

@@ -43,7 +43,9 @@ from portico.portal_schemas import (
     PaymentReviewListOut,
     PortalSettingsIn,
     PortalSettingsOut,
+    ProjectRetainageOut,
     ProjectUpdateIn,
+    RetainageReleaseIn,
     ServiceRequestListOut,
 )
 from portico.schemas import (
@@ -209,6 +211,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     InvoiceIn,
     PaymentIn,
     InvoiceVoidIn,
+    RetainageReleaseIn,
     WebhookIn,
     PhotoUpdateIn,
     MessageIn,
@@ -234,6 +237,7 @@ ANSWER_MODELS: list[type[BaseModel]] = [
     InvoiceOut,
     InvoiceListOut,
     PaymentRecordedOut,
+    ProjectRetainageOut,
     WebhookCreatedOut,
     WebhookListOut,
     WebhookDeliveryListOut,
@@ -279,12 +283,17 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
             "post": _op("Create a project", ProjectOut, body=_json(ProjectIn), ok=(201,))
         },
         "/projects/{id}": {
+            "get": _op(
+                "One project, with the retainage held on its invoices",
+                ProjectRetainageOut,
+                path_id=True,
+            ),
             "patch": _op(
                 "Change a project (status active/complete)",
                 ProjectOut,
                 body=_json(ProjectUpdateIn),
                 path_id=True,
-            )
+            ),
         },
         "/documents": {
             "post": _op(
@@ -423,6 +432,16 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
                 "Record a manual payment (check, cash, bank transfer)",
                 PaymentRecordedOut,
                 body=_json(PaymentIn),
+                ok=(201,),
+                path_id=True,
+            )
+        },
+        "/projects/{id}/retainage/release": {
+            "post": _op(
+                "Bill all retainage held on the project with one new invoice (emailed like "
+                "any); 409 no_retainage_held when nothing is held (a second release)",
+                InvoiceOut,
+                body=_json(RetainageReleaseIn),
                 ok=(201,),
                 path_id=True,
             )

@@ -20,8 +20,9 @@ from portico.portal_schemas import (
     PaymentIn,
     PortalSettingsIn,
     ProjectUpdateIn,
+    RetainageReleaseIn,
 )
-from portico.services.billing import review_json
+from portico.services.billing.shown import as_json, review_out
 from web.api.staff import body, path_id, query_id
 from web.http.portal_keys import AUTH, BILLING, STORE
 
@@ -112,27 +113,28 @@ async def update_portal_settings(request: web.Request) -> web.Response:
 @routes.post("/api/v1/invoices")
 async def create_invoice(request: web.Request) -> web.Response:
     data = await body(request, InvoiceIn)
-    return web.json_response(await request.app[BILLING].create_invoice(data), status=201)
+    invoice = await request.app[BILLING].invoices.create(data)
+    return web.json_response(as_json(invoice), status=201)
 
 
 @routes.get("/api/v1/invoices")
 async def list_invoices(request: web.Request) -> web.Response:
-    items = await request.app[BILLING].list_invoices(
+    items = await request.app[BILLING].invoices.find(
         int_query(request, "client_id"), request.query.get("status") or None
     )
-    return web.json_response({"items": items})
+    return web.json_response({"items": [as_json(item) for item in items]})
 
 
 @routes.get("/api/v1/invoices/{id}")
 async def show_invoice(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[BILLING].get_invoice(path_id(request)))
+    return web.json_response(as_json(await request.app[BILLING].invoices.get(path_id(request))))
 
 
 @routes.get("/api/v1/invoices/{id}/invoice.pdf")
 async def invoice_pdf(request: web.Request) -> web.Response:
-    billing = request.app[BILLING]
-    invoice, _ = await billing.load(path_id(request))
-    return web.Response(body=billing.pdf_bytes(invoice), content_type="application/pdf")
+    invoices = request.app[BILLING].invoices
+    invoice, _ = await invoices.load(path_id(request))
+    return web.Response(body=invoices.pdf_bytes(invoice), content_type="application/pdf")
 
 
 @routes.post("/api/v1/invoices/{id}/payments")
@@ -140,20 +142,38 @@ async def record_payment(request: web.Request) -> web.Response:
     """A manual payment; an `Idempotency-Key` header makes a retry book it once (a 503 means
     booked but not yet announced: retry with the same key)."""
     data = await body(request, PaymentIn)
-    result = await request.app[BILLING].record_manual_payment(
+    result = await request.app[BILLING].manual.record(
         path_id(request), data, request.headers.get("Idempotency-Key"), actor="api"
     )
-    return web.json_response(result, status=201)
+    return web.json_response(as_json(result), status=201)
 
 
 @routes.post("/api/v1/invoices/{id}/void")
 async def void_invoice(request: web.Request) -> web.Response:
     data = await body(request, InvoiceVoidIn, optional=True)
-    return web.json_response(await request.app[BILLING].void_invoice(path_id(request), data.reason))
+    voided = await request.app[BILLING].invoices.void(path_id(request), data.reason)
+    return web.json_response(as_json(voided))
+
+
+@routes.get("/api/v1/projects/{id}")
+async def show_project(request: web.Request) -> web.Response:
+    """The project, with the retainage held on its invoices (CONTRACT §12)."""
+    return web.json_response(
+        as_json(await request.app[BILLING].retainage.project(path_id(request)))
+    )
+
+
+@routes.post("/api/v1/projects/{id}/retainage/release")
+async def release_retainage(request: web.Request) -> web.Response:
+    """One invoice for all retainage held on the project (201); 409 `no_retainage_held` when
+    nothing is (a second release, even a concurrent one, releases nothing new)."""
+    data = await body(request, RetainageReleaseIn)
+    invoice = await request.app[BILLING].retainage.release(path_id(request), data)
+    return web.json_response(as_json(invoice), status=201)
 
 
 @routes.get("/api/v1/payment-reviews")
 async def payment_reviews(request: web.Request) -> web.Response:
     """Signed Stripe events flagged for staff (not what Portico asked for, or overpaid)."""
-    reviews = await request.app[BILLING].payment_reviews(int_query(request, "invoice_id"))
-    return web.json_response({"items": [review_json(r) for r in reviews]})
+    reviews = await request.app[BILLING].invoices.payment_reviews(int_query(request, "invoice_id"))
+    return web.json_response({"items": [as_json(review_out(r)) for r in reviews]})

@@ -77,7 +77,7 @@ async def client_page(
 ) -> web.Response:
     client, projects = await request.app[QUERIES].client(client_id)
     approvals = await request.app[SERVICE].list_approvals(client_id=client_id)
-    invoices = await request.app[BILLING].list_invoices(client_id=client_id)
+    invoices = await request.app[BILLING].invoices.find(client_id=client_id)
     bookings = await request.app[STORE].list_bookings(client_id, None)
     thread = await request.app[MESSAGES].thread(client_id)
     agreements = await request.app[AGREEMENTS].views(client_id)
@@ -178,13 +178,13 @@ async def invoice_page(
     errors: FieldErrors | None = None,
     status: int = 200,
 ) -> web.Response:
-    invoice = await request.app[BILLING].get_invoice(invoice_id)
-    client = await request.app[QUERIES].client_of_project(invoice["project_id"])
+    invoice = await request.app[BILLING].invoices.get(invoice_id)
+    client = await request.app[QUERIES].client_of_project(invoice.project_id)
     return await render(
         request,
         "invoice.html",
         {
-            "title": f"Invoice {invoice['number']}",
+            "title": f"Invoice {invoice.number}",
             "section": "clients",
             "invoice": invoice,
             "client": client,
@@ -222,7 +222,7 @@ async def record_payment(request: web.Request) -> web.Response:
     if errors or data is None:
         return await invoice_page(request, invoice_id, form=form, errors=errors, status=422)
     try:
-        await request.app[BILLING].record_manual_payment(
+        await request.app[BILLING].manual.record(
             invoice_id,
             data,
             idempotency_key=str(form.get("idempotency_key") or "") or None,

@@ -14,14 +14,10 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
+from portico.ledger import PAYABLE, balance_cents, dispute_open, due_cents, pending_cents
 from portico.money import format_money
-from portico.services.billing import (
-    METHOD_LABELS,
-    PAYABLE,
-    balance_cents,
-    dispute_open,
-    pending_cents,
-)
+from portico.services.billing.deposits import deposit_url_for_signing_token
+from portico.services.billing.notices import METHOD_LABELS
 from web.http import security
 from web.http.keys import SETTINGS
 from web.http.portal_keys import BILLING, STORE
@@ -66,8 +62,7 @@ async def invoice_view(
 ) -> web.Response:
     """The invoice page with its Pay button (used by `/pay/{token}` and the portal)."""
     settings = request.app[SETTINGS]
-    billing = request.app[BILLING]
-    invoice, payments, project, client = await billing.by_pay_token(token)
+    invoice, payments, project, client = await request.app[BILLING].invoices.by_pay_token(token)
     balance = balance_cents(invoice, payments)
     portal_settings = await request.app[STORE].portal_settings()
     context: dict[str, Any] = {
@@ -86,6 +81,7 @@ async def invoice_view(
         "money": format_money,
         "method_label": lambda m: METHOD_LABELS.get(m, m),
         "balance": balance,
+        "due": due_cents(invoice),
         "pending": pending_cents(payments),
         "refunded": sum(p.refunded_cents or 0 for p in payments),
         "disputed": sum(p.disputed_cents or 0 for p in payments if dispute_open(p)),
@@ -116,11 +112,11 @@ async def pay_page(request: web.Request) -> web.Response:
 
 @routes.get("/pay/{token}/invoice.pdf")
 async def pay_pdf(request: web.Request) -> web.Response:
-    billing = request.app[BILLING]
-    invoice, *_ = await billing.by_pay_token(request.match_info["token"])
+    invoices = request.app[BILLING].invoices
+    invoice, *_ = await invoices.by_pay_token(request.match_info["token"])
     safe = "".join(c for c in invoice.number if c.isalnum() or c in "-_.") or "invoice"
     return web.Response(
-        body=billing.pdf_bytes(invoice),
+        body=invoices.pdf_bytes(invoice),
         content_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="invoice-{safe}.pdf"'},
     )
@@ -153,7 +149,7 @@ async def checkout(request: web.Request) -> web.StreamResponse:
         raise BadRequest("This form has expired. Please reload the page and try again.")
     typed = str(form.get("amount", ""))
     try:
-        url = await request.app[BILLING].start_checkout(
+        url = await request.app[BILLING].checkout.start(
             token, parse_amount(typed), str(form.get("attempt", ""))
         )
     except PorticoError as err:
@@ -178,7 +174,10 @@ async def add_deposit_link(request: web.Request) -> None:
     page calls this for approved requests only: as a middleware on every view it cost two
     queries per page (docs/benchmarks.md)."""
     try:
-        url = await request.app[BILLING].deposit_url_for_signing_token(request.match_info["token"])
+        billing = request.app[BILLING]
+        url = await deposit_url_for_signing_token(
+            billing.settings, billing.sessions, request.match_info["token"]
+        )
     except Exception:  # the signing page must render whatever happens here
         log.exception("could not look up a deposit invoice")
         url = None

@@ -22,7 +22,7 @@ from portico.models import BookingPhoto
 from portico.money import format_money
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
-from portico.services.billing import pay_token
+from portico.services.billing.links import pay_token
 from portico.services.portal import COMPLETE_STATUSES
 from portico.services.portal_auth import (
     PortalIdentity,
@@ -299,7 +299,7 @@ async def approval_signed_pdf(request: web.Request) -> web.Response:
         path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
     if row.approval.status != "approved" or not path:
         raise NotFound("The signed copy is available once everyone has approved.")
-    data = request.app[BILLING].files.read(path)
+    data = request.app[BILLING].invoices.files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
 
 
@@ -307,7 +307,7 @@ async def approval_signed_pdf(request: web.Request) -> web.Response:
 async def file_download(request: web.Request) -> web.Response:
     who = await signed_in(request)
     document = await request.app[STORE].document(who.client_id, path_int(request))
-    data = request.app[BILLING].files.read(document.file_path)
+    data = request.app[BILLING].invoices.files.read(document.file_path)
     return pdf_response(
         data, f"{document.number}.pdf", download=bool(request.query.get("download"))
     )
@@ -384,7 +384,7 @@ async def invoice_page(request: web.Request) -> web.Response:
 async def invoice_pdf(request: web.Request) -> web.Response:
     who = await signed_in(request)
     invoice = await request.app[STORE].invoice(who.client_id, path_int(request))
-    data = request.app[BILLING].pdf_bytes(invoice)
+    data = request.app[BILLING].invoices.pdf_bytes(invoice)
     return pdf_response(data, f"invoice-{invoice.number}.pdf")
 
 
@@ -476,7 +476,7 @@ async def service_request_send(request: web.Request) -> web.Response:
 async def shared_file(request: web.Request) -> web.Response:
     """A document a client shared: read-only, no sign-in."""
     document = await request.app[STORE].open_share(request.match_info["token"])
-    data = request.app[BILLING].files.read(document.file_path)
+    data = request.app[BILLING].invoices.files.read(document.file_path)
     return pdf_response(data, f"{document.number}.pdf")
 
 

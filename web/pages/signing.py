@@ -32,7 +32,7 @@ from portico.files import FileStore
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import approver_json, check_upload
-from portico.services.signing_links import PortalOrigin, load_link
+from portico.services.signing_links import PortalOrigin, link_expired, load_link
 from web.http.branding import BRANDING
 from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
@@ -97,7 +97,7 @@ async def open_link(request: web.Request) -> Link:
     if found is None:
         raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
     approver, portal = found
-    if approver.token_expires_at <= datetime.now(UTC):
+    if link_expired(approver):
         raise NotFound("This signing link has expired. Please ask the sender for a new one.")
     new_version = None
     if new_id := approver.approval.superseded_by_document_id:
