@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import schemathesis
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from schemathesis.transport.serialization import Binary
 
 from portico.errors import Invalid
 from portico.integration_schemas import RECEIVER_URL
@@ -66,12 +67,8 @@ def _date_in_range(body: dict[str, Any], name: str) -> None:
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """A schema-valid webhook URL the server refuses (its host is, or resolves to, a private
     address) is sent as another schema-valid one, in every phase (the coverage phase does not
-    use `filter_body`); so is an agreement's date outside the range it may take; a photo
-    upload's file is a real JPEG."""
+    use `filter_body`); so is an agreement's date outside the range it may take."""
     body = case.body
-    photo = case.operation.path == PHOTO_UPLOAD and case.method.upper() == "POST"
-    if photo and isinstance(body, dict) and isinstance(body.get("file"), bytes):
-        case.body = {**body, "file": PHOTO}  # `contentMediaType: image/jpeg`, as documented
     name = AGREEMENT_DATES.get(case.operation.path)
     if name and case.method.upper() == "POST" and isinstance(body, dict) and name in body:
         case.body = dict(body)
@@ -83,6 +80,16 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return
     if re.fullmatch(RECEIVER_URL, body["url"]) and not receiver_allowed(body["url"]):
         case.body = {**body, "url": "https://hooks.example.invalid/portico"}
+
+
+@schemathesis.hook
+def map_body(context: Any, body: Any) -> Any:
+    """A generated photo upload carries a real JPEG (`contentMediaType: image/jpeg`)."""
+    operation = context.operation
+    upload = body.get("file") if isinstance(body, dict) else None
+    if operation.path == PHOTO_UPLOAD and operation.method.upper() == "POST" and upload is not None:
+        return {**body, "file": Binary(PHOTO)}
+    return body
 
 
 @schemathesis.hook
