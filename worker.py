@@ -35,6 +35,7 @@ from portico.temporal import connect, ensure_search_attributes, metrics_runtime
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.outbox import OutboxMessageWorkflow
+from workflows.supersede import SupersedeWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("portico.worker")
@@ -137,6 +138,7 @@ def build_worker(
             PaymentReviewWorkflow,
             OutboxMessageWorkflow,
             WebhookDeliveryWorkflow,
+            SupersedeWorkflow,
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
@@ -145,6 +147,7 @@ def build_worker(
         ),
         activities=[
             records.sync_approval,
+            records.append_audit_event,
             notify.send_email,
             notify.send_sms,  # for requests started before the SMS queue existed
             documents.build_signed_pdf,

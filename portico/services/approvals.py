@@ -16,10 +16,9 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portico import branding, pdf, pdf_sandbox, tokens
-from portico.audit import append_event
 from portico.branding import Branding
 from portico.clock import utcnow
-from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
+from portico.errors import Conflict, Invalid, NotFound, NotReady, TooLarge, Unavailable
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent, Client, Document, Project
 from portico.phones import bare_phone
@@ -51,17 +50,21 @@ from workflows.types import (
     VOID_UPDATE,
     ApprovalInput,
     ApproverInput,
-    AuditEventInput,
     DocumentInfo,
     ExtendRequest,
     RemindRequest,
     StaffContact,
+    Supersession,
     VoidRequest,
     approval_workflow_id,
 )
 
-# How long a request for the signed PDF waits for it to be rendered after the last approval.
-SIGNED_PDF_WAIT = 20.0
+# When to ask again for a signed PDF still being built (seconds; usually ready in one or two).
+SIGNED_PDF_RETRY_AFTER = 3
+# What a client's browser shows meanwhile (the page reloads itself).
+SIGNED_COPY_PREPARING = (
+    "Everyone has approved. Your signed copy is being prepared and will open here in a moment."
+)
 log = logging.getLogger(__name__)
 
 
@@ -292,27 +295,17 @@ class Portico:
         }
 
     async def _record_superseded(self, approval_id: int, document: Document, reason: str) -> None:
-        """Append `superseded` to a finished request's audit chain (idempotent by its key)."""
-        event = AuditEventInput(
-            event_key=f"superseded:{document.id}",
-            at=datetime.now(UTC),
-            type="superseded",
-            actor="staff",
-            data={
-                "reason": reason,
-                "document_id": document.id,
-                "version": document.version,
-                "sha256": document.sha256,
-            },
+        """Have `superseded` appended to an approved request's audit chain: by its workflow or,
+        once that has ended, by a short one (audit events are written by activities only)."""
+        await self.temporal.supersede(
+            Supersession(
+                approval_id=approval_id,
+                document_id=document.id,
+                version=document.version,
+                sha256=document.sha256,
+                reason=reason,
+            )
         )
-        for attempt in range(5):
-            try:
-                async with self.sessions() as session, session.begin():
-                    await append_event(session, approval_id, event)
-                return
-            except IntegrityError:  # the workflow appended at the same moment: re-read the chain
-                if attempt == 4:
-                    raise
 
     # --- approvals --------------------------------------------------------------------------
 
@@ -585,41 +578,41 @@ class Portico:
         return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
 
     async def signed_pdf(self, approval_id: int) -> bytes:
-        approval = await self.wait_for_signed_pdf(approval_id)
-        if approval.status != APPROVED:
-            raise Conflict(
-                f"The signed PDF exists once the request is approved (it is {approval.status}).",
-                code="not_approved",
-            )
-        if approval.signed_pdf_error and not approval.signed_pdf_path:
-            raise Conflict(
-                "The request is approved, but its signed PDF could not be built "
-                f"({approval.signed_pdf_error}). Staff were told by email; the approval and its "
-                "audit trail stand.",
-                code="signed_pdf_failed",
-            )
-        if not approval.signed_pdf_path:
-            raise Conflict(
-                "The request is approved and its signed PDF is still being prepared; "
-                "try again in a moment.",
-                code="signed_pdf_pending",
-            )
-        return self.files.read(approval.signed_pdf_path)
-
-    async def wait_for_signed_pdf(self, approval_id: int, timeout: float | None = None) -> Approval:
-        """The approval, after waiting (up to `timeout`) for its signed PDF if it is approved.
-
-        The status turns `approved` a moment before the workflow has rendered and stored the
-        signed PDF; whoever sees `approved` and asks for the PDF at once must get it, not 409."""
+        """The signed PDF as committed now; never waits for the worker (see signed_pdf_path)."""
         approval = await self.load_approval(approval_id)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + (SIGNED_PDF_WAIT if timeout is None else timeout)
-        while approval.status == APPROVED and not approval.signed_pdf_path:
-            if loop.time() >= end or approval.signed_pdf_error:
-                break
-            await asyncio.sleep(0.2)
-            approval = await self.load_approval(approval_id)
-        return approval
+        return self.files.read(signed_pdf_path(approval))
+
+
+def signed_pdf_path(approval: Approval, pending_message: str | None = None) -> str:
+    """Where the signed PDF of `approval` is stored, from what is committed.
+
+    The status turns `approved` a few seconds before the workflow has built and stored the
+    signed PDF: in between this raises NotReady (409 `signed_pdf_pending` with `Retry-After`
+    from the API, a page that refreshes itself for a browser) instead of waiting. Not approved
+    is 409 `not_approved`; a PDF that could not be built is 409 `signed_pdf_failed`."""
+    status = signed_pdf_status(approval)
+    if approval.status != APPROVED:
+        raise Conflict(
+            f"The signed PDF exists once the request is approved (it is {approval.status}).",
+            code="not_approved",
+        )
+    if status == "failed":
+        raise Conflict(
+            "The request is approved, but its signed PDF could not be built "
+            f"({approval.signed_pdf_error}). Staff were told by email; the approval and its "
+            "audit trail stand.",
+            code="signed_pdf_failed",
+        )
+    if status == "pending":
+        raise NotReady(
+            pending_message
+            or "The request is approved and its signed PDF is being prepared; "
+            f"try again in {SIGNED_PDF_RETRY_AFTER} seconds.",
+            code="signed_pdf_pending",
+            retry_after=SIGNED_PDF_RETRY_AFTER,
+        )
+    assert approval.signed_pdf_path
+    return approval.signed_pdf_path
 
 
 # --- JSON shapes ---------------------------------------------------------------------------

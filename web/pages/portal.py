@@ -20,13 +20,15 @@ from portico.errors import BadRequest, Forbidden, NotFound
 from portico.money import format_money
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
+from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
+from portico.services.approvals import signed_pdf_path
 from portico.services.billing import pay_token
 from portico.services.portal import COMPLETE_STATUSES
 from portico.services.portal_auth import (
     PortalIdentity,
     RateLimited,
 )
-from web.http.keys import SERVICE, SETTINGS
+from web.http.keys import SETTINGS
 from web.http.portal_keys import AUTH, BILLING, STORE
 from web.http.portal_session import (
     IDENTITY,
@@ -283,11 +285,12 @@ async def approval_sign(request: web.Request) -> web.Response:
 async def approval_signed_pdf(request: web.Request) -> web.Response:
     who = await signed_in(request)
     row = await request.app[STORE].approval(who.client_id, path_int(request))
-    path = row.approval.signed_pdf_path
-    if row.approval.status == "approved" and not path:  # rendered a moment after approval
-        path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
-    if row.approval.status != "approved" or not path:
+    approval = row.approval
+    if approval.status != "approved" or (
+        approval.signed_pdf_error and not approval.signed_pdf_path
+    ):
         raise NotFound("The signed copy is available once everyone has approved.")
+    path = signed_pdf_path(approval, PREPARING)  # 202, refreshing, while it is being built
     data = request.app[BILLING].files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
 
