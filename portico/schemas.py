@@ -352,6 +352,7 @@ class ClientOut(Out):
     email: str
     phone: str | None
     company: str | None
+    locale: str | None = None
     created_at: datetime | None
 
 

@@ -42,7 +42,7 @@ from portico.portal_schemas import (
     ServiceRequestIn,
 )
 from portico.services import outbox
-from portico.services.approvals import iso, project_json
+from portico.services.approvals import iso, project_out
 from portico.settings import Settings
 from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 
@@ -504,7 +504,7 @@ class PortalStore:
                 if value is None:
                     raise Invalid(f"{name} cannot be null.")
                 setattr(project, name, value)
-        return project_json(project)
+        return project_out(project).model_dump(mode="json")
 
     # --- share links ------------------------------------------------------------------------
 
