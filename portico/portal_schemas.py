@@ -22,6 +22,7 @@ from portico.schemas import (
     Omittable,
     Out,
     Strict,
+    UtcDatetime,
     check_items_total,
     decimal_input,
     decimal_schema,
@@ -174,7 +175,7 @@ class BookingOut(Out):
     time: str | None
     status: Literal["scheduled", "confirmed", "completed", "cancelled"]
     notes: str | None
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
 
 
 class BookingListOut(Out):
@@ -193,7 +194,7 @@ class ServiceRequestOut(Out):
     description: str
     preferred_date: dt.date | None
     status: str
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
 
 
 class ServiceRequestListOut(Out):

@@ -38,7 +38,6 @@ from portico.schemas import (
     DocumentOut,
     EventOut,
     ExtendIn,
-    LineItemOut,
     ProjectIn,
     ProjectOut,
     RemindIn,
@@ -642,69 +641,19 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def client_out(client: Client) -> ClientOut:
-    return ClientOut(
-        id=client.id,
-        name=client.name,
-        email=client.email,
-        phone=client.phone,
-        company=client.company,
-        locale=client.locale,
-        created_at=utc(client.created_at),
-    )
+    return ClientOut.model_validate(client)
 
 
 def project_out(project: Project) -> ProjectOut:
-    return ProjectOut(
-        id=project.id,
-        client_id=project.client_id,
-        name=project.name,
-        number=project.number,
-        status=project.status,  # type: ignore[arg-type]  # a Literal, checked on the way in
-        created_at=utc(project.created_at),
-    )
+    return ProjectOut.model_validate(project)
 
 
 def document_out(document: Document) -> DocumentOut:
-    return DocumentOut(
-        id=document.id,
-        project_id=document.project_id,
-        kind=document.kind,  # type: ignore[arg-type]
-        title=document.title,
-        number=document.number,
-        amount_cents=document.amount_cents,
-        currency=document.currency,
-        portal_visible=document.portal_visible,
-        sha256=document.sha256,
-        size_bytes=document.size_bytes,
-        line_items=(
-            None
-            if document.line_items is None
-            else [LineItemOut.model_validate(item) for item in document.line_items]
-        ),
-        version=document.version,
-        supersedes_id=document.supersedes_id,
-        created_at=utc(document.created_at),
-    )
+    return DocumentOut.model_validate(document)
 
 
 def approver_out(approver: Approver) -> ApproverOut:
-    return ApproverOut(
-        id=approver.id,
-        position=approver.position,
-        name=approver.name,
-        email=approver.email,
-        phone=approver.phone,
-        status=approver.status,  # type: ignore[arg-type]
-        notified_at=utc(approver.notified_at),
-        signed_at=utc(approver.signed_at),
-        signature_name=approver.signature_name,
-        notes=approver.notes,
-        decline_reason=approver.decline_reason,
-        decided_via=approver.decided_via,
-        view_count=approver.view_count,
-        first_viewed_at=utc(approver.first_viewed_at),
-        viewed_seconds=approver.viewed_seconds,
-    )
+    return ApproverOut.model_validate(approver)
 
 
 def approver_json(approver: Approver) -> dict[str, Any]:
@@ -721,48 +670,25 @@ def signed_pdf_status(approval: Approval) -> Literal["ready", "failed", "pending
     return "pending" if approval.status == APPROVED else None
 
 
-def _approval_fields(approval: Approval) -> dict[str, Any]:
-    return dict(
-        id=approval.id,
-        status=approval.status,
-        routing=approval.routing,
-        workflow_id=approval.workflow_id,
-        expires_at=utc(approval.expires_at),
-        remind_every_days=approval.remind_every_days,
-        message=approval.message,
-        channels=approval.channels,
-        division=approval.division,
-        void_reason=approval.void_reason,
-        created_at=utc(approval.created_at),
-        completed_at=utc(approval.completed_at),
-        signed_pdf_sha256=approval.signed_pdf_sha256,
-        signed_pdf_status=signed_pdf_status(approval),
-        signed_pdf_error=approval.signed_pdf_error,
-        superseded=approval.superseded_by_document_id is not None,
-        superseded_by_document_id=approval.superseded_by_document_id,
-        document=document_out(approval.document),
-        approvers=[approver_out(a) for a in approval.approvers],
-    )
+def _computed(approval: Approval) -> dict[str, Any]:
+    """The fields of an approval's answer that are not columns of its row."""
+    return {
+        "signed_pdf_status": signed_pdf_status(approval),
+        "superseded": approval.superseded_by_document_id is not None,
+    }
 
 
 def approval_summary(approval: Approval) -> ApprovalSummaryOut:
     """A request as `GET /approvals` lists it (no events)."""
-    return ApprovalSummaryOut(**_approval_fields(approval))
+    columns = {
+        name: getattr(approval, name)
+        for name in ApprovalSummaryOut.model_fields
+        if hasattr(Approval, name)
+    }
+    return ApprovalSummaryOut.model_validate({**columns, **_computed(approval)})
 
 
 def approval_out(approval: Approval, events: list[AuditEvent]) -> ApprovalOut:
     """A request as `GET /approvals/{id}` shows it, with its audit trail."""
-    return ApprovalOut(
-        **_approval_fields(approval),
-        events=[
-            EventOut(
-                seq=e.seq,
-                at=utc(e.at),  # type: ignore[arg-type]  # never null
-                type=e.type,
-                actor=e.actor,
-                data=e.data,
-                hash=e.hash,
-            )
-            for e in events
-        ],
-    )
+    summary = approval_summary(approval)
+    return ApprovalOut(**dict(summary), events=[EventOut.model_validate(e) for e in events])

@@ -46,7 +46,7 @@ from portico.portal_schemas import (
 )
 from portico.schemas import ProjectOut
 from portico.services import outbox
-from portico.services.approvals import project_out, utc
+from portico.services.approvals import project_out
 from portico.settings import Settings
 from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 
@@ -90,35 +90,11 @@ def portal_settings_out(row: PortalSettings) -> PortalSettingsOut:
 
 
 def booking_out(booking: Booking) -> BookingOut:
-    return BookingOut(
-        id=booking.id,
-        client_id=booking.client_id,
-        project_id=booking.project_id,
-        kind=booking.kind,  # type: ignore[arg-type]  # a Literal, checked on the way in
-        title=booking.title,
-        date=booking.date,
-        time=booking.time,
-        status=booking.status,  # type: ignore[arg-type]
-        notes=booking.notes,
-        created_at=utc(booking.created_at),
-    )
+    return BookingOut.model_validate(booking)
 
 
 def service_request_out(item: ServiceRequest) -> ServiceRequestOut:
-    return ServiceRequestOut(
-        id=item.id,
-        client_id=item.client_id,
-        project_id=item.project_id,
-        name=item.name,
-        email=item.email,
-        phone=item.phone,
-        company=item.company,
-        address=item.address,
-        description=item.description,
-        preferred_date=item.preferred_date,
-        status=item.status,
-        created_at=utc(item.created_at),
-    )
+    return ServiceRequestOut.model_validate(item)
 
 
 def is_the_client(approver: Approver, client: Client) -> bool:
