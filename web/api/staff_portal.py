@@ -121,7 +121,7 @@ async def list_invoices(request: web.Request) -> web.Response:
     items = await request.app[BILLING].list_invoices(
         int_query(request, "client_id"), request.query.get("status") or None
     )
-    return answer(ServiceRequestListOut(items=items))
+    return web.json_response({"items": items})
 
 
 @routes.get("/api/v1/invoices/{id}")
