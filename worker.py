@@ -39,6 +39,7 @@ from workflows.agreement import AgreementWorkflow
 from workflows.approval import ApprovalWorkflow
 from workflows.invoice import InvoiceWorkflow, PaymentReviewWorkflow
 from workflows.outbox import OutboxMessageWorkflow
+from workflows.supersede import SupersedeWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow
 
 log = logging.getLogger("portico.worker")
@@ -146,6 +147,7 @@ def build_worker(
             OutboxMessageWorkflow,
             WebhookDeliveryWorkflow,
             AgreementWorkflow,
+            SupersedeWorkflow,
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
@@ -154,6 +156,7 @@ def build_worker(
         ),
         activities=[
             records.sync_approval,
+            records.append_audit_event,
             notify.send_email,
             notify.send_sms,  # for requests started before the SMS queue existed
             documents.build_signed_pdf,

@@ -9,10 +9,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from portico.audit import append_event
 from portico.models import Approval, Approver
-from workflows.types import ApproverRecord, AuditEventInput, SyncApprovalInput
+from workflows.types import (
+    APPEND_AUDIT_EVENT,
+    ApproverRecord,
+    AuditAppend,
+    AuditEventInput,
+    SyncApprovalInput,
+)
 
 APPROVER_FIELDS = [f.name for f in fields(ApproverRecord) if f.name != "id"]
 
@@ -81,3 +88,24 @@ class RecordActivities:
                     await self.on_event(
                         session, snapshot.approval_id, snapshot.event, snapshot.status
                     )
+
+    @activity.defn(name=APPEND_AUDIT_EVENT)
+    async def append_audit_event(self, inp: AuditAppend) -> bool:
+        """Append one event to an approval's chain unless its key is there (idempotent); the
+        read model is left as it is. Returns True if it was added.
+
+        The approval row is locked, as sync_approval locks it, so the two take turns; should
+        a concurrent writer still take the same seq, the attempt fails and Temporal retries
+        it with the chain re-read."""
+        async with self.sessions() as session, session.begin():
+            approval = await session.get(Approval, inp.approval_id, with_for_update=True)
+            if approval is None:
+                raise ApplicationError(
+                    f"approval {inp.approval_id} is not in the database",
+                    type="UnknownApproval",
+                    non_retryable=True,
+                )
+            added = await append_event(session, inp.approval_id, inp.event)
+            if added and self.on_event is not None:
+                await self.on_event(session, inp.approval_id, inp.event, approval.status)
+            return added

@@ -226,6 +226,9 @@ def _split1(text: str) -> tuple[str, str]:
     return parts[0], parts[1] if len(parts) > 1 else ""
 
 
+_DIGIT_RUN = re.compile(r"\d+")  # \d: any Unicode decimal digit
+
+
 def _clean(token: str) -> str:
     """NFKC-normalise a token and drop invisible format characters (ZWSP, BOM, LRM, ...)."""
     token = "".join(ch for ch in token if unicodedata.category(ch) != "Cf")
@@ -281,6 +284,24 @@ def _ref(token: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
+
+
+def mask_code(text: str, mask: str = "****") -> str:
+    """The message as sent, with the reply code of a YES/NO masked (the code is a secret:
+    stored copies of replies must not carry it). Invisible format characters are dropped, so
+    a code split by one is masked too; any script's digits count. Other text is left alone."""
+    command = parse(text)
+    if not isinstance(command, Approve | Decline):
+        return text
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return _DIGIT_RUN.sub(
+        lambda m: (
+            mask
+            if _ascii_digits(unicodedata.normalize("NFKC", m.group())) == command.code
+            else m.group()
+        ),
+        visible,
+    )
 
 
 def parse(text: str | None) -> Command:

@@ -7,7 +7,6 @@ actor in the audit trail, and answers with the request's state afterwards.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from bots.parse import (
     Command,
@@ -19,7 +18,7 @@ from bots.parse import (
 )
 from portico.errors import PorticoError
 from portico.phones import bare_phone
-from portico.schemas import ExtendIn, RemindIn, VoidIn
+from portico.schemas import ApprovalOut, ExtendIn, RemindIn, VoidIn
 from portico.services.approvals import Portico
 from portico.settings import Settings
 from workflows.types import FINAL_STATUSES
@@ -67,30 +66,26 @@ async def handle(service: Portico, command: Command, sender: str) -> str:
     return " ".join(part for part in (done, describe(state)) if part)
 
 
-def describe(state: dict[str, Any]) -> str:
+def describe(state: ApprovalOut) -> str:
     """e.g. 'CO-17 (#42): partially approved. Ann approved May 1 14:03 UTC; Bo pending.
     Expires May 15 14:00 UTC.'"""
-    document = state["document"]
     people = []
-    for approver in state["approvers"]:
-        status = approver["status"]
-        when = _short(approver["signed_at"]) if status in ("approved", "declined") else ""
-        people.append(f"{approver['name']} {status}" + (f" {when}" if when else ""))
-    expires = _short(state["expires_at"])
-    if state["status"] in FINAL_STATUSES:
+    for approver in state.approvers:
+        status = approver.status
+        when = _short(approver.signed_at) if status in ("approved", "declined") else ""
+        people.append(f"{approver.name} {status}" + (f" {when}" if when else ""))
+    expires = _short(state.expires_at)
+    if state.status in FINAL_STATUSES:
         deadline = ""
     else:
         deadline = f" Expires {expires}." if expires else " No expiry."
     return (
-        f"{document['number']} (#{state['id']}): {state['status'].replace('_', ' ')}. "
+        f"{state.document.number} (#{state.id}): {state.status.replace('_', ' ')}. "
         + "; ".join(people)
         + "."
         + deadline
     )
 
 
-def _short(value: str | None) -> str:
-    if not value:
-        return ""
-    at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return f"{at:%b} {at.day} {at:%H:%M} UTC"
+def _short(at: datetime | None) -> str:
+    return f"{at:%b} {at.day} {at:%H:%M} UTC" if at else ""

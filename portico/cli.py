@@ -12,10 +12,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portico.errors import PorticoError
 from portico.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from portico.schemas import ApprovalSummaryOut
 
 
 def approval_id(text: str) -> int:
@@ -130,27 +133,27 @@ async def with_service(settings: Settings, work: Callable[[Any], Awaitable[int]]
         await engine.dispose()
 
 
-def print_table(items: list[dict[str, Any]]) -> None:
+def print_table(items: list[ApprovalSummaryOut]) -> None:
     print(f"{'ID':>6}  {'STATUS':<19} {'KIND':<15} {'NUMBER':<12} {'EXPIRES':<20} APPROVERS")
     for item in items:
-        people = ", ".join(f"{a['name']} ({a['status']})" for a in item["approvers"])
-        expires = (item["expires_at"] or "never")[:19]
-        doc = item["document"]
+        people = ", ".join(f"{a.name} ({a.status})" for a in item.approvers)
+        expires = f"{item.expires_at:%Y-%m-%dT%H:%M:%S}" if item.expires_at else "never"
+        doc = item.document
         print(
-            f"{item['id']:>6}  {item['status']:<19} {doc['kind']:<15} {doc['number']:<12} "
+            f"{item.id:>6}  {item.status:<19} {doc.kind:<15} {doc.number:<12} "
             f"{expires:<20} {people}"
         )
 
 
 async def approvals_command(args: argparse.Namespace, settings: Settings) -> int:
-    from portico.schemas import ExtendIn, RemindIn, VoidIn
+    from portico.schemas import ApprovalListOut, ExtendIn, RemindIn, VoidIn
 
     async def work(service: Any) -> int:
         result: Any
         if args.action == "list":
             items = await service.list_approvals(args.status, args.client_id, args.kind)
             if args.json:
-                print(json.dumps({"items": items}, indent=2))
+                print(json.dumps(ApprovalListOut(items=items).model_dump(mode="json"), indent=2))
             else:
                 print_table(items)
             return 0
@@ -164,7 +167,7 @@ async def approvals_command(args: argparse.Namespace, settings: Settings) -> int
             result = await service.extend(args.id, ExtendIn(days=args.days), "cli")
         else:
             result = await service.remind(args.id, RemindIn(extend_days=args.extend_days), "cli")
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
         return 0
 
     try:

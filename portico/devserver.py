@@ -202,14 +202,14 @@ async def create_demo(settings: Settings, client: Client) -> str:
             ClientIn(name="Dana Demo", email="dana@example.com", company="Demo Homes")
         )
         project = await service.create_project(
-            ProjectIn(client_id=demo_client["id"], name="Kitchen remodel", number="P-100")
+            ProjectIn(client_id=demo_client.id, name="Kitchen remodel", number="P-100")
         )
         document = await service.create_document(
             DocumentFromItems(
-                project_id=project["id"],
+                project_id=project.id,
                 kind="change_order",
                 title="Add under-cabinet lighting",
-                number=f"CO-{project['id']}",
+                number=f"CO-{project.id}",
                 line_items=[
                     {"description": "LED strip, 12 ft", "quantity": 2, "unit_price_cents": 8900},
                     {
@@ -222,7 +222,7 @@ async def create_demo(settings: Settings, client: Client) -> str:
         )
         approval = await service.create_approval(
             ApprovalIn(
-                document_id=document["id"],
+                document_id=document.id,
                 approvers=[{"name": "Dana Demo", "email": "dana@example.com"}],
                 routing="sequential",
                 expires_in_days=14,
@@ -231,7 +231,7 @@ async def create_demo(settings: Settings, client: Client) -> str:
                 channels=["email"],
             )
         )
-        return str(approval["approvers"][0]["sign_url"])
+        return approval.approvers[0].sign_url
     finally:
         await engine.dispose()
 

@@ -23,6 +23,7 @@ from portico.schemas import (
     Out,
     ProjectOut,
     Strict,
+    UtcDatetime,
     check_items_total,
     decimal_input,
     decimal_schema,
@@ -201,7 +202,7 @@ class BookingOut(Out):
     time: str | None
     status: Literal["scheduled", "confirmed", "completed", "cancelled"]
     notes: str | None
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
 
 
 class BookingListOut(Out):
@@ -220,7 +221,7 @@ class ServiceRequestOut(Out):
     description: str
     preferred_date: dt.date | None
     status: str
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
 
 
 class ServiceRequestListOut(Out):

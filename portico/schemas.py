@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -342,8 +343,17 @@ ApprovalStatus = Literal["pending", "partially_approved", "approved", "declined"
 ApproverStatus = Literal["waiting", "pending", "viewed", "approved", "declined", "skipped"]
 
 
+def _in_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# A time in an answer: in UTC, so it is written `...Z` whatever zone the database gave it in.
+UtcDatetime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class Out(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # from_attributes: an answer is built straight from the row it shows (`model_validate(row)`).
+    model_config = ConfigDict(extra="allow", from_attributes=True)
 
 
 class ClientOut(Out):
@@ -352,7 +362,8 @@ class ClientOut(Out):
     email: str
     phone: str | None
     company: str | None
-    created_at: datetime | None
+    locale: str | None = None
+    created_at: UtcDatetime | None
 
 
 class ProjectOut(Out):
@@ -361,7 +372,7 @@ class ProjectOut(Out):
     name: str
     number: str | None
     status: Literal["active", "complete"]
-    created_at: datetime | None
+    created_at: UtcDatetime | None
 
 
 class LineItemOut(Out):
@@ -384,7 +395,7 @@ class DocumentOut(Out):
     line_items: list[LineItemOut] | None
     version: int
     supersedes_id: int | None
-    created_at: datetime | None
+    created_at: UtcDatetime | None
 
 
 class AffectedApprovalOut(Out):
@@ -410,20 +421,20 @@ class ApproverOut(Out):
     email: str | None
     phone: str | None
     status: ApproverStatus
-    notified_at: datetime | None
-    signed_at: datetime | None
+    notified_at: UtcDatetime | None
+    signed_at: UtcDatetime | None
     signature_name: str | None
     notes: str | None
     decline_reason: str | None
     decided_via: str | None
     view_count: int
-    first_viewed_at: datetime | None
+    first_viewed_at: UtcDatetime | None
     viewed_seconds: int
 
 
 class EventOut(Out):
     seq: int
-    at: datetime
+    at: UtcDatetime
     type: str
     actor: str
     data: dict[str, Any]
@@ -437,14 +448,14 @@ class ApprovalSummaryOut(Out):
     status: ApprovalStatus
     routing: Literal["sequential", "any", "all"]
     workflow_id: str
-    expires_at: datetime | None
+    expires_at: UtcDatetime | None
     remind_every_days: int | None
     message: str | None
     channels: list[Channel]
     division: str | None
     void_reason: str | None
-    created_at: datetime | None
-    completed_at: datetime | None
+    created_at: UtcDatetime | None
+    completed_at: UtcDatetime | None
     signed_pdf_sha256: str | None
     signed_pdf_status: Literal["ready", "failed", "pending"] | None = None
     signed_pdf_error: str | None = None
@@ -475,7 +486,7 @@ class DeadlineOut(Out):
 
     id: int
     status: ApprovalStatus
-    expires_at: datetime | None
+    expires_at: UtcDatetime | None
 
 
 def describe_errors(exc: Exception) -> str:

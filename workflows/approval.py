@@ -25,6 +25,7 @@ from workflows import search_attributes as sa
 from workflows.types import (
     ACTIVE_APPROVER_STATUSES,
     ALREADY_DECIDED,
+    APPEND_AUDIT_EVENT,
     APPROVAL_WORKFLOW,
     APPROVED,
     CONSENT_REQUIRED,
@@ -45,6 +46,7 @@ from workflows.types import (
     ROUTINGS,
     SIGNATURE_REQUIRED,
     SKIPPED,
+    SUPERSEDED_SIGNAL,
     UNKNOWN_APPROVER,
     VIEWED,
     VOID,
@@ -55,6 +57,7 @@ from workflows.types import (
     ApproverInput,
     ApproverRecord,
     ApproverState,
+    AuditAppend,
     AuditEventInput,
     DecisionResult,
     DeclineRequest,
@@ -64,6 +67,7 @@ from workflows.types import (
     RemindRequest,
     SignedPdfResult,
     SmsMessage,
+    Supersession,
     SyncApprovalInput,
     ViewedSignal,
     VoidRequest,
@@ -97,6 +101,9 @@ SIGNED_PDF_RETRY = RetryPolicy(
     non_retryable_error_types=["InvalidPdf", "NotFound", "NotApproved"],
 )
 EXPIRY_WARNING_BEFORE = timedelta(days=1)
+# A `superseded` signal can arrive while the request finishes (signed PDF, copies): the run
+# waits for its handler before returning instead of ending with it unhandled.
+SUPERSEDED_PATCH = "superseded-signal"
 
 
 def _error(message: str, kind: str) -> ApplicationError:
@@ -142,6 +149,7 @@ class ApprovalWorkflow:
         self._void_reason: str | None = None
         self._later_sms: dict[asyncio.Task[None], int] = {}  # held-back SMS -> approver id
         self._started = False  # `run` has begun (handlers wait for it, see _exclusive)
+        self._superseded_by: set[int] = set()  # documents whose `superseded` is recorded
 
     # --- run --------------------------------------------------------------------------------
 
@@ -178,6 +186,8 @@ class ApprovalWorkflow:
             await self._finish()
         if self._later_sms:  # all cancelled by now (see _drop_stale_sms); let them settle
             await asyncio.gather(*list(self._later_sms), return_exceptions=True)
+        if workflow.patched(SUPERSEDED_PATCH):
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
     @contextlib.asynccontextmanager
@@ -330,6 +340,22 @@ class ApprovalWorkflow:
                 self._todo.append(
                     ("staff", {"event": "first_open", "approver_id": sig.approver_id})
                 )
+
+    @workflow.signal(name=SUPERSEDED_SIGNAL)
+    async def superseded(self, change: Supersession) -> None:
+        """A newer version replaced the document (of an approved request, as staff send it):
+        append `superseded` to the audit chain, once per document, in turn with the other
+        events. A request that has already ended gets it from SupersedeWorkflow instead."""
+        async with self._exclusive():
+            if change.document_id in self._superseded_by:
+                return
+            self._superseded_by.add(change.document_id)
+            await workflow.execute_activity(
+                APPEND_AUDIT_EVENT,
+                AuditAppend(self._inp.approval_id, change.event(workflow.now())),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RECORD_RETRY,
+            )
 
     def _check_can_decide(self, approver_id: int) -> None:
         if approver_id not in self._records:

@@ -45,6 +45,9 @@ VOID_UPDATE = "void"  # update, VoidRequest -> ApprovalState
 EXTEND = "extend"  # update, ExtendRequest -> ApprovalState
 REMIND = "remind"  # update, RemindRequest -> ApprovalState
 VIEWED_SIGNAL = "viewed"  # signal, ViewedSignal
+SUPERSEDED_SIGNAL = "superseded"  # signal, Supersession: a newer version replaced the document
+SUPERSEDE_WORKFLOW = "SupersedeWorkflow"  # records a Supersession on a request that has ended
+APPEND_AUDIT_EVENT = "append_audit_event"  # activity, AuditAppend
 INVOICE_PAID = "paid"  # signal of InvoiceWorkflow
 INVOICE_VOID = "void"  # signal of InvoiceWorkflow
 
@@ -70,6 +73,11 @@ LINK_GRACE = timedelta(days=90)  # a signing link keeps working this long after 
 
 def approval_workflow_id(approval_id: int) -> str:
     return f"approval-{approval_id}"
+
+
+def supersede_workflow_id(approval_id: int, document_id: int) -> str:
+    """The short workflow that records, once, that `document_id` superseded an ended request."""
+    return f"supersede-{approval_id}-{document_id}"
 
 
 def outbox_workflow_id(outbox_id: int) -> str:
@@ -261,6 +269,42 @@ class SyncApprovalInput:
     void_reason: str | None = None
     completed_at: datetime | None = None
     token_expires_at: datetime | None = None
+
+
+@dataclass
+class Supersession:
+    """Document `document_id` (version `version`) replaced the document of an approved
+    request: the `superseded` audit event to record, whether its workflow runs or has ended."""
+
+    approval_id: int
+    document_id: int
+    version: int
+    sha256: str
+    reason: str
+    actor: str = "staff"
+
+    def event(self, at: datetime) -> AuditEventInput:
+        """The audit event; its key is the same on both paths, so it is appended once."""
+        return AuditEventInput(
+            event_key=f"superseded:{self.document_id}",
+            at=at,
+            type="superseded",
+            actor=self.actor,
+            data={
+                "reason": self.reason,
+                "document_id": self.document_id,
+                "version": self.version,
+                "sha256": self.sha256,
+            },
+        )
+
+
+@dataclass
+class AuditAppend:
+    """One audit event for an approval's chain, appended unless its key is there already."""
+
+    approval_id: int
+    event: AuditEventInput
 
 
 @dataclass

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -16,23 +16,34 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portico import branding, pdf, pdf_sandbox, tokens
-from portico.audit import append_event
 from portico.branding import Branding
 from portico.clock import utcnow
-from portico.errors import Conflict, Invalid, NotFound, TooLarge, Unavailable
+from portico.errors import Conflict, Invalid, NotFound, NotReady, TooLarge, Unavailable
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent, Client, Document, Project
 from portico.phones import bare_phone
 from portico.schemas import (
+    AffectedApprovalOut,
+    ApprovalCreatedOut,
     ApprovalIn,
+    ApprovalOut,
+    ApprovalSummaryOut,
+    ApproverOut,
     ClientIn,
+    ClientOut,
+    CreatedApproverOut,
+    DeadlineOut,
     DocumentFromItems,
     DocumentMeta,
+    DocumentOut,
+    EventOut,
     ExtendIn,
     ProjectIn,
+    ProjectOut,
     RemindIn,
     VersionFromItems,
     VersionMeta,
+    VersionOut,
     VoidIn,
     known_id,
     parse_id,
@@ -51,17 +62,21 @@ from workflows.types import (
     VOID_UPDATE,
     ApprovalInput,
     ApproverInput,
-    AuditEventInput,
     DocumentInfo,
     ExtendRequest,
     RemindRequest,
     StaffContact,
+    Supersession,
     VoidRequest,
     approval_workflow_id,
 )
 
-# How long a request for the signed PDF waits for it to be rendered after the last approval.
-SIGNED_PDF_WAIT = 20.0
+# When to ask again for a signed PDF still being built (seconds; usually ready in one or two).
+SIGNED_PDF_RETRY_AFTER = 3
+# What a client's browser shows meanwhile (the page reloads itself).
+SIGNED_COPY_PREPARING = (
+    "Everyone has approved. Your signed copy is being prepared and will open here in a moment."
+)
 log = logging.getLogger(__name__)
 
 
@@ -111,29 +126,29 @@ class Portico:
 
     # --- clients, projects, documents -------------------------------------------------------
 
-    async def create_client(self, data: ClientIn) -> dict[str, Any]:
+    async def create_client(self, data: ClientIn) -> ClientOut:
         async with self.sessions() as session, session.begin():
             client = Client(**data.model_dump())
             session.add(client)
-        return client_json(client)
+        return client_out(client)
 
-    async def create_project(self, data: ProjectIn) -> dict[str, Any]:
+    async def create_project(self, data: ProjectIn) -> ProjectOut:
         async with self.sessions() as session, session.begin():
             if await session.get(Client, data.client_id) is None:
                 raise NotFound(f"Client {data.client_id} does not exist.")
             project = Project(**data.model_dump())
             session.add(project)
-        return project_json(project)
+        return project_out(project)
 
     async def create_document(
         self, meta: DocumentMeta, file_bytes: bytes | None = None
-    ) -> dict[str, Any]:
+    ) -> DocumentOut:
         """Store an uploaded PDF, or render one from line items."""
         fields = await self._document_fields(meta, file_bytes)
         async with self.sessions() as session, session.begin():
             document = Document(**fields)
             session.add(document)
-        return document_json(document)
+        return document_out(document)
 
     async def _document_fields(
         self, meta: DocumentMeta, file_bytes: bytes | None
@@ -178,7 +193,7 @@ class Portico:
 
     async def create_version(
         self, document_id: int, changes: VersionMeta, file_bytes: bytes | None = None
-    ) -> dict[str, Any]:
+    ) -> VersionOut:
         """Store version N+1 of a document as a new row that supersedes it; void the open requests
         for the old version ("Superseded by version N+1") and mark the approved ones superseded.
 
@@ -258,16 +273,16 @@ class Portico:
             await self._supersede(approval, document, reason, changes.notify_client)
             for approval in affected
         ]
-        return {
-            **document_json(document),
-            "created": created,
-            "supersedes": document_json(old),
-            "affected_approvals": results,
-        }
+        return VersionOut(
+            **dict(document_out(document)),
+            created=created,
+            supersedes=document_out(old),
+            affected_approvals=results,
+        )
 
     async def _supersede(
         self, approval: Approval, document: Document, reason: str, notify_client: bool
-    ) -> dict[str, Any]:
+    ) -> AffectedApprovalOut:
         """Void an open request for a replaced document, or mark an approved one; report it."""
         before, action = approval.status, "already_closed"
         if before in (PENDING, PARTIALLY_APPROVED):
@@ -283,40 +298,30 @@ class Portico:
             await self._record_superseded(approval.id, document, reason)
         elif now.status == "void" and now.void_reason == reason:
             action = "voided"
-        return {
-            "id": approval.id,
-            "previous_status": before,
-            "status": now.status,
-            "action": action,
-            "superseded": True,
-        }
+        return AffectedApprovalOut(
+            id=approval.id,
+            previous_status=before,  # type: ignore[arg-type]
+            status=now.status,  # type: ignore[arg-type]
+            action=action,  # type: ignore[arg-type]
+            superseded=True,
+        )
 
     async def _record_superseded(self, approval_id: int, document: Document, reason: str) -> None:
-        """Append `superseded` to a finished request's audit chain (idempotent by its key)."""
-        event = AuditEventInput(
-            event_key=f"superseded:{document.id}",
-            at=datetime.now(UTC),
-            type="superseded",
-            actor="staff",
-            data={
-                "reason": reason,
-                "document_id": document.id,
-                "version": document.version,
-                "sha256": document.sha256,
-            },
+        """Have `superseded` appended to an approved request's audit chain: by its workflow or,
+        once that has ended, by a short one (audit events are written by activities only)."""
+        await self.temporal.supersede(
+            Supersession(
+                approval_id=approval_id,
+                document_id=document.id,
+                version=document.version,
+                sha256=document.sha256,
+                reason=reason,
+            )
         )
-        for attempt in range(5):
-            try:
-                async with self.sessions() as session, session.begin():
-                    await append_event(session, approval_id, event)
-                return
-            except IntegrityError:  # the workflow appended at the same moment: re-read the chain
-                if attempt == 4:
-                    raise
 
     # --- approvals --------------------------------------------------------------------------
 
-    async def create_approval(self, data: ApprovalIn, actor: str = "staff") -> dict[str, Any]:
+    async def create_approval(self, data: ApprovalIn, actor: str = "staff") -> ApprovalCreatedOut:
         """Record the request, then start its workflow `approval-{id}` (reject duplicates)."""
         now = datetime.now(UTC)
         expires_at = now + timedelta(days=data.expires_in_days) if data.expires_in_days else None
@@ -457,10 +462,12 @@ class Portico:
             raise Unavailable(
                 "The approval engine is unreachable right now; nothing was sent. Try again."
             ) from err
-        result = await self.get_approval(approval.id)
-        for item, token in zip(result["approvers"], signing_tokens, strict=True):
-            item["sign_url"] = self.settings.url(f"/s/{token}")
-        return result
+        created = await self.get_approval(approval.id)
+        with_links = [
+            CreatedApproverOut(**dict(item), sign_url=self.settings.url(f"/s/{token}"))
+            for item, token in zip(created.approvers, signing_tokens, strict=True)
+        ]
+        return ApprovalCreatedOut(**{**dict(created), "approvers": with_links})
 
     async def _codes_in_use(
         self, session: AsyncSession, phones: set[str], now: datetime
@@ -501,7 +508,7 @@ class Portico:
             raise NotFound(f"Approval {approval_id} does not exist.")
         return approval
 
-    async def get_approval(self, approval_id: int) -> dict[str, Any]:
+    async def get_approval(self, approval_id: int) -> ApprovalOut:
         approval = await self.load_approval(approval_id)
         async with self.sessions() as session:
             events = list(
@@ -511,11 +518,11 @@ class Portico:
                     .order_by(AuditEvent.seq)
                 )
             )
-        return approval_json(approval, events)
+        return approval_out(approval, events)
 
     async def list_approvals(
         self, status: str | None = None, client_id: int | None = None, kind: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[ApprovalSummaryOut]:
         query = (
             select(Approval)
             .join(Document)
@@ -530,7 +537,7 @@ class Portico:
         if client_id is not None:
             query = query.where(Project.client_id == client_id)
         async with self.sessions() as session:
-            return [approval_json(a, None) for a in await session.scalars(query)]
+            return [approval_summary(a) for a in await session.scalars(query)]
 
     async def find_approval(self, ref: str) -> Approval:
         """An approval by id (`42`, `#42`) or by its document's number, any case (newest request
@@ -557,7 +564,7 @@ class Portico:
             raise NotFound(f"No approval request for {ref}.")
         return await self.load_approval(approval_id)
 
-    async def void(self, approval_id: int, data: VoidIn, actor: str = "staff") -> dict[str, Any]:
+    async def void(self, approval_id: int, data: VoidIn, actor: str = "staff") -> ApprovalOut:
         await self.load_approval(approval_id)
         await self.temporal.staff_update(
             approval_id,
@@ -566,128 +573,95 @@ class Portico:
         )
         return await self.get_approval(approval_id)
 
-    async def extend(
-        self, approval_id: int, data: ExtendIn, actor: str = "staff"
-    ) -> dict[str, Any]:
+    async def extend(self, approval_id: int, data: ExtendIn, actor: str = "staff") -> DeadlineOut:
         await self.load_approval(approval_id)
         state = await self.temporal.staff_update(
             approval_id, EXTEND, ExtendRequest(days=data.days, actor=actor)
         )
-        return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
+        return DeadlineOut(
+            id=approval_id,
+            status=state.status,  # type: ignore[arg-type]
+            expires_at=utc(state.expires_at),
+        )
 
-    async def remind(
-        self, approval_id: int, data: RemindIn, actor: str = "staff"
-    ) -> dict[str, Any]:
+    async def remind(self, approval_id: int, data: RemindIn, actor: str = "staff") -> DeadlineOut:
         await self.load_approval(approval_id)
         state = await self.temporal.staff_update(
             approval_id, REMIND, RemindRequest(extend_days=data.extend_days, actor=actor)
         )
-        return {"id": approval_id, "status": state.status, "expires_at": iso(state.expires_at)}
+        return DeadlineOut(
+            id=approval_id,
+            status=state.status,  # type: ignore[arg-type]
+            expires_at=utc(state.expires_at),
+        )
 
     async def signed_pdf(self, approval_id: int) -> bytes:
-        approval = await self.wait_for_signed_pdf(approval_id)
-        if approval.status != APPROVED:
-            raise Conflict(
-                f"The signed PDF exists once the request is approved (it is {approval.status}).",
-                code="not_approved",
-            )
-        if approval.signed_pdf_error and not approval.signed_pdf_path:
-            raise Conflict(
-                "The request is approved, but its signed PDF could not be built "
-                f"({approval.signed_pdf_error}). Staff were told by email; the approval and its "
-                "audit trail stand.",
-                code="signed_pdf_failed",
-            )
-        if not approval.signed_pdf_path:
-            raise Conflict(
-                "The request is approved and its signed PDF is still being prepared; "
-                "try again in a moment.",
-                code="signed_pdf_pending",
-            )
-        return self.files.read(approval.signed_pdf_path)
-
-    async def wait_for_signed_pdf(self, approval_id: int, timeout: float | None = None) -> Approval:
-        """The approval, after waiting (up to `timeout`) for its signed PDF if it is approved.
-
-        The status turns `approved` a moment before the workflow has rendered and stored the
-        signed PDF; whoever sees `approved` and asks for the PDF at once must get it, not 409."""
+        """The signed PDF as committed now; never waits for the worker (see signed_pdf_path)."""
         approval = await self.load_approval(approval_id)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + (SIGNED_PDF_WAIT if timeout is None else timeout)
-        while approval.status == APPROVED and not approval.signed_pdf_path:
-            if loop.time() >= end or approval.signed_pdf_error:
-                break
-            await asyncio.sleep(0.2)
-            approval = await self.load_approval(approval_id)
-        return approval
+        return self.files.read(signed_pdf_path(approval))
 
 
-# --- JSON shapes ---------------------------------------------------------------------------
+def signed_pdf_path(approval: Approval, pending_message: str | None = None) -> str:
+    """Where the signed PDF of `approval` is stored, from what is committed.
+
+    The status turns `approved` a few seconds before the workflow has built and stored the
+    signed PDF: in between this raises NotReady (409 `signed_pdf_pending` with `Retry-After`
+    from the API, a page that refreshes itself for a browser) instead of waiting. Not approved
+    is 409 `not_approved`; a PDF that could not be built is 409 `signed_pdf_failed`."""
+    status = signed_pdf_status(approval)
+    if approval.status != APPROVED:
+        raise Conflict(
+            f"The signed PDF exists once the request is approved (it is {approval.status}).",
+            code="not_approved",
+        )
+    if status == "failed":
+        raise Conflict(
+            "The request is approved, but its signed PDF could not be built "
+            f"({approval.signed_pdf_error}). Staff were told by email; the approval and its "
+            "audit trail stand.",
+            code="signed_pdf_failed",
+        )
+    if status == "pending":
+        raise NotReady(
+            pending_message
+            or "The request is approved and its signed PDF is being prepared; "
+            f"try again in {SIGNED_PDF_RETRY_AFTER} seconds.",
+            code="signed_pdf_pending",
+            retry_after=SIGNED_PDF_RETRY_AFTER,
+        )
+    assert approval.signed_pdf_path
+    return approval.signed_pdf_path
 
 
-def client_json(client: Client) -> dict[str, Any]:
-    return {
-        "id": client.id,
-        "name": client.name,
-        "email": client.email,
-        "phone": client.phone,
-        "company": client.company,
-        "locale": client.locale,
-        "created_at": iso(client.created_at),
-    }
+# --- answers (portico.schemas' `...Out` models; `model_dump(mode="json")` is the JSON) ---------
 
 
-def project_json(project: Project) -> dict[str, Any]:
-    return {
-        "id": project.id,
-        "client_id": project.client_id,
-        "name": project.name,
-        "number": project.number,
-        "status": project.status,
-        "created_at": iso(project.created_at),
-    }
+def utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value else None
 
 
-def document_json(document: Document) -> dict[str, Any]:
-    return {
-        "id": document.id,
-        "project_id": document.project_id,
-        "kind": document.kind,
-        "title": document.title,
-        "number": document.number,
-        "amount_cents": document.amount_cents,
-        "currency": document.currency,
-        "portal_visible": document.portal_visible,
-        "sha256": document.sha256,
-        "size_bytes": document.size_bytes,
-        "line_items": document.line_items,
-        "version": document.version,
-        "supersedes_id": document.supersedes_id,
-        "created_at": iso(document.created_at),
-    }
+def client_out(client: Client) -> ClientOut:
+    return ClientOut.model_validate(client)
+
+
+def project_out(project: Project) -> ProjectOut:
+    return ProjectOut.model_validate(project)
+
+
+def document_out(document: Document) -> DocumentOut:
+    return DocumentOut.model_validate(document)
+
+
+def approver_out(approver: Approver) -> ApproverOut:
+    return ApproverOut.model_validate(approver)
 
 
 def approver_json(approver: Approver) -> dict[str, Any]:
-    return {
-        "id": approver.id,
-        "position": approver.position,
-        "name": approver.name,
-        "email": approver.email,
-        "phone": approver.phone,
-        "status": approver.status,
-        "notified_at": iso(approver.notified_at),
-        "signed_at": iso(approver.signed_at),
-        "signature_name": approver.signature_name,
-        "notes": approver.notes,
-        "decline_reason": approver.decline_reason,
-        "decided_via": approver.decided_via,
-        "view_count": approver.view_count,
-        "first_viewed_at": iso(approver.first_viewed_at),
-        "viewed_seconds": approver.viewed_seconds,
-    }
+    """An approver as the JSON shows it (for templates and scripts that read plain values)."""
+    return approver_out(approver).model_dump(mode="json")
 
 
-def signed_pdf_status(approval: Approval) -> str | None:
+def signed_pdf_status(approval: Approval) -> Literal["ready", "failed", "pending"] | None:
     """`ready`, `failed` (staff were told), `pending` (being built) or None (not approved)."""
     if approval.signed_pdf_path:
         return "ready"
@@ -696,38 +670,25 @@ def signed_pdf_status(approval: Approval) -> str | None:
     return "pending" if approval.status == APPROVED else None
 
 
-def approval_json(approval: Approval, events: list[AuditEvent] | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": approval.id,
-        "status": approval.status,
-        "routing": approval.routing,
-        "workflow_id": approval.workflow_id,
-        "expires_at": iso(approval.expires_at),
-        "remind_every_days": approval.remind_every_days,
-        "message": approval.message,
-        "channels": approval.channels,
-        "division": approval.division,
-        "void_reason": approval.void_reason,
-        "created_at": iso(approval.created_at),
-        "completed_at": iso(approval.completed_at),
-        "signed_pdf_sha256": approval.signed_pdf_sha256,
+def _computed(approval: Approval) -> dict[str, Any]:
+    """The fields of an approval's answer that are not columns of its row."""
+    return {
         "signed_pdf_status": signed_pdf_status(approval),
-        "signed_pdf_error": approval.signed_pdf_error,
         "superseded": approval.superseded_by_document_id is not None,
-        "superseded_by_document_id": approval.superseded_by_document_id,
-        "document": document_json(approval.document),
-        "approvers": [approver_json(a) for a in approval.approvers],
     }
-    if events is not None:
-        body["events"] = [
-            {
-                "seq": e.seq,
-                "at": iso(e.at),
-                "type": e.type,
-                "actor": e.actor,
-                "data": e.data,
-                "hash": e.hash,
-            }
-            for e in events
-        ]
-    return body
+
+
+def approval_summary(approval: Approval) -> ApprovalSummaryOut:
+    """A request as `GET /approvals` lists it (no events)."""
+    columns = {
+        name: getattr(approval, name)
+        for name in ApprovalSummaryOut.model_fields
+        if hasattr(Approval, name)
+    }
+    return ApprovalSummaryOut.model_validate({**columns, **_computed(approval)})
+
+
+def approval_out(approval: Approval, events: list[AuditEvent]) -> ApprovalOut:
+    """A request as `GET /approvals/{id}` shows it, with its audit trail."""
+    summary = approval_summary(approval)
+    return ApprovalOut(**dict(summary), events=[EventOut.model_validate(e) for e in events])

@@ -8,7 +8,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from portico.errors import Conflict, Invalid, NotFound, PorticoError, Unavailable
@@ -21,6 +22,8 @@ from workflows.types import (
     INVALID_VISIT_DATE,
     REASON_REQUIRED,
     SIGNATURE_REQUIRED,
+    SUPERSEDE_WORKFLOW,
+    SUPERSEDED_SIGNAL,
     UNKNOWN_APPROVER,
     UNKNOWN_VISIT,
     VIEWED_SIGNAL,
@@ -30,9 +33,11 @@ from workflows.types import (
     DeclineRequest,
     ExtendRequest,
     RemindRequest,
+    Supersession,
     ViewedSignal,
     VoidRequest,
     approval_workflow_id,
+    supersede_workflow_id,
 )
 
 T = TypeVar("T")
@@ -93,6 +98,39 @@ class TemporalGateway:
         """Tell the workflow an approver opened their link (a signal: no answer awaited)."""
         await (await self.handle(approval_id)).signal(VIEWED_SIGNAL, sig)
 
+    async def supersede(self, change: Supersession) -> None:
+        """Have the `superseded` audit event recorded, durably and once: by the request's
+        workflow while it runs (a signal), else by SupersedeWorkflow. Nothing is awaited but
+        Temporal's acknowledgement; the event is in the trail moments later."""
+        client = await self.client()
+        try:
+            await client.get_workflow_handle(approval_workflow_id(change.approval_id)).signal(
+                SUPERSEDED_SIGNAL, change
+            )
+            return
+        except RPCError as err:
+            if not _closed(err):
+                raise self._unavailable() from err
+        try:
+            await client.start_workflow(
+                SUPERSEDE_WORKFLOW,
+                change,
+                id=supersede_workflow_id(change.approval_id, change.document_id),
+                task_queue=self.settings.task_queue,
+                # Recorded already (or being recorded): nothing to do. A failed run may rerun.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        except RPCError as err:
+            raise self._unavailable() from err
+
+    @staticmethod
+    def _unavailable() -> Unavailable:
+        return Unavailable(
+            "The approval engine did not answer; nothing was changed. Please try again."
+        )
+
     async def call(self, action: Awaitable[T]) -> T:
         """Run a workflow call, turning its failures into clear domain errors."""
         try:
@@ -105,11 +143,14 @@ class TemporalGateway:
                 ) from err
             raise Conflict(str(cause or err)) from err
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND or "completed" in err.message.lower():
+            if _closed(err):
                 raise Conflict("This request is already closed.", code="request_closed") from err
-            raise Unavailable(
-                "The approval engine did not answer; nothing was changed. Please try again."
-            ) from err
+            raise self._unavailable() from err
+
+
+def _closed(err: RPCError) -> bool:
+    """Whether Temporal answered that the workflow has ended (or is not known)."""
+    return err.status == RPCStatusCode.NOT_FOUND or "completed" in err.message.lower()
 
 
 def _snake(name: str) -> str:

@@ -35,14 +35,18 @@ from portico.models import (
 from portico.phones import bare_phone
 from portico.portal_schemas import (
     BookingIn,
+    BookingOut,
     BookingUpdateIn,
     ContactIn,
     PortalSettingsIn,
+    PortalSettingsOut,
     ProjectUpdateIn,
     ServiceRequestIn,
+    ServiceRequestOut,
 )
+from portico.schemas import ProjectOut
 from portico.services import outbox
-from portico.services.approvals import iso, project_json
+from portico.services.approvals import project_out
 from portico.settings import Settings
 from workflows.types import ACTIVE_APPROVER_STATUSES, APPROVED, DECLINED
 
@@ -82,50 +86,26 @@ async def load_portal_settings(session: AsyncSession) -> PortalSettings:
     )
 
 
-def portal_settings_json(row: PortalSettings) -> dict[str, Any]:
-    return {
-        "enabled": row.enabled,
-        "welcome_message": row.welcome_message,
-        "sections": {
+def portal_settings_out(row: PortalSettings) -> PortalSettingsOut:
+    return PortalSettingsOut(
+        enabled=row.enabled,
+        welcome_message=row.welcome_message,
+        sections={
             "invoices": True,
             **{name: bool(getattr(row, f"show_{name}")) for name in SECTIONS},
         },
-        "company_footer": row.company_footer,
-        "vat_number": row.vat_number,
-        "registration_number": row.registration_number,
-    }
+        company_footer=row.company_footer,
+        vat_number=row.vat_number,
+        registration_number=row.registration_number,
+    )
 
 
-def booking_json(booking: Booking) -> dict[str, Any]:
-    return {
-        "id": booking.id,
-        "client_id": booking.client_id,
-        "project_id": booking.project_id,
-        "kind": booking.kind,
-        "title": booking.title,
-        "date": booking.date.isoformat(),
-        "time": booking.time,
-        "status": booking.status,
-        "notes": booking.notes,
-        "created_at": iso(booking.created_at),
-    }
+def booking_out(booking: Booking) -> BookingOut:
+    return BookingOut.model_validate(booking)
 
 
-def service_request_json(item: ServiceRequest) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "client_id": item.client_id,
-        "project_id": item.project_id,
-        "name": item.name,
-        "email": item.email,
-        "phone": item.phone,
-        "company": item.company,
-        "address": item.address,
-        "description": item.description,
-        "preferred_date": item.preferred_date.isoformat() if item.preferred_date else None,
-        "status": item.status,
-        "created_at": iso(item.created_at),
-    }
+def service_request_out(item: ServiceRequest) -> ServiceRequestOut:
+    return ServiceRequestOut.model_validate(item)
 
 
 def is_the_client(approver: Approver, client: Client) -> bool:
@@ -231,7 +211,7 @@ class PortalStore:
         async with self.sessions() as session:
             return await load_portal_settings(session)
 
-    async def update_portal_settings(self, data: PortalSettingsIn) -> dict[str, Any]:
+    async def update_portal_settings(self, data: PortalSettingsIn) -> PortalSettingsOut:
         changes = data.model_dump(exclude_unset=True)
         for flag in ("enabled", *(f"show_{s}" for s in SECTIONS)):
             if flag in changes and changes[flag] is None:
@@ -243,7 +223,7 @@ class PortalStore:
                 session.add(row)
             for name, value in changes.items():
                 setattr(row, name, value)
-        return portal_settings_json(row)
+        return portal_settings_out(row)
 
     # --- one client's data ------------------------------------------------------------------
 
@@ -447,7 +427,7 @@ class PortalStore:
             session.add(item)
             await session.flush()
             context = {
-                **service_request_json(item),
+                **service_request_out(item).model_dump(mode="json"),
                 "company_name": self.settings.company_name,
                 "client_name": client.company or client.name,
                 "request_id": item.id,
@@ -459,18 +439,18 @@ class PortalStore:
 
     async def list_service_requests(
         self, client_id: int | None = None, status: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[ServiceRequestOut]:
         query = select(ServiceRequest).order_by(ServiceRequest.id.desc())
         if client_id is not None:
             query = query.where(ServiceRequest.client_id == client_id)
         if status:
             query = query.where(ServiceRequest.status == status)
         async with self.sessions() as session:
-            return [service_request_json(s) for s in await session.scalars(query)]
+            return [service_request_out(s) for s in await session.scalars(query)]
 
     # --- bookings and projects (staff) ------------------------------------------------------
 
-    async def create_booking(self, data: BookingIn) -> dict[str, Any]:
+    async def create_booking(self, data: BookingIn) -> BookingOut:
         async with self.sessions() as session, session.begin():
             client_id = data.client_id
             if data.project_id is not None:
@@ -486,9 +466,9 @@ class PortalStore:
                 raise NotFound(f"Client {client_id} does not exist.")
             booking = Booking(**{**data.model_dump(), "client_id": client_id})
             session.add(booking)
-        return booking_json(booking)
+        return booking_out(booking)
 
-    async def update_booking(self, booking_id: int, data: BookingUpdateIn) -> dict[str, Any]:
+    async def update_booking(self, booking_id: int, data: BookingUpdateIn) -> BookingOut:
         async with self.sessions() as session, session.begin():
             booking = await session.get(Booking, booking_id)
             if booking is None:
@@ -500,20 +480,20 @@ class PortalStore:
                 setattr(booking, name, value)
         if booking.status == "completed" and was != "completed" and self.booking_completed:
             await self.booking_completed(booking.id)
-        return booking_json(booking)
+        return booking_out(booking)
 
     async def list_bookings(
         self, client_id: int | None = None, since: date | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[BookingOut]:
         query = select(Booking).order_by(Booking.date, Booking.time)
         if client_id is not None:
             query = query.where(Booking.client_id == client_id)
         if since is not None:
             query = query.where(Booking.date >= since)
         async with self.sessions() as session:
-            return [booking_json(b) for b in await session.scalars(query)]
+            return [booking_out(b) for b in await session.scalars(query)]
 
-    async def update_project(self, project_id: int, data: ProjectUpdateIn) -> dict[str, Any]:
+    async def update_project(self, project_id: int, data: ProjectUpdateIn) -> ProjectOut:
         async with self.sessions() as session, session.begin():
             project = await session.get(Project, project_id)
             if project is None:
@@ -522,7 +502,7 @@ class PortalStore:
                 if value is None:
                     raise Invalid(f"{name} cannot be null.")
                 setattr(project, name, value)
-        return project_json(project)
+        return project_out(project)
 
     # --- share links ------------------------------------------------------------------------
 

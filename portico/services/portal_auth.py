@@ -11,14 +11,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico import tokens
 from portico.clock import utcnow
 from portico.errors import Conflict, NotFound, PorticoError
 from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
-from portico.services import outbox
+from portico.services import magic_links, outbox
 from portico.services.portal import load_portal_settings
 from portico.services.staff import LINK_TTL as STAFF_LINK_TTL
 from portico.settings import Settings
@@ -28,7 +28,6 @@ SIGN_IN_TTL = timedelta(minutes=15)
 INVITE_TTL = timedelta(days=7)
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
-TOUCH_EVERY = timedelta(seconds=60)  # how stale last_seen_at may get before it is rewritten
 RATE_WINDOW = timedelta(minutes=15)
 EMAIL_LIMIT = 5  # sign-in requests per address per window
 IP_LIMIT = 20  # sign-in requests per client IP per window
@@ -235,90 +234,45 @@ class PortalAuth:
 
     async def peek(self, token: str) -> MagicLink | None:
         """The link if it can still be used; reading it never uses it up."""
-        if not 16 <= len(token) <= 64:
-            return None
-        async with self.sessions() as session:
-            link = await session.scalar(
-                select(MagicLink).where(MagicLink.token_hash == tokens.hash_token(token))
-            )
-        if link is None or link.used_at is not None or link.expires_at <= utcnow():
-            return None
-        return link
+        return await magic_links.peek(self.sessions, MagicLink, token, utcnow())
 
     async def consume(self, token: str, ip: str | None, user_agent: str | None) -> str | None:
         """Use the link up (once, atomically) and open a session; returns the session id."""
-        if not 16 <= len(token) <= 64:
-            return None
         at = utcnow()
-        token_hash = tokens.hash_token(token)
         async with self.sessions() as session, session.begin():
-            used = await session.execute(
-                update(MagicLink)
-                .where(
-                    MagicLink.token_hash == token_hash,
-                    MagicLink.used_at.is_(None),
-                    MagicLink.expires_at > at,
-                )
-                .values(used_at=at)
-            )
-            if used.rowcount != 1:  # type: ignore[attr-defined]
+            if not await magic_links.use_up(session, MagicLink, token, at):
                 return None
             client_id = await session.scalar(
-                select(MagicLink.client_id).where(MagicLink.token_hash == token_hash)
+                select(MagicLink.client_id).where(MagicLink.token_hash == tokens.hash_token(token))
             )
             if not (await load_portal_settings(session)).enabled:
                 raise Conflict("The client portal is turned off.", code="portal_disabled")
-            session_id = tokens.new_token()
-            session.add(
-                PortalSession(
-                    session_hash=tokens.hash_token(session_id),
-                    client_id=client_id,
-                    created_at=at,
-                    last_seen_at=at,
-                    expires_at=at + ABSOLUTE_TIMEOUT,
-                    ip=(ip or "")[:64] or None,
-                    user_agent=(user_agent or "")[:500] or None,
-                )
+            assert client_id is not None
+            session_id, row = magic_links.open_session(
+                PortalSession, at, ABSOLUTE_TIMEOUT, ip, user_agent, client_id=client_id
             )
+            session.add(row)
         return session_id
 
     # --- sessions ---------------------------------------------------------------------------
 
     async def identify(self, session_id: str | None) -> PortalIdentity | None:
         """The signed-in client, or None when the session is unknown, ended or timed out."""
-        if not session_id or not 16 <= len(session_id) <= 64:
+        if not magic_links.plausible(session_id):
             return None
+        assert session_id is not None
         at = utcnow()
         session_hash = tokens.hash_token(session_id)
         async with self.sessions() as session:
             row = await session.scalar(
                 select(PortalSession).where(PortalSession.session_hash == session_hash)
             )
-            if (
-                row is None
-                or row.ended_at is not None
-                or row.expires_at <= at
-                or row.last_seen_at + IDLE_TIMEOUT <= at
-            ):
+            if row is None or not magic_links.alive(row, at, IDLE_TIMEOUT):
                 return None
             if not (await load_portal_settings(session)).enabled:
                 return None
-            if at - row.last_seen_at >= TOUCH_EVERY:
-                await session.execute(
-                    update(PortalSession).where(PortalSession.id == row.id).values(last_seen_at=at)
-                )
-                await session.commit()
+            await magic_links.touch(session, PortalSession, row, at)
         return PortalIdentity(session_hash, row.client_id, row.expires_at)
 
     async def end(self, session_id: str | None) -> None:
-        if not session_id:
-            return
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(PortalSession)
-                .where(
-                    PortalSession.session_hash == tokens.hash_token(session_id),
-                    PortalSession.ended_at.is_(None),
-                )
-                .values(ended_at=utcnow())
-            )
+        await magic_links.end(self.sessions, PortalSession, session_id, utcnow())

@@ -20,11 +20,11 @@ from portico.errors import Conflict, NotFound
 from portico.models import StaffMember, StaffSession, StaffSignInLink, utcnow
 from portico.portal_schemas import EMAIL_PATTERN
 from portico.schemas import Strict
+from portico.services import magic_links
 
 LINK_TTL = timedelta(minutes=15)
 IDLE_TIMEOUT = timedelta(hours=12)
 ABSOLUTE_TIMEOUT = timedelta(days=7)
-TOUCH_EVERY = timedelta(seconds=60)  # how stale last_seen_at may get before it is rewritten
 ROLES = ("admin", "staff")
 Role = Literal["admin", "staff"]
 
@@ -148,55 +148,25 @@ class StaffAuth:
 
     async def peek(self, token: str) -> StaffSignInLink | None:
         """The link if it can still be used; reading it never uses it up."""
-        if not 16 <= len(token) <= 64:
-            return None
-        async with self.sessions() as session:
-            link = await session.scalar(
-                select(StaffSignInLink).where(
-                    StaffSignInLink.token_hash == tokens.hash_token(token)
-                )
-            )
-        if link is None or link.used_at is not None or link.expires_at <= self.clock():
-            return None
-        return link
+        return await magic_links.peek(self.sessions, StaffSignInLink, token, self.clock())
 
     async def consume(self, token: str, ip: str | None, user_agent: str | None) -> str | None:
         """Use the link up (once, atomically) and open a session; returns the session id."""
-        if not 16 <= len(token) <= 64:
-            return None
         at = self.clock()
-        token_hash = tokens.hash_token(token)
         async with self.sessions() as session, session.begin():
-            used = await session.execute(
-                update(StaffSignInLink)
-                .where(
-                    StaffSignInLink.token_hash == token_hash,
-                    StaffSignInLink.used_at.is_(None),
-                    StaffSignInLink.expires_at > at,
-                )
-                .values(used_at=at)
-            )
-            if used.rowcount != 1:  # type: ignore[attr-defined]
+            if not await magic_links.use_up(session, StaffSignInLink, token, at):
                 return None
             member = await session.scalar(
                 select(StaffMember)
                 .join(StaffSignInLink, StaffSignInLink.staff_id == StaffMember.id)
-                .where(StaffSignInLink.token_hash == token_hash)
+                .where(StaffSignInLink.token_hash == tokens.hash_token(token))
             )
             if member is None or not member.active:
                 return None
-            session_id = tokens.new_token()
-            session.add(
-                StaffSession(
-                    session_hash=tokens.hash_token(session_id),
-                    staff_id=member.id,
-                    created_at=at,
-                    last_seen_at=at,
-                    expires_at=at + ABSOLUTE_TIMEOUT,
-                    ip=(ip or "")[:64] or None,
-                    user_agent=(user_agent or "")[:500] or None,
-                )
+            session_id, row = magic_links.open_session(
+                StaffSession, at, ABSOLUTE_TIMEOUT, ip, user_agent, staff_id=member.id
             )
+            session.add(row)
         return session_id
 
     # --- sessions ---------------------------------------------------------------------------
@@ -204,8 +174,9 @@ class StaffAuth:
     async def identify(self, session_id: str | None) -> StaffIdentity | None:
         """The signed-in member, or None when the session is unknown, ended, idle for 12 h,
         too old, or its member was removed."""
-        if not session_id or not 16 <= len(session_id) <= 64:
+        if not magic_links.plausible(session_id):
             return None
+        assert session_id is not None
         at = self.clock()
         session_hash = tokens.hash_token(session_id)
         async with self.sessions() as session:
@@ -219,29 +190,10 @@ class StaffAuth:
             if found is None:
                 return None
             row, member = found
-            if (
-                row.ended_at is not None
-                or row.expires_at <= at
-                or row.last_seen_at + IDLE_TIMEOUT <= at
-                or not member.active
-            ):
+            if not magic_links.alive(row, at, IDLE_TIMEOUT) or not member.active:
                 return None
-            if at - row.last_seen_at >= TOUCH_EVERY:
-                await session.execute(
-                    update(StaffSession).where(StaffSession.id == row.id).values(last_seen_at=at)
-                )
-                await session.commit()
+            await magic_links.touch(session, StaffSession, row, at)
         return StaffIdentity(session_hash, member.id, member.email, member.name, member.role)
 
     async def end(self, session_id: str | None) -> None:
-        if not session_id:
-            return
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(StaffSession)
-                .where(
-                    StaffSession.session_hash == tokens.hash_token(session_id),
-                    StaffSession.ended_at.is_(None),
-                )
-                .values(ended_at=self.clock())
-            )
+        await magic_links.end(self.sessions, StaffSession, session_id, self.clock())

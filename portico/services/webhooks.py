@@ -52,7 +52,7 @@ from portico.models import (
     utcnow,
 )
 from portico.services import handoff
-from portico.services.approvals import approval_json, iso
+from portico.services.approvals import approval_out, iso
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows.types import WEBHOOK_WORKFLOW, AuditEventInput, WebhookDeliveryInput
@@ -598,7 +598,7 @@ async def record_approval_event(
             select(AuditEvent).where(AuditEvent.approval_id == approval_id).order_by(AuditEvent.seq)
         )
     )
-    data = approval_json(approval, events)
+    data = approval_out(approval, events).model_dump(mode="json")
     if event_type == "approval.approved":
         data["signed_pdf_url"] = (
             settings.url(f"/api/v1/approvals/{approval_id}/signed.pdf")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
+import unicodedata
 
 import pytest
 from hypothesis import example, given, settings
@@ -29,6 +31,7 @@ from bots.parse import (
     Start,
     Stop,
     Unknown,
+    mask_code,
     parse,
 )
 from portico.phones import bare_phone, normalize_phone
@@ -423,3 +426,38 @@ def test_normalize_phone_idempotent(raw: str) -> None:
     assert normalize_phone(once) == once
     assert not any(ch.isspace() or ch in "-()." for ch in once)
     assert bare_phone(once) == bare_phone(raw) == once.removeprefix("whatsapp:")
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("YES 4821", "YES ****"),
+        ("no 4821 too high, call me on 4821 4000", "no **** too high, call me on **** 4000"),
+        ("YES4821 fine by me", "YES**** fine by me"),
+        ("Approve #4821.", "Approve #****."),
+        ("YES \uff14\uff18\uff12\uff11", "YES ****"),  # full-width digits
+        ("YES \u0664\u0668\u0662\u0661", "YES ****"),  # Arabic-Indic digits
+        ("YES 48\u200b21", "YES ****"),  # split by a zero-width space
+        ("HELP", "HELP"),
+        ("yes", "yes"),  # no code: nothing to hide
+        ("STATUS 4821", "STATUS 4821"),  # a staff reference, not a reply code
+        ("call me at 4821", "call me at 4821"),
+    ],
+)
+def test_the_stored_reply_has_its_code_masked(text: str, stored: str) -> None:
+    assert mask_code(text) == stored
+
+
+@given(st.text(max_size=80))
+def test_masking_never_leaves_the_code_of_a_reply(text: str) -> None:
+    command = parse(text)
+    masked = mask_code(text)
+    if isinstance(command, Approve | Decline):
+        digits = [
+            "".join(str(unicodedata.decimal(c)) for c in unicodedata.normalize("NFKC", run))
+            for run in re.findall(r"\d+", masked)
+        ]
+        assert command.code not in digits  # no run of digits in it is the code
+        assert parse(masked) != command
+    else:
+        assert masked == text

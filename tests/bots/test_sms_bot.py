@@ -161,6 +161,11 @@ async def test_no_without_a_reason_asks_for_one_and_changes_nothing(sms_stack, t
     assert shown["status"] == "declined"
     assert shown["approvers"][0]["decline_reason"] == "too expensive"
     assert shown["approvers"][0]["decided_via"] == "sms"
+    # The stored copies of the replies keep everything but the code (a secret).
+    async with sms_stack.sessions() as session:
+        stored = sorted(await session.scalars(select(InboundMessage.body)))
+    assert stored == ["NO ****", "No **** too expensive"]
+    assert not any(code in body for body in stored)
 
 
 async def test_a_wrong_number_or_code_cannot_decide_and_learns_nothing(sms_stack, twilio):

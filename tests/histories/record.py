@@ -43,6 +43,7 @@ from workflows.types import (
     Evidence,
     ExtendRequest,
     StaffContact,
+    Supersession,
     ViewedSignal,
     VoidRequest,
 )
@@ -156,6 +157,18 @@ async def approved_second(env: WorkflowEnvironment, h: WorkflowHandle, inp: Appr
     await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
 
 
+async def superseded_approved(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.signal(
+        ApprovalWorkflow.superseded,
+        Supersession(inp.approval_id, 8, 2, "ef" * 32, "Superseded by version 2"),
+    )
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0))
+    await h.signal(  # while it finishes: the run waits for the handler
+        ApprovalWorkflow.superseded,
+        Supersession(inp.approval_id, 9, 3, "fe" * 32, "Superseded by version 3"),
+    )
+
+
 SCENARIOS = [
     Scenario("sequential_approved", "3 approvers in turn, a view, notes", "sequential", 3,
              sequential_approved),
@@ -174,6 +187,8 @@ SCENARIOS = [
     Scenario("voided_in_first_task", "voided with the start: no request goes out", "all", 2,
              nothing, with_start=lambda inp: (
                  ApprovalWorkflow.void, VoidRequest(reason="Sent by mistake", notify_client=True))),
+    Scenario("superseded_approved", "a newer version is signalled while open and while the "
+             "approved request finishes", "any", 1, superseded_approved),
 ]  # fmt: skip
 
 

@@ -8,7 +8,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.documents import last_timestamp_attempt
-from workflows.types import EmailMessage, SignedPdfResult, SmsMessage, SyncApprovalInput
+from workflows.types import (
+    AuditAppend,
+    EmailMessage,
+    SignedPdfResult,
+    SmsMessage,
+    SyncApprovalInput,
+)
 
 
 @dataclass
@@ -17,6 +23,7 @@ class Recorder:
     emails: list[EmailMessage] = field(default_factory=list)
     sms: list[SmsMessage] = field(default_factory=list)
     pdfs: list[int] = field(default_factory=list)
+    appended: list[AuditAppend] = field(default_factory=list)  # by append_audit_event
     undeliverable: set[str] = field(default_factory=set)
     pdf_fails: bool = False
     pdf_times_out: bool = False  # fails with a retryable error on every attempt
@@ -25,6 +32,11 @@ class Recorder:
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
         self.syncs.append(snapshot)
+
+    @activity.defn(name="append_audit_event")
+    async def append_audit_event(self, inp: AuditAppend) -> bool:
+        self.appended.append(inp)
+        return True
 
     @activity.defn(name="send_email")
     async def send_email(self, message: EmailMessage) -> None:
@@ -56,7 +68,13 @@ class Recorder:
         return SignedPdfResult(path=f"signed/{approval_id}.pdf", sha256="ab" * 32, pages=2)
 
     def activities(self) -> list:
-        return [self.sync_approval, self.send_email, self.send_sms, self.build_signed_pdf]
+        return [
+            self.sync_approval,
+            self.append_audit_event,
+            self.send_email,
+            self.send_sms,
+            self.build_signed_pdf,
+        ]
 
     def events(self) -> list[str]:
         return [s.event.type for s in self.syncs if s.event]

@@ -377,6 +377,14 @@ async def test_verify_says_what_broke(stack):
     browser = await staff_sign_in(stack)
     page = f"/staff/approvals/{request['id']}"
     try:
+
+        async def first_event() -> AuditEvent | None:  # `created`, written by the worker
+            async with stack.sessions() as session:
+                return await session.scalar(
+                    select(AuditEvent).where(AuditEvent.approval_id == request["id"]).limit(1)
+                )
+
+        await wait_until(first_event)
         async with stack.sessions() as session, session.begin():
             event = await session.scalar(
                 select(AuditEvent).where(AuditEvent.approval_id == request["id"]).limit(1)

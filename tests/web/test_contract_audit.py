@@ -14,7 +14,6 @@ from sqlalchemy import update
 from portico.files import FileStore
 from portico.models import Approval
 from portico.schemas import MAX_ID
-from portico.services import approvals as service_module
 from portico.settings import Settings, _read_or_create
 from tests.support.fake_twilio import STAFF_PHONE, post_sms, running_fake, stack_with_fake
 from tests.support.helpers import (
@@ -25,6 +24,7 @@ from tests.support.helpers import (
     token_of,
     wait_until,
 )
+from tests.support.portal_support import sign_in
 
 HUGE = "9" * 20  # beyond any id column (and beyond SQLite's 64-bit integers)
 
@@ -115,11 +115,15 @@ async def test_a_channel_listed_twice_counts_once(stack):
     assert created["channels"] == ["email"]
 
 
-async def test_signed_pdf_is_served_as_soon_as_the_request_reads_approved(stack, monkeypatch):
-    """`approved` is recorded a moment before the signed PDF is rendered: whoever sees it and
-    asks for the PDF at once (API, signing link) gets the PDF, not a 409 or 404."""
-    document = await seed_document(stack)
-    created = await create_approval(stack, document["id"])
+async def test_a_signed_pdf_still_being_built_is_answered_at_once_not_awaited(stack):
+    """`approved` is recorded a moment before the signed PDF is built. Asked for it in between,
+    no request waits for the worker: the API says 409 `signed_pdf_pending` with Retry-After,
+    a browser (signing link, portal) gets a 202 page that refreshes itself, and once the PDF
+    is stored every one of them serves it."""
+    document = await seed_document(stack, portal_visible=True)  # Dana Client's
+    created = await create_approval(
+        stack, document["id"], approvers=[{"name": "Dana", "email": "dana@client.test"}]
+    )
     approval_id = created["id"]
     token = token_of(created["approvers"][0]["sign_url"])
     data = sample_pdf("Signed copy")
@@ -131,35 +135,54 @@ async def test_signed_pdf_is_served_as_soon_as_the_request_reads_approved(stack,
                 update(Approval).where(Approval.id == approval_id).values(**values)
             )
 
-    async def render_later():
-        await asyncio.sleep(0.6)
-        await mark(signed_pdf_path=path)
-
     async def sent():
         shown = await stack.api("GET", f"/approvals/{approval_id}")
         return "sent" in [e["type"] for e in shown["events"]]
 
     await wait_until(sent)  # the workflow is quiet now: nothing else writes the row
     await mark(status="approved", signed_pdf_path=None)
-    later = asyncio.create_task(render_later())
-    response = await stack.http.get(
-        f"/api/v1/approvals/{approval_id}/signed.pdf", headers=stack.auth
-    )
-    assert response.status == 200 and response.content_type == "application/pdf"
-    assert await response.read() == data
-    await later
+    browser = await sign_in(stack, "dana@client.test")
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        response = await stack.http.get(
+            f"/api/v1/approvals/{approval_id}/signed.pdf", headers=stack.auth
+        )
+        assert response.status == 409 and response.headers["Retry-After"] == "3"
+        assert (await response.json())["error"]["code"] == "signed_pdf_pending"
+        shown = await stack.api("GET", f"/approvals/{approval_id}")
+        assert shown["signed_pdf_status"] == "pending"
 
-    await mark(signed_pdf_path=None)
-    later = asyncio.create_task(render_later())
-    response = await stack.http.get(f"/s/{token}/signed.pdf")
-    assert response.status == 200 and await response.read() == data
-    await later
+        for url, status, html in [
+            (f"/s/{token}/signed.pdf", *(await _page(stack, f"/s/{token}/signed.pdf"))),
+            (
+                f"/portal/approvals/{approval_id}/signed.pdf",
+                *(await browser.get(f"/portal/approvals/{approval_id}/signed.pdf"))[:2],
+            ),
+        ]:
+            assert status == 202, url
+            assert "Your signed copy is being prepared" in html, url
+            assert '<meta http-equiv="refresh" content="3">' in html, url
+        assert loop.time() - began < 5  # answered, not waited out
 
-    # Never rendered (the worker is down): a clear 409 once the wait is over.
-    await mark(signed_pdf_path=None)
-    monkeypatch.setattr(service_module, "SIGNED_PDF_WAIT", 0.3)
-    error = await stack.api("GET", f"/approvals/{approval_id}/signed.pdf", 409)
-    assert error["error"]["code"] == "signed_pdf_pending"
+        await mark(signed_pdf_path=path)
+        response = await stack.http.get(
+            f"/api/v1/approvals/{approval_id}/signed.pdf", headers=stack.auth
+        )
+        assert response.status == 200 and response.content_type == "application/pdf"
+        assert await response.read() == data
+        response = await stack.http.get(f"/s/{token}/signed.pdf")
+        assert response.status == 200 and await response.read() == data
+        status, _, answer = await browser.get(f"/portal/approvals/{approval_id}/signed.pdf")
+        assert status == 200 and answer.content_type == "application/pdf"
+    finally:
+        await browser.close()
+
+
+async def _page(stack, url: str) -> tuple[int, str]:
+    response = await stack.http.get(url)
+    assert response.headers["Retry-After"] == "3"
+    return response.status, await response.text()
 
 
 async def test_a_workflow_id_temporal_already_has_is_409_and_leaves_nothing(stack):

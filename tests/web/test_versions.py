@@ -17,6 +17,7 @@ from tests.support.helpers import (
 )
 from tests.web.test_signing_page import open_page, post
 from web.http.keys import SERVICE
+from workflows.types import Supersession
 
 NEW_ITEMS = [
     {"description": "Outlet", "quantity": 6, "unit_price_cents": 12500},
@@ -79,7 +80,8 @@ async def test_new_version_voids_open_requests_and_marks_approved_ones(stack):
 
     shown = await stack.api("GET", f"/approvals/{approved['id']}")
     assert shown["status"] == "approved" and shown["superseded"] is True
-    event = shown["events"][-1]
+    # The worker appends the event (the request's workflow, or a short one once it has ended).
+    event = await wait_until(lambda: _event(stack, approved["id"], "superseded"))
     assert event["type"] == "superseded" and event["data"]["version"] == 2
     assert event["data"]["sha256"] == result["sha256"]
     assert await verify_approval(stack.sessions, stack.settings.files_dir, approved["id"]) == []
@@ -120,6 +122,37 @@ async def test_new_version_voids_open_requests_and_marks_approved_ones(stack):
     fresh = await create_approval(stack, result["id"])
     status, html = await open_page(stack, first_token(fresh))
     assert "Extra outlets (revised)" in html and 'name="full_name"' in html
+
+
+async def _event(stack, approval_id: int, kind: str):
+    shown = await stack.api("GET", f"/approvals/{approval_id}")
+    found = [e for e in shown["events"] if e["type"] == kind]
+    return found[-1] if found else None
+
+
+async def test_superseding_a_running_request_goes_through_its_workflow(stack):
+    """The `superseded` event of a request whose workflow still runs is appended by that
+    workflow's activity, in turn with its other events; the chain stays valid."""
+    document = await seed_document(stack)
+    created = await create_approval(
+        stack, document["id"], approvers=[{"name": "Pat", "email": "pat@client.test"}]
+    )
+    change = Supersession(created["id"], 4242, 2, "ef" * 32, "Superseded by version 2")
+    gateway = stack.http.server.app[SERVICE].temporal
+    await gateway.supersede(change)
+    await gateway.supersede(change)  # twice: recorded once
+    event = await wait_until(lambda: _event(stack, created["id"], "superseded"))
+    assert event["actor"] == "staff" and event["data"]["document_id"] == 4242
+    response = await post(
+        stack, first_token(created), "approve", {"full_name": "Pat", "consent": "on"}
+    )
+    assert response.status == 303
+    await wait_until(lambda: _signed_pdf(stack, created["id"]))
+    handle = stack.temporal.get_workflow_handle(created["workflow_id"])
+    assert (await handle.result())["status"] == "approved"
+    shown = await stack.api("GET", f"/approvals/{created['id']}")
+    assert [e["type"] for e in shown["events"]].count("superseded") == 1
+    assert await verify_approval(stack.sessions, stack.settings.files_dir, created["id"]) == []
 
 
 async def _signed_pdf(stack, approval_id: int):

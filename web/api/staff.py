@@ -15,6 +15,7 @@ from portico.errors import BadRequest, Invalid, NotFound, TooLarge, Unauthorized
 from portico.schemas import (
     DOCUMENT_KINDS,
     ApprovalIn,
+    ApprovalListOut,
     ClientIn,
     DocumentFromItems,
     DocumentMeta,
@@ -54,6 +55,11 @@ async def read_json(request: web.Request) -> Any:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest("The body is not valid JSON.") from err
+
+
+def answer(value: BaseModel, status: int = 200) -> web.Response:
+    """A typed answer as its JSON (the shape the OpenAPI document gives for it)."""
+    return web.json_response(value.model_dump(mode="json"), status=status)
 
 
 def validate(model: type[M], data: Any) -> M:
@@ -101,13 +107,13 @@ async def openapi(request: web.Request) -> web.Response:
 @routes.post("/api/v1/clients")
 async def create_client(request: web.Request) -> web.Response:
     data = await body(request, ClientIn)
-    return web.json_response(await request.app[SERVICE].create_client(data), status=201)
+    return answer(await request.app[SERVICE].create_client(data), status=201)
 
 
 @routes.post("/api/v1/projects")
 async def create_project(request: web.Request) -> web.Response:
     data = await body(request, ProjectIn)
-    return web.json_response(await request.app[SERVICE].create_project(data), status=201)
+    return answer(await request.app[SERVICE].create_project(data), status=201)
 
 
 @routes.post("/api/v1/documents")
@@ -124,7 +130,7 @@ async def create_document(request: web.Request) -> web.Response:
         if isinstance(data, dict) and data.get("kind") not in DOCUMENT_KINDS:
             raise Invalid(f"kind must be one of: {', '.join(DOCUMENT_KINDS)}.")
         document = await service.create_document(validate(DocumentFromItems, data))
-    return web.json_response(document, status=201)
+    return answer(document, status=201)
 
 
 @routes.post("/api/v1/documents/{id}/versions")
@@ -145,7 +151,7 @@ async def create_version(request: web.Request) -> web.Response:
         result = await service.create_version(
             document_id, validate(VersionFromItems, await read_json(request))
         )
-    return web.json_response(result, status=201 if result["created"] else 200)
+    return answer(result, status=201 if result.created else 200)
 
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -219,7 +225,7 @@ async def read_multipart(
 async def create_approval(request: web.Request) -> web.Response:
     data = await body(request, ApprovalIn)
     created = await request.app[SERVICE].create_approval(data, actor=API_ACTOR)
-    return web.json_response(created, status=201)
+    return answer(created, status=201)
 
 
 @routes.get("/api/v1/approvals")
@@ -230,35 +236,31 @@ async def list_approvals(request: web.Request) -> web.Response:
         client_id=query_id(request, "client_id"),
         kind=query.get("kind") or None,
     )
-    return web.json_response({"items": items})
+    return answer(ApprovalListOut(items=items))
 
 
 @routes.get("/api/v1/approvals/{id}")
 async def show_approval(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE].get_approval(path_id(request)))
+    return answer(await request.app[SERVICE].get_approval(path_id(request)))
 
 
 @routes.post("/api/v1/approvals/{id}/void")
 async def void_approval(request: web.Request) -> web.Response:
     data = await body(request, VoidIn, optional=True)
-    return web.json_response(
-        await request.app[SERVICE].void(path_id(request), data, actor=API_ACTOR)
-    )
+    return answer(await request.app[SERVICE].void(path_id(request), data, actor=API_ACTOR))
 
 
 @routes.post("/api/v1/approvals/{id}/extend")
 async def extend_approval(request: web.Request) -> web.Response:
     data = await body(request, ExtendIn)
-    return web.json_response(
-        await request.app[SERVICE].extend(path_id(request), data, actor=API_ACTOR)
-    )
+    return answer(await request.app[SERVICE].extend(path_id(request), data, actor=API_ACTOR))
 
 
 @routes.post("/api/v1/approvals/{id}/remind")
 async def remind_approval(request: web.Request) -> web.Response:
     data = await body(request, RemindIn, optional=True)
     result = await request.app[SERVICE].remind(path_id(request), data, actor=API_ACTOR)
-    return web.json_response(result, status=202)
+    return answer(result, status=202)
 
 
 @routes.get("/api/v1/approvals/{id}/signed.pdf")

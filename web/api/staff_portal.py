@@ -13,6 +13,7 @@ from aiohttp import web
 from portico.errors import Invalid
 from portico.portal_schemas import (
     BookingIn,
+    BookingListOut,
     BookingUpdateIn,
     InviteIn,
     InvoiceIn,
@@ -21,9 +22,11 @@ from portico.portal_schemas import (
     PortalSettingsIn,
     ProjectUpdateIn,
     RetainageReleaseIn,
+    ServiceRequestListOut,
 )
 from portico.services.billing.shown import as_json, review_out
-from web.api.staff import body, path_id, query_id
+from portico.services.portal import portal_settings_out
+from web.api.staff import answer, body, path_id, query_id
 from web.http.portal_keys import AUTH, BILLING, STORE
 
 routes = web.RouteTableDef()
@@ -58,13 +61,13 @@ async def send_invite(app: web.Application, client_id: int, days: int) -> dict[s
 @routes.patch("/api/v1/projects/{id}")
 async def update_project(request: web.Request) -> web.Response:
     data = await body(request, ProjectUpdateIn)
-    return web.json_response(await request.app[STORE].update_project(path_id(request), data))
+    return answer(await request.app[STORE].update_project(path_id(request), data))
 
 
 @routes.post("/api/v1/bookings")
 async def create_booking(request: web.Request) -> web.Response:
     data = await body(request, BookingIn)
-    return web.json_response(await request.app[STORE].create_booking(data), status=201)
+    return answer(await request.app[STORE].create_booking(data), status=201)
 
 
 @routes.get("/api/v1/bookings")
@@ -79,13 +82,13 @@ async def list_bookings(request: web.Request) -> web.Response:
         except ValueError as err:
             raise Invalid("since must be a date, like 2025-01-31.") from err
     items = await request.app[STORE].list_bookings(int_query(request, "client_id"), since_date)
-    return web.json_response({"items": items})
+    return answer(BookingListOut(items=items))
 
 
 @routes.patch("/api/v1/bookings/{id}")
 async def update_booking(request: web.Request) -> web.Response:
     data = await body(request, BookingUpdateIn)
-    return web.json_response(await request.app[STORE].update_booking(path_id(request), data))
+    return answer(await request.app[STORE].update_booking(path_id(request), data))
 
 
 @routes.get("/api/v1/service-requests")
@@ -93,21 +96,19 @@ async def list_service_requests(request: web.Request) -> web.Response:
     items = await request.app[STORE].list_service_requests(
         int_query(request, "client_id"), request.query.get("status") or None
     )
-    return web.json_response({"items": items})
+    return answer(ServiceRequestListOut(items=items))
 
 
 @routes.get("/api/v1/portal/settings")
 async def get_portal_settings(request: web.Request) -> web.Response:
-    from portico.services.portal import portal_settings_json
-
-    return web.json_response(portal_settings_json(await request.app[STORE].portal_settings()))
+    return answer(portal_settings_out(await request.app[STORE].portal_settings()))
 
 
 @routes.patch("/api/v1/portal/settings")
 @routes.put("/api/v1/portal/settings")
 async def update_portal_settings(request: web.Request) -> web.Response:
     data = await body(request, PortalSettingsIn)
-    return web.json_response(await request.app[STORE].update_portal_settings(data))
+    return answer(await request.app[STORE].update_portal_settings(data))
 
 
 @routes.post("/api/v1/invoices")

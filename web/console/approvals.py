@@ -160,11 +160,11 @@ async def create(request: web.Request) -> web.Response:
         return await new_form(request, text, {field: err.message}, status=err.status)
     try:
         created = await service.create_approval(
-            approval_in.model_copy(update={"document_id": document["id"]}), actor=who.actor
+            approval_in.model_copy(update={"document_id": document.id}), actor=who.actor
         )
     except PorticoError as err:
         return await new_form(request, text, {"": err.message}, status=err.status)
-    raise web.HTTPSeeOther(f"/staff/approvals/{created['id']}")
+    raise web.HTTPSeeOther(f"/staff/approvals/{created.id}")
 
 
 # --- a request's page -----------------------------------------------------------------------
@@ -180,12 +180,12 @@ async def approval_page(
 ) -> web.Response:
     approval = await request.app[SERVICE].get_approval(approval_id)
     client = await request.app[QUERIES].client_of_approval(approval_id)
-    document = approval["document"]
+    document = approval.document
     return await render(
         request,
         "approval.html",
         {
-            "title": f"{document['number']} · {document['title']}",
+            "title": f"{document.number} · {document.title}",
             "section": "board",
             "approval": approval,
             "document": document,

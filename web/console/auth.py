@@ -3,29 +3,22 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from portico import tokens
-from portico.errors import BadRequest, NotFound
-from portico.portal_schemas import EMAIL_PATTERN
+from portico.errors import NotFound
 from portico.services.portal_auth import RateLimited
 from portico.services.staff import ABSOLUTE_TIMEOUT
 from web.console import board
 from web.console.common import COOKIE, checked_form, current, render, session_cookie
 from web.console.keys import STAFF_AUTH
-from web.http import cookies
+from web.http import cookies, sign_in
 from web.http.keys import SETTINGS
 from web.http.portal_keys import AUTH
 
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_staff_pre"  # binds the sign-in form's CSRF token before any session
 SENT_MESSAGE = "If that address belongs to a staff member, we've sent a sign-in link."
-
-
-def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+FORM = sign_in.SignInForm(PRE_COOKIE, "staff-pre:", "/staff")
 
 
 @routes.get("/staff", name="staff")
@@ -46,56 +39,25 @@ async def sign_in_page(
     email: str = "",
     expired: bool = False,
 ) -> web.Response:
-    pre = request.cookies.get(PRE_COOKIE)
-    fresh = pre is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", pre)
-    if fresh:
-        pre = tokens.new_token()
-    assert pre is not None
-    response = await render(
-        request,
-        "sign_in.html",
-        {
-            "title": "Staff sign-in",
-            "form_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, "staff-pre:" + pre),
-            "error": error,
-            "email": email,
-            "expired": expired or request.query.get("expired") == "1",
-            "signed_out": request.query.get("signed_out") == "1",
-        },
-        status=status,
-    )
-    if fresh:
-        response.set_cookie(
-            PRE_COOKIE,
-            pre,
-            httponly=True,
-            samesite="Lax",
-            secure=cookies.secure_cookies(request),
-            path="/staff",
-        )
-    return response
+    context = {"title": "Staff sign-in", "error": error, "email": email, "expired": expired}
+    return await FORM.page(request, render, context, status)
 
 
 @routes.post("/staff/sign-in")
 async def request_link(request: web.Request) -> web.Response:
     """Same answer for every address; only a member's gets a mail (recorded in the outbox for
     every address alike, the link minted at delivery, so the timing tells nothing either)."""
-    form = await request.post()
-    email = str(form.get("email", "")).strip()
-    pre = request.cookies.get(PRE_COOKIE, "")
-    secret = request.app[SETTINGS].secret_key
-    if not pre or not tokens.csrf_valid(secret, "staff-pre:" + pre, str(form.get("csrf", ""))):
-        return await sign_in_page(
-            request, 400, "This form has expired. Please try again.", email=email
-        )
-    if not re.fullmatch(EMAIL_PATTERN, email) or len(email) > 320:
-        return await sign_in_page(request, 422, "Please enter a valid email address.", email)
+    sent = await FORM.submitted(request)
+    if not sent.fresh:
+        return await sign_in_page(request, 400, sign_in.EXPIRED_FORM, email=sent.email)
+    if not sent.valid_email:
+        return await sign_in_page(request, 422, sign_in.INVALID_EMAIL, sent.email)
     try:
         await request.app[AUTH].request_staff_sign_in(
-            email, client_ip(request), request.app[SETTINGS].company_name
+            sent.email, sign_in.client_ip(request), request.app[SETTINGS].company_name
         )
     except RateLimited as err:  # the portal's limits, per address and per IP
-        return await sign_in_page(request, 429, err.message, email)
+        return await sign_in_page(request, 429, err.message, sent.email)
     return await render(
         request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE}
     )
@@ -111,33 +73,12 @@ def invalid_link() -> NotFound:
 @routes.get("/staff/link/{token}")
 async def link_page(request: web.Request) -> web.Response:
     """A "Sign in" button; reading the page (or a mail scanner's prefetch) uses nothing."""
-    token = request.match_info["token"]
-    link = await request.app[STAFF_AUTH].peek(token)
-    if link is None:
-        raise invalid_link()
-    return await render(
-        request,
-        "link.html",
-        {
-            "title": "Sign in",
-            "token": token,
-            "link_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, link.token_hash),
-        },
-    )
+    return await sign_in.link_page(request, render, request.app[STAFF_AUTH].peek, invalid_link)
 
 
 @routes.post("/staff/link/{token}")
 async def use_link(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    form = await request.post()
-    secret = request.app[SETTINGS].secret_key
-    if not tokens.csrf_valid(secret, tokens.hash_token(token), str(form.get("csrf", ""))):
-        raise BadRequest("This form has expired. Please open the link from your email again.")
-    session_id = await request.app[STAFF_AUTH].consume(
-        token, client_ip(request), request.headers.get("User-Agent")
-    )
-    if session_id is None:
-        raise invalid_link()
+    session_id = await sign_in.use_link(request, request.app[STAFF_AUTH].consume, invalid_link)
     response = web.HTTPSeeOther("/staff")
     cookies.set_session(
         request, response, COOKIE, session_id, int(ABSOLUTE_TIMEOUT.total_seconds())

@@ -63,7 +63,7 @@ async def add_client(request: web.Request) -> web.Response:
     if data is None:
         return await clients_page(request, form, errors, status=422)
     client = await request.app[SERVICE].create_client(data)
-    raise web.HTTPSeeOther(f"/staff/clients/{client['id']}")
+    raise web.HTTPSeeOther(f"/staff/clients/{client.id}")
 
 
 async def client_page(

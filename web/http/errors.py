@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp_jinja2
 from aiohttp import web
 
-from portico.errors import PorticoError
+from portico.errors import NotReady, PorticoError
 from portico.redact import mask_links
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,17 @@ def error_page(request: web.Request, status: int, message: str) -> web.Response:
     )
 
 
+def not_ready_page(request: web.Request, err: NotReady) -> web.Response:
+    """202 and a page that reloads itself until what it waits for is ready (a browser user is
+    not shown an error for something that is merely a few seconds away)."""
+    return aiohttp_jinja2.render_template(
+        "preparing.html",
+        request,
+        {"message": err.message, "refresh_seconds": err.retry_after},
+        status=202,
+    )
+
+
 def carry_headers(exc: web.HTTPException, response: web.Response) -> None:
     """Keep what the exception says besides its body: `Allow` on a 405, for one."""
     for name, value in exc.headers.items():
@@ -61,8 +72,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except PorticoError as err:
         if wants_json(request):
-            return json_error(err.status, err.code, err.message)
-        return error_page(request, err.status, err.message)
+            response = json_error(err.status, err.code, err.message)
+        elif isinstance(err, NotReady):
+            response = not_ready_page(request, err)
+        else:
+            response = error_page(request, err.status, err.message)
+        if err.retry_after is not None:
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -33,10 +33,6 @@ def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> 
     cookies.clear_session(request, response, COOKIE)
 
 
-def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 async def current(request: web.Request) -> PortalIdentity | None:
     if IDENTITY in request:
         return request[IDENTITY]

@@ -7,7 +7,6 @@ CSRF token bound to the session (or, before sign-in, to a pre-session cookie or 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,12 +15,14 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from portico import images, tokens
-from portico.errors import BadRequest, Forbidden, NotFound
+from portico import images
+from portico.errors import Forbidden, NotFound
 from portico.models import BookingPhoto
 from portico.money import format_money
-from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
+from portico.portal_schemas import ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
+from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
+from portico.services.approvals import signed_pdf_path
 from portico.services.billing.links import pay_token
 from portico.services.portal import COMPLETE_STATUSES
 from portico.services.portal_auth import (
@@ -29,17 +30,16 @@ from portico.services.portal_auth import (
     RateLimited,
 )
 from web.api.photos import image_response
+from web.http import sign_in
 from web.http.agreement_keys import AGREEMENTS
-from web.http.keys import SERVICE, SETTINGS
+from web.http.keys import SETTINGS
 from web.http.portal_keys import AUTH, BILLING, PHOTOS, STORE
 from web.http.portal_session import (
     IDENTITY,
     checked_form,
     clear_session_cookie,
-    client_ip,
     csrf_for,
     current,
-    secure_cookies,
     session_cookie,
     set_session_cookie,
     signed_in,
@@ -50,6 +50,7 @@ from workflows.messages import kind_label
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
 SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
+SIGN_IN_FORM = sign_in.SignInForm(PRE_COOKIE, "pre:", "/portal")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -116,62 +117,36 @@ async def sign_in_page(
     email: str = "",
     expired: bool = False,
 ) -> web.Response:
-    pre = request.cookies.get(PRE_COOKIE)
-    fresh = pre is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", pre)
-    if fresh:
-        pre = tokens.new_token()
-    assert pre is not None
     portal_settings = await request.app[STORE].portal_settings()
-    response = await render(
-        request,
-        "sign_in.html",
-        {
-            "title": "Sign in",
-            "form_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, "pre:" + pre),
-            "enabled": portal_settings.enabled,
-            "error": error,
-            "email": email,
-            "expired": expired or request.query.get("expired") == "1",
-            "signed_out": request.query.get("signed_out") == "1",
-        },
-        status=status,
-    )
-    if fresh:
-        response.set_cookie(
-            PRE_COOKIE,
-            pre,
-            httponly=True,
-            samesite="Lax",
-            secure=secure_cookies(request),
-            path="/portal",
-        )
-    return response
+    context = {
+        "title": "Sign in",
+        "enabled": portal_settings.enabled,
+        "error": error,
+        "email": email,
+        "expired": expired,
+    }
+    return await SIGN_IN_FORM.page(request, render, context, status)
 
 
 @routes.post("/portal/sign-in")
 async def request_link(request: web.Request) -> web.Response:
-    form = await request.post()
-    email = str(form.get("email", "")).strip()
-    pre = request.cookies.get(PRE_COOKIE, "")
-    secret = request.app[SETTINGS].secret_key
-    if not pre or not tokens.csrf_valid(secret, "pre:" + pre, str(form.get("csrf", ""))):
-        return await sign_in_page(
-            request, 400, "This form has expired. Please try again.", email=email
-        )
+    sent = await SIGN_IN_FORM.submitted(request)
+    if not sent.fresh:
+        return await sign_in_page(request, 400, sign_in.EXPIRED_FORM, email=sent.email)
     if not await request.app[AUTH].enabled():
         return await sign_in_page(request, 409)
-    if not re.fullmatch(EMAIL_PATTERN, email) or len(email) > 320:
-        return await sign_in_page(request, 422, "Please enter a valid email address.", email)
+    if not sent.valid_email:
+        return await sign_in_page(request, 422, sign_in.INVALID_EMAIL, sent.email)
     try:
-        await request.app[AUTH].request_sign_in(email, client_ip(request))
+        await request.app[AUTH].request_sign_in(sent.email, sign_in.client_ip(request))
     except RateLimited as err:
-        return await sign_in_page(request, 429, err.message, email)
+        return await sign_in_page(request, 429, err.message, sent.email)
     return await render(
         request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE + "."}
     )
 
 
-def invalid_link_page(request: web.Request) -> NotFound:
+def invalid_link_page() -> NotFound:
     return NotFound(
         "This sign-in link has expired or has already been used. "
         "Please request a new one from the sign-in page."
@@ -181,32 +156,12 @@ def invalid_link_page(request: web.Request) -> NotFound:
 @routes.get("/portal/link/{token}")
 async def link_page(request: web.Request) -> web.Response:
     """Shows a Sign in button; reading the page (or a mail scanner's prefetch) uses nothing."""
-    token = request.match_info["token"]
-    link = await request.app[AUTH].peek(token)
-    if link is None:
-        raise invalid_link_page(request)
-    return await render(
-        request,
-        "link.html",
-        {
-            "title": "Sign in",
-            "token": token,
-            "link_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, link.token_hash),
-        },
-    )
+    return await sign_in.link_page(request, render, request.app[AUTH].peek, invalid_link_page)
 
 
 @routes.post("/portal/link/{token}")
 async def use_link(request: web.Request) -> web.Response:
-    token = request.match_info["token"]
-    form = await request.post()
-    secret = request.app[SETTINGS].secret_key
-    if not tokens.csrf_valid(secret, tokens.hash_token(token), str(form.get("csrf", ""))):
-        raise BadRequest("This form has expired. Please open the link from your email again.")
-    auth = request.app[AUTH]
-    session_id = await auth.consume(token, client_ip(request), request.headers.get("User-Agent"))
-    if session_id is None:
-        raise invalid_link_page(request)
+    session_id = await sign_in.use_link(request, request.app[AUTH].consume, invalid_link_page)
     response = web.HTTPSeeOther("/portal")
     set_session_cookie(request, response, session_id)
     raise response
@@ -294,11 +249,12 @@ async def approval_sign(request: web.Request) -> web.Response:
 async def approval_signed_pdf(request: web.Request) -> web.Response:
     who = await signed_in(request)
     row = await request.app[STORE].approval(who.client_id, path_int(request))
-    path = row.approval.signed_pdf_path
-    if row.approval.status == "approved" and not path:  # rendered a moment after approval
-        path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
-    if row.approval.status != "approved" or not path:
+    approval = row.approval
+    if approval.status != "approved" or (
+        approval.signed_pdf_error and not approval.signed_pdf_path
+    ):
         raise NotFound("The signed copy is available once everyone has approved.")
+    path = signed_pdf_path(approval, PREPARING)  # 202, refreshing, while it is being built
     data = request.app[BILLING].invoices.files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
 

@@ -31,10 +31,11 @@ from portico.errors import (
 from portico.files import FileStore
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
-from portico.services.approvals import approver_json, check_upload
+from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
+from portico.services.approvals import approver_json, check_upload, signed_pdf_path
 from portico.services.signing_links import PortalOrigin, link_expired, load_link
 from web.http.branding import BRANDING
-from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
+from web.http.keys import SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
 from workflows import messages
 from workflows.types import (
@@ -337,19 +338,17 @@ async def document_pdf(request: web.Request) -> web.Response:
 
 @routes.get("/s/{token}/signed.pdf")
 async def signed_pdf(request: web.Request) -> web.Response:
+    """The signed copy, from what is committed: a page that refreshes itself while the worker
+    is still building it (202), never a wait inside the request."""
     link = await open_link(request)
-    path = link.approval.signed_pdf_path
-    failed = link.approval.signed_pdf_error
-    if link.approval.status == "approved" and not path and not failed:  # built a moment later
-        approval = await request.app[SERVICE].wait_for_signed_pdf(link.approval.id)
-        path, failed = approval.signed_pdf_path, approval.signed_pdf_error
-    if link.approval.status == "approved" and not path and failed:
+    if link.approval.status != "approved":
+        raise NotFound("The signed copy is available once everyone has approved.")
+    if link.approval.signed_pdf_error and not link.approval.signed_pdf_path:
         raise Conflict(
             "Your signed copy could not be prepared automatically. "
             f"{request.app[SETTINGS].company_name} has been told and will send it to you."
         )
-    if link.approval.status != "approved" or not path:
-        raise NotFound("The signed copy is available once everyone has approved.")
+    path = signed_pdf_path(link.approval, PREPARING)
     data = FileStore(request.app[SETTINGS].files_dir).read(path)
     return pdf_response(data, f"{link.document.number}-signed.pdf")
 

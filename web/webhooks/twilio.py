@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bots import sms
+from bots import parse, sms
 from portico.models import InboundMessage
 from portico.settings import Settings
 from web.http.keys import SERVICE, SESSIONS, SETTINGS
@@ -60,9 +60,10 @@ async def twilio_sms(request: web.Request) -> web.Response:
     if sid:
         try:
             async with sessions() as session, session.begin():
-                session.add(
-                    InboundMessage(message_sid=sid, from_=sender[:64], body=body[:MAX_BODY])
-                )
+                # The reply code is masked: it is a secret (it is logged hashed, in
+                # sms_code_attempts, for the lockout).
+                stored = parse.mask_code(body)[:MAX_BODY]
+                session.add(InboundMessage(message_sid=sid, from_=sender[:64], body=stored))
         except IntegrityError:
             log.info("ignoring repeated Twilio message %s", sid)
             return twiml(None)

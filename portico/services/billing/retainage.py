@@ -24,7 +24,7 @@ from portico.portal_schemas import (
     RetainageHeldOut,
     RetainageReleaseIn,
 )
-from portico.services.approvals import project_json
+from portico.services.approvals import project_out
 from portico.services.billing.invoices import Invoices, percent_text
 from portico.services.billing.shown import invoice_out
 from portico.settings import Settings
@@ -75,7 +75,7 @@ class Retainage:
                 )
             )
         return ProjectRetainageOut(
-            **project_json(project),
+            **project_out(project).model_dump(),
             retainage_held_cents=sum(held.values()),
             retainage_held=[RetainageHeldOut(currency=c, cents=n) for c, n in sorted(held.items())],
             retainage_released_cents=int(released or 0),
