@@ -47,7 +47,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from bench.load import LoadResult, percentile, run_load, wrk_available
-from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow
+from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow
 from portico import tokens
 from portico.branding import Branding, absolute
 from portico.db import create_engine, session_maker
@@ -331,6 +331,11 @@ class Stack:
             times = self.temporal_ps.cpu_times()
             used["temporal"] = times.user + times.system
         return used
+
+    def cpu_ms(self, before: dict[str, float], count: int, names: Iterable[str]) -> float:
+        """CPU milliseconds per item since `before`, summed over the `names` processes."""
+        now = self.cpu()
+        return sum(now[k] - before[k] for k in names if k in now) / count * 1000
 
     def cpu_per(self, before: dict[str, float], count: int) -> str:
         """CPU milliseconds per item by process since `before`."""
@@ -751,7 +756,100 @@ class RssSampler:
             self._task.cancel()
 
 
+@dataclass
+class Burst:
+    """A burst of N due-at-once timers: how late the last was, and what it cost."""
+
+    n: int
+    sent: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+    cpu: str  # CPU per item by process
+    cpu_ms: float  # worker + Temporal CPU per item
+
+    @property
+    def rate(self) -> float:
+        return self.sent / max(self.max_s, 0.001)
+
+
+async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burst:
+    """Section 4's baseline, in the same run and at the same open count: N `TimerWorkflow`s
+    whose one timer falls due at one moment, each then running one no-op activity that marks
+    its time in a file (as Portico's reminder writes its outbox row). They complete, so the
+    server and the cache are back to where they were for Portico's part."""
+    n = plan.open_approvals
+    lead = 30 + n * 0.02
+    due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+    marks = stack.workdir / f"timer-marks-{uuid.uuid4().hex[:6]}.txt"
+    marks.touch()
+    prefix = f"bench-timer-{uuid.uuid4().hex[:8]}"
+    log(f"4a. baseline: {n} TimerWorkflows, timers all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
+    rss_before = stack.worker.rss_mib()
+
+    async def start(i: int) -> None:
+        await stack.temporal.start_workflow(
+            TimerWorkflow.run,
+            args=[due.isoformat(), str(marks)],
+            id=f"{prefix}-{i}",
+            task_queue=stack.bare_queue,
+        )
+
+    started = time.perf_counter()
+    await limited(plan.start_concurrency, [partial(start, i) for i in range(n)])
+    start_s = time.perf_counter() - started
+    await asyncio.sleep(3)  # their first workflow task (the timer)
+    rss_settled = stack.worker.rss_mib()
+    before_due = datetime.now(UTC) < due
+    log(
+        f"  {n} started in {start_s:.0f} s ({n / start_s:.0f}/s); worker RSS "
+        f"{rss_before:.0f} → {rss_settled:.0f} MiB"
+    )
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+    cpu_due = stack.cpu()
+    deadline = time.monotonic() + 300 + n * 0.05
+
+    def count() -> int:
+        return len(marks.read_bytes().splitlines())
+
+    while count() < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    cpu = stack.cpu_per(cpu_due, n)
+    cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"))
+    late = [float(line) - due.timestamp() for line in marks.read_text().split()]
+    burst = Burst(
+        n,
+        len(late),
+        percentile(late, 50),
+        percentile(late, 99),
+        max(late, default=0.0),
+        cpu,
+        cpu_ms,
+    )
+    cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
+    cached = min(n, cache)  # the bare worker gets the same cache size
+    report.add(
+        "4",
+        "baseline TimerWorkflow: worker RSS before / with them open",
+        f"{rss_before:.0f} / {rss_settled:.0f} MiB "
+        f"({(rss_settled - rss_before) / cached * 1024:.0f} KiB per cached workflow)",
+    )
+    report.add(
+        "4",
+        "baseline burst: sent, lateness p50 / p99 / max, rate",
+        f"{burst.sent}/{n}, {burst.p50_s:.1f} / {burst.p99_s:.1f} / {burst.max_s:.1f} s, "
+        f"{burst.rate:.0f}/s" + ("" if before_due else " (started AFTER the due time)"),
+    )
+    report.add("4", "baseline CPU per timer fired", cpu)
+    report.data["timer_baseline"] = asdict(burst) | {
+        "rate": burst.rate,
+        "rss_mib": {"before": rss_before, "settled": rss_settled},
+    }
+    return burst
+
+
 async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
+    baseline = await bench_timer_baseline(stack, plan, report)
     n = plan.open_approvals
     lead = plan.reminder_lead if plan.reminder_lead is not None else 60 + n * 0.06
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -839,6 +937,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
                 await asyncio.sleep(0.5)
         burst_cpu = stack.worker.cpu_seconds() - cpu_due
         reminder_cpu = stack.cpu_per(cpu_due_all, n)
+        reminder_cpu_ms = stack.cpu_ms(cpu_due_all, n, ("worker", "temporal"))
         async with stack.sessions() as session:
             sent_at = list(
                 await session.scalars(select(OutboundMessage.created_at).where(*reminders))
@@ -853,10 +952,12 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         + ("" if before_due else ", AFTER the due time: lateness not meaningful"),
     )
     report.add("4", "CPU per approval started and settled", startup_cpu)
+    cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
     report.add(
         "4",
         "worker RSS before / settled / after reminders",
-        f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB",
+        f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB "
+        f"({(rss_idle - rss_before) / min(n, cache) * 1024:.0f} KiB per cached workflow)",
     )
     report.add(
         "4",
@@ -874,13 +975,29 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         report.add(
             "4", "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
         )
+        rate = len(late) / max(worst, 0.001)
         report.add(
             "4",
             "reminder burst: rate, worker CPU",
-            f"{len(late) / max(worst, 0.001):.0f}/s, {burst_cpu:.0f} s",
+            f"{rate:.0f}/s, {burst_cpu:.0f} s",
         )
         report.add("4", "CPU per reminder sent", reminder_cpu)
-    report.data["reminders"] = {
+        report.add(
+            "4",
+            f"reminder burst / baseline burst at {n} open",
+            f"{rate / baseline.rate:.0%} ({rate:.0f}/s vs {baseline.rate:.0f}/s)",
+        )
+        report.add(
+            "4",
+            "worker + Temporal CPU per reminder / per baseline timer",
+            f"{reminder_cpu_ms / max(baseline.cpu_ms, 0.001):.1f}x "
+            f"({reminder_cpu_ms:.0f} vs {baseline.cpu_ms:.0f} ms)",
+        )
+        report.data["reminders"] = {
+            "burst_vs_baseline": rate / baseline.rate,
+            "cpu_vs_baseline": reminder_cpu_ms / max(baseline.cpu_ms, 0.001),
+        }
+    report.data["reminders"] = report.data.get("reminders", {}) | {
         "n": n,
         "due": due.isoformat(),
         "settle_s": settle_s,
