@@ -729,6 +729,12 @@ def approval_input(
     )
 
 
+async def history_length(stack: Stack, workflow_id: str) -> int:
+    """Events in a workflow's history: what a replay after an eviction goes through."""
+    history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
+    return len(history.events)
+
+
 class RssSampler:
     """Samples the worker's (and the Temporal server's) RSS every second in the background."""
 
@@ -816,6 +822,7 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
         await asyncio.sleep(0.5)
     cpu = stack.cpu_per(cpu_due, n)
     cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"))
+    events = await history_length(stack, f"{prefix}-0")
     late = [float(line) - due.timestamp() for line in marks.read_text().split()]
     burst = Burst(
         n,
@@ -841,6 +848,7 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
         f"{burst.rate:.0f}/s" + ("" if before_due else " (started AFTER the due time)"),
     )
     report.add("4", "baseline CPU per timer fired", cpu)
+    report.add("4", "baseline history events (completed)", str(events))
     report.data["timer_baseline"] = asdict(burst) | {
         "rate": burst.rate,
         "rss_mib": {"before": rss_before, "settled": rss_settled},
@@ -904,6 +912,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         settle_s = time.perf_counter() - started
         settled_at = datetime.now(UTC)
         await stack.quiet()
+        events_settled = await history_length(stack, f"approval-{first_id}")
         rss_idle = stack.worker.rss_mib()
         startup_cpu = stack.cpu_per(cpu_start, n)
         before_due = settled_at < due
@@ -943,6 +952,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
                 await session.scalars(select(OutboundMessage.created_at).where(*reminders))
             )
         rss_after = stack.worker.rss_mib()
+    events_after = await history_length(stack, f"approval-{first_id}")
     late = [(at - due).total_seconds() for at in sent_at]
     worst = max(late, default=0.0)
     report.add(
@@ -952,6 +962,11 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         + ("" if before_due else ", AFTER the due time: lateness not meaningful"),
     )
     report.add("4", "CPU per approval started and settled", startup_cpu)
+    report.add(
+        "4",
+        "history events of one approval: settled / after its reminder",
+        f"{events_settled} / {events_after}",
+    )
     cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
     report.add(
         "4",
