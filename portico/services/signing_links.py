@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam, func, inspect, select, update
+from sqlalchemy import Table, bindparam, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, selectinload
 
@@ -122,7 +122,7 @@ async def load_link(
 
 # A view counted in one Core UPDATE (no ORM session, no identity-map synchronisation), its
 # own transaction: on PostgreSQL a single round trip (portico.db.execute_alone).
-_APPROVER_TABLE = Approver.__table__
+_APPROVER_TABLE = cast(Table, Approver.__table__)
 _VIEWED_AT = bindparam("now", type_=_APPROVER_TABLE.c.last_viewed_at.type)
 COUNT_VIEW = (
     update(_APPROVER_TABLE)
