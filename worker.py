@@ -26,6 +26,7 @@ from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
 from portico.db import create_engine, session_maker
+from portico.sandbox import share_workflow_code
 from portico.services.agreements import Agreements
 from portico.services.billing.announcements import PaymentHandOff
 from portico.services.gateway import TemporalGateway
@@ -53,6 +54,16 @@ PASSTHROUGH_MODULES = (
     "portico.money",
 )
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every Portico workflow runs in: PASSTHROUGH_MODULES shared with the host,
+    and the workflow modules' bytecode loaded once per process (portico/sandbox.py; each
+    workflow instance still executes its module afresh inside the sandbox)."""
+    share_workflow_code(("workflows",))
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 class Sweeper(Protocol):
@@ -151,9 +162,7 @@ def build_worker(
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(),
         activities=[
             records.sync_approval,
             records.append_audit_event,

@@ -47,7 +47,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from bench.load import LoadResult, percentile, run_load, wrk_available
-from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow
+from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow
 from portico import tokens
 from portico.branding import Branding, absolute
 from portico.db import create_engine, session_maker
@@ -332,6 +332,11 @@ class Stack:
             used["temporal"] = times.user + times.system
         return used
 
+    def cpu_ms(self, before: dict[str, float], count: int, names: Iterable[str]) -> float:
+        """CPU milliseconds per item since `before`, summed over the `names` processes."""
+        now = self.cpu()
+        return sum(now[k] - before[k] for k in names if k in now) / count * 1000
+
     def cpu_per(self, before: dict[str, float], count: int) -> str:
         """CPU milliseconds per item by process since `before`."""
         now = self.cpu()
@@ -418,12 +423,26 @@ async def bench_signing_page(stack: Stack, plan: Plan, report: Report) -> None:
             f"{r.rps:.0f}" + (f" ({r.errors} errors)" if r.errors else ""),
         )
         report.add("1", f"{name} p50 / p99", f"{ms(r.p50_ms)} / {ms(r.p99_ms)}")
+    # Web CPU per request: what the throughput of a CPU-bound web process follows, and less
+    # sensitive than req/s to other processes taking the cores (a shared machine).
+    per_request = {
+        name: cpu[name] / 100 * r.seconds / max(r.requests, 1) * 1000 for name, r in results.items()
+    }
+    report.add(
+        "1",
+        "web CPU per request: render-only / signing page / bare",
+        " / ".join(f"{per_request[k]:.2f}" for k in ("render-only", "signing page", "bare handler"))
+        + " ms",
+    )
+    cpu_ratio = per_request["render-only"] / max(per_request["signing page"], 1e-9)
+    report.add("1", "render-only / signing page CPU per request", f"{cpu_ratio:.0%}")
     ratio = sign.rps / render.rps if render.rps else 0.0
     report.add("1", "signing page / render-only req/s", f"{ratio:.0%}", ">= 50%", ratio >= 0.5)
     report.add("1", "signing page / bare handler req/s", f"{sign.rps / bare.rps:.0%}")
     report.add("1", "signing page p99", ms(sign.p99_ms), "< 50 ms", sign.p99_ms < 50)
     report.data["signing_page"] = {
-        k: asdict(v) | {"web_cpu_pct": cpu[k]} for k, v in results.items()
+        k: asdict(v) | {"web_cpu_pct": cpu[k], "web_cpu_ms_per_request": per_request[k]}
+        for k, v in results.items()
     }
     if plan.profile:  # one more, unreported run under the profiler
         async with profiling(stack, stack.web, "web-signing-page", True):
@@ -724,6 +743,12 @@ def approval_input(
     )
 
 
+async def history_length(stack: Stack, workflow_id: str) -> int:
+    """Events in a workflow's history: what a replay after an eviction goes through."""
+    history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
+    return len(history.events)
+
+
 class RssSampler:
     """Samples the worker's (and the Temporal server's) RSS every second in the background."""
 
@@ -751,7 +776,102 @@ class RssSampler:
             self._task.cancel()
 
 
+@dataclass
+class Burst:
+    """A burst of N due-at-once timers: how late the last was, and what it cost."""
+
+    n: int
+    sent: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+    cpu: str  # CPU per item by process
+    cpu_ms: float  # worker + Temporal CPU per item
+
+    @property
+    def rate(self) -> float:
+        return self.sent / max(self.max_s, 0.001)
+
+
+async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burst:
+    """Section 4's baseline, in the same run and at the same open count: N `TimerWorkflow`s
+    whose one timer falls due at one moment, each then running one no-op activity that marks
+    its time in a file (as Portico's reminder writes its outbox row). They complete, so the
+    server and the cache are back to where they were for Portico's part."""
+    n = plan.open_approvals
+    lead = 30 + n * 0.02
+    due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+    marks = stack.workdir / f"timer-marks-{uuid.uuid4().hex[:6]}.txt"
+    marks.touch()
+    prefix = f"bench-timer-{uuid.uuid4().hex[:8]}"
+    log(f"4a. baseline: {n} TimerWorkflows, timers all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
+    rss_before = stack.worker.rss_mib()
+
+    async def start(i: int) -> None:
+        await stack.temporal.start_workflow(
+            TimerWorkflow.run,
+            args=[due.isoformat(), str(marks)],
+            id=f"{prefix}-{i}",
+            task_queue=stack.bare_queue,
+        )
+
+    started = time.perf_counter()
+    await limited(plan.start_concurrency, [partial(start, i) for i in range(n)])
+    start_s = time.perf_counter() - started
+    await asyncio.sleep(3)  # their first workflow task (the timer)
+    rss_settled = stack.worker.rss_mib()
+    before_due = datetime.now(UTC) < due
+    log(
+        f"  {n} started in {start_s:.0f} s ({n / start_s:.0f}/s); worker RSS "
+        f"{rss_before:.0f} → {rss_settled:.0f} MiB"
+    )
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+    cpu_due = stack.cpu()
+    deadline = time.monotonic() + 300 + n * 0.05
+
+    def count() -> int:
+        return len(marks.read_bytes().splitlines())
+
+    while count() < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    cpu = stack.cpu_per(cpu_due, n)
+    cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"))
+    events = await history_length(stack, f"{prefix}-0")
+    late = [float(line) - due.timestamp() for line in marks.read_text().split()]
+    burst = Burst(
+        n,
+        len(late),
+        percentile(late, 50),
+        percentile(late, 99),
+        max(late, default=0.0),
+        cpu,
+        cpu_ms,
+    )
+    cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
+    cached = min(n, cache)  # the bare worker gets the same cache size
+    report.add(
+        "4",
+        "baseline TimerWorkflow: worker RSS before / with them open",
+        f"{rss_before:.0f} / {rss_settled:.0f} MiB "
+        f"({(rss_settled - rss_before) / cached * 1024:.0f} KiB per cached workflow)",
+    )
+    report.add(
+        "4",
+        "baseline burst: sent, lateness p50 / p99 / max, rate",
+        f"{burst.sent}/{n}, {burst.p50_s:.1f} / {burst.p99_s:.1f} / {burst.max_s:.1f} s, "
+        f"{burst.rate:.0f}/s" + ("" if before_due else " (started AFTER the due time)"),
+    )
+    report.add("4", "baseline CPU per timer fired", cpu)
+    report.add("4", "baseline history events (completed)", str(events))
+    report.data["timer_baseline"] = asdict(burst) | {
+        "rate": burst.rate,
+        "rss_mib": {"before": rss_before, "settled": rss_settled},
+    }
+    return burst
+
+
 async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
+    baseline = await bench_timer_baseline(stack, plan, report)
     n = plan.open_approvals
     lead = plan.reminder_lead if plan.reminder_lead is not None else 60 + n * 0.06
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -806,6 +926,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         settle_s = time.perf_counter() - started
         settled_at = datetime.now(UTC)
         await stack.quiet()
+        events_settled = await history_length(stack, f"approval-{first_id}")
         rss_idle = stack.worker.rss_mib()
         startup_cpu = stack.cpu_per(cpu_start, n)
         before_due = settled_at < due
@@ -839,11 +960,13 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
                 await asyncio.sleep(0.5)
         burst_cpu = stack.worker.cpu_seconds() - cpu_due
         reminder_cpu = stack.cpu_per(cpu_due_all, n)
+        reminder_cpu_ms = stack.cpu_ms(cpu_due_all, n, ("worker", "temporal"))
         async with stack.sessions() as session:
             sent_at = list(
                 await session.scalars(select(OutboundMessage.created_at).where(*reminders))
             )
         rss_after = stack.worker.rss_mib()
+    events_after = await history_length(stack, f"approval-{first_id}")
     late = [(at - due).total_seconds() for at in sent_at]
     worst = max(late, default=0.0)
     report.add(
@@ -855,8 +978,15 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
     report.add("4", "CPU per approval started and settled", startup_cpu)
     report.add(
         "4",
+        "history events of one approval: settled / after its reminder",
+        f"{events_settled} / {events_after}",
+    )
+    cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
+    report.add(
+        "4",
         "worker RSS before / settled / after reminders",
-        f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB",
+        f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB "
+        f"({(rss_idle - rss_before) / min(n, cache) * 1024:.0f} KiB per cached workflow)",
     )
     report.add(
         "4",
@@ -874,13 +1004,29 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         report.add(
             "4", "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
         )
+        rate = len(late) / max(worst, 0.001)
         report.add(
             "4",
             "reminder burst: rate, worker CPU",
-            f"{len(late) / max(worst, 0.001):.0f}/s, {burst_cpu:.0f} s",
+            f"{rate:.0f}/s, {burst_cpu:.0f} s",
         )
         report.add("4", "CPU per reminder sent", reminder_cpu)
-    report.data["reminders"] = {
+        report.add(
+            "4",
+            f"reminder burst / baseline burst at {n} open",
+            f"{rate / baseline.rate:.0%} ({rate:.0f}/s vs {baseline.rate:.0f}/s)",
+        )
+        report.add(
+            "4",
+            "worker + Temporal CPU per reminder / per baseline timer",
+            f"{reminder_cpu_ms / max(baseline.cpu_ms, 0.001):.1f}x "
+            f"({reminder_cpu_ms:.0f} vs {baseline.cpu_ms:.0f} ms)",
+        )
+        report.data["reminders"] = {
+            "burst_vs_baseline": rate / baseline.rate,
+            "cpu_vs_baseline": reminder_cpu_ms / max(baseline.cpu_ms, 0.001),
+        }
+    report.data["reminders"] = report.data.get("reminders", {}) | {
         "n": n,
         "due": due.isoformat(),
         "settle_s": settle_s,

@@ -1,5 +1,5 @@
 """The benchmark's worker process: Portico's own `build_worker` (as `portico worker` runs it)
-plus a worker for the baseline `BareWorkflow`, until SIGTERM.
+plus a worker for the baselines `BareWorkflow` and `TimerWorkflow`, until SIGTERM.
 
 Settings come from the environment, like production. `BENCH_WORKER_OPTIONS` (JSON) passes
 extra `temporalio.worker.Worker` keyword arguments (max_cached_workflows, ...) to every worker
@@ -31,7 +31,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import worker as portico_worker
-from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, noop
+from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow, mark, noop
 from portico.db import create_engine, session_maker
 from portico.settings import load_settings
 from portico.temporal import connect
@@ -74,9 +74,11 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     options = worker_options()
+    bare_options: dict[str, Any] = {}
     if "max_cached_workflows" in options:  # Portico's own setting (PORTICO_WORKER_CACHE_SIZE)
         size = int(options.pop("max_cached_workflows"))
         settings = settings.model_copy(update={"worker_cache_size": size})
+        bare_options["max_cached_workflows"] = size  # the baselines see the same cache
     if options:
         portico_worker.Worker = functools.partial(Worker, **options)  # type: ignore[misc,assignment]
     client = await connect(
@@ -89,8 +91,9 @@ async def main() -> None:
     bare = Worker(
         client,
         task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,
-        workflows=[BareWorkflow],
-        activities=[noop],
+        workflows=[BareWorkflow, TimerWorkflow],
+        activities=[noop, mark],
+        **bare_options,
     )
     try:
         async with portico_worker.build_worker(client, settings, session_maker(engine)), bare:

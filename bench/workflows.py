@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
 
@@ -47,3 +48,30 @@ class BareWorkflow:
         )
         self._touched = True
         return str(result)
+
+
+@activity.defn(name="bench_mark")
+async def mark(path: str) -> None:
+    """The baseline's one no-op activity: appends the time it ran to `path` (one short
+    O_APPEND write), so the orchestrator can time the burst as it times Portico's reminders
+    by their outbox rows."""
+    with open(path, "a") as out:
+        out.write(f"{time.time():.6f}\n")
+
+
+@workflow.defn
+class TimerWorkflow:
+    """Section 4's baseline: one timer to `due` (as an open approval's reminder timer), then
+    one no-op activity (as the reminder email), then done. Its history is ~11 events, so a
+    replay after an eviction costs next to nothing; Portico's burst is reported as a ratio
+    of this one's at the same open count. Plain strings in (an ISO time and a path), so no
+    per-instance type adapter is built for a sandbox-local class."""
+
+    @workflow.run
+    async def run(self, due: str, mark_path: str) -> None:
+        delay = datetime.fromisoformat(due) - workflow.now()
+        if delay > timedelta(0):
+            await workflow.sleep(delay)
+        await workflow.execute_activity(
+            "bench_mark", mark_path, start_to_close_timeout=timedelta(seconds=30)
+        )

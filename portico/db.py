@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import Executable
 
 from portico.models import Base
 
@@ -29,6 +32,9 @@ def create_engine(url: str) -> AsyncEngine:
         # ended its transaction: the pool's own reset rollback would be one more trip to
         # aiosqlite's thread per use (the signing page does six in all).
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
+        engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
+            _rollback_if_open, engine.dialect.do_rollback
+        )
         from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -40,6 +46,23 @@ def create_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def _rollback_if_open(rollback: Callable[[Any], None], dbapi_connection: Any) -> None:
+    """SQLite: roll back only when the connection has a transaction open.
+
+    A read-only session or connection ends with a rollback, and through aiosqlite that is one
+    more trip to the connection's thread (1 of the 5 of a signing-page lookup,
+    docs/benchmarks.md), although sqlite3's own rollback does nothing when no transaction is
+    open (a SELECT opens none). `in_transaction` is that same test, read without the trip;
+    nothing runs on the connection meanwhile (SQLAlchemy uses one connection at a time)."""
+    try:
+        raw = dbapi_connection._connection._conn  # aiosqlite's sqlite3.Connection
+    except (AttributeError, ValueError):  # another driver, or closed: the usual rollback
+        raw = None
+    if raw is not None and not raw.in_transaction:
+        return
+    rollback(dbapi_connection)
 
 
 def session_maker(engine: AsyncEngine) -> async_sessionmaker:
@@ -61,6 +84,26 @@ async def read_connection(
         if engine.dialect.name == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+async def execute_alone(
+    sessions: async_sessionmaker[AsyncSession], statement: Executable, params: dict[str, Any]
+) -> None:
+    """Run one UPDATE/INSERT/DELETE as a transaction of its own, through Core (no ORM session).
+
+    One statement is atomic by itself, so on PostgreSQL it runs in autocommit: one round trip
+    instead of BEGIN, the statement and COMMIT (the signing page counts a view this way,
+    docs/benchmarks.md). On SQLite the driver opens the transaction implicitly and it is
+    committed here.
+    """
+    engine: AsyncEngine = sessions.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(statement, params)
+        return
+    async with engine.begin() as conn:
+        await conn.execute(statement, params)
 
 
 async def create_all(engine: AsyncEngine) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -78,6 +78,7 @@ SIGNED_COPY_PREPARING = (
     "Everyone has approved. Your signed copy is being prepared and will open here in a moment."
 )
 log = logging.getLogger(__name__)
+_NEWER = aliased(Document)  # a later version of a document (`supersedes_id`)
 
 
 def free_sms_code(used: set[str], attempts: int = 1000) -> str:
@@ -333,22 +334,25 @@ class Portico:
             + [StaffContact(phone=p) for p in self.settings.staff_phones]
         )
         async with self.sessions() as session, session.begin():
-            document = await session.get(Document, data.document_id)
-            if document is None:
+            # The document, its project and client, and any newer version: one statement.
+            found = (
+                await session.execute(
+                    select(Document, Project, Client, _NEWER.id)
+                    .join(Project, Project.id == Document.project_id)
+                    .join(Client, Client.id == Project.client_id)
+                    .outerjoin(_NEWER, _NEWER.supersedes_id == Document.id)
+                    .where(Document.id == data.document_id)
+                )
+            ).first()
+            if found is None:
                 raise NotFound(f"Document {data.document_id} does not exist.")
-            newer = await session.scalar(
-                select(Document.id).where(Document.supersedes_id == document.id)
-            )
+            document, project, client, newer = found
             if newer is not None:
                 raise Conflict(
                     f"Document {document.id} was replaced by a newer version (document {newer}); "
                     "send the latest version.",
                     code="superseded_document",
                 )
-            project = await session.get(Project, document.project_id)
-            assert project is not None
-            client = await session.get(Client, project.client_id)
-            assert client is not None
             approval = Approval(
                 document_id=document.id,
                 workflow_id="pending",

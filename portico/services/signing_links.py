@@ -8,15 +8,16 @@ portal session it came from).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import Table, bindparam, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, selectinload
 
 from portico import tokens
 from portico.clock import utcnow
-from portico.db import read_connection
+from portico.db import execute_alone, read_connection
 from portico.models import Approval, Approver, Document, SigningLink
 
 T = TypeVar("T")
@@ -136,3 +137,28 @@ async def open_link(
     if found is None or link_expired(found[0]):
         return None
     return found
+
+
+# A view counted in one Core UPDATE (no ORM session, no identity-map synchronisation), its
+# own transaction: on PostgreSQL a single round trip (portico.db.execute_alone).
+_APPROVER_TABLE = cast(Table, Approver.__table__)
+_VIEWED_AT = bindparam("now", type_=_APPROVER_TABLE.c.last_viewed_at.type)
+COUNT_VIEW = (
+    update(_APPROVER_TABLE)
+    .where(_APPROVER_TABLE.c.id == bindparam("approver_id"))
+    .values(
+        view_count=_APPROVER_TABLE.c.view_count + 1,
+        first_viewed_at=func.coalesce(_APPROVER_TABLE.c.first_viewed_at, _VIEWED_AT),
+        last_viewed_at=_VIEWED_AT,
+        last_viewer=bindparam("viewer_hash"),
+    )
+)
+
+
+async def count_view(
+    sessions: async_sessionmaker[AsyncSession], approver_id: int, viewer_hash: str, now: datetime
+) -> None:
+    """One more view of an approver's link by the browser `viewer_hash`, at `now`."""
+    await execute_alone(
+        sessions, COUNT_VIEW, {"approver_id": approver_id, "viewer_hash": viewer_hash, "now": now}
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 
 from portico import tokens
@@ -33,7 +33,7 @@ from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
 from portico.services.approvals import approver_json, check_upload, signed_pdf_path
-from portico.services.signing_links import PortalOrigin, link_expired, load_link
+from portico.services.signing_links import PortalOrigin, count_view, link_expired, load_link
 from web.http.branding import BRANDING
 from web.http.keys import SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
@@ -191,17 +191,7 @@ async def record_view(request: web.Request, link: Link, viewer: str) -> None:
     if same_browser and last is not None and now - last < VIEW_WINDOW:
         return
     try:
-        async with request.app[SESSIONS]() as session, session.begin():
-            await session.execute(
-                update(Approver)
-                .where(Approver.id == link.approver.id)
-                .values(
-                    view_count=Approver.view_count + 1,
-                    first_viewed_at=func.coalesce(Approver.first_viewed_at, now),
-                    last_viewed_at=now,
-                    last_viewer=viewer_hash,
-                )
-            )
+        await count_view(request.app[SESSIONS], link.approver.id, viewer_hash, now)
     except DBAPIError:  # engagement counting must never cost the client the page
         log.warning("could not count a view of approver %s", link.approver.id, exc_info=True)
     if link.approver.status != "pending":

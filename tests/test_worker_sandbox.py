@@ -1,0 +1,127 @@
+"""The worker's sandbox shares workflow bytecode between instances, and nothing else.
+
+portico/sandbox.py keeps each workflow module's code object after its first load; every
+sandboxed instance must still get a module of its own, executed inside the sandbox (its
+restrictions apply), and the saved histories must replay unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payloads
+from temporalio.api.failure.v1 import Failure
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.worker._workflow_instance import WorkflowInstanceDetails
+from temporalio.worker.workflow_sandbox import (
+    RestrictedWorkflowAccessError,
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
+from temporalio.worker.workflow_sandbox._runner import _fake_info
+from temporalio.workflow import _Definition
+
+import worker
+from portico.sandbox import SharedCodeFinder
+from portico.temporal import data_converter
+from tests.support import sandbox_probe
+from workflows.approval import ApprovalWorkflow
+
+PROBE = sandbox_probe.__name__
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+@pytest.fixture
+def finder() -> Iterator[SharedCodeFinder]:
+    finder = SharedCodeFinder([PROBE])
+    sys.meta_path.insert(0, finder)
+    try:
+        yield finder
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def sandboxed(runner: SandboxedWorkflowRunner, cls: type) -> Any:
+    converter = data_converter()
+    return runner.create_instance(
+        WorkflowInstanceDetails(
+            payload_converter_factory=converter._new_payload_converter,
+            failure_converter_class=converter.failure_converter_class,
+            interceptor_classes=[],
+            defn=_Definition.must_from_class(cls),
+            info=_fake_info,
+            randomness_seed=1,
+            extern_functions={},
+            disable_eager_activity_execution=False,
+            worker_level_failure_exception_types=[],
+            patch_activation_callback=None,
+            last_completion_result=Payloads(),
+            last_failure=Failure(),
+        )
+    )
+
+
+def module_of(instance: Any) -> ModuleType:
+    module: ModuleType = instance.importer.new_modules[PROBE]
+    return module
+
+
+async def test_each_instance_gets_its_own_module_with_the_shared_code(finder):
+    runner = SandboxedWorkflowRunner()
+    one = module_of(sandboxed(runner, sandbox_probe.ProbeWorkflow))
+    two = module_of(sandboxed(runner, sandbox_probe.ProbeWorkflow))
+    assert one is not two and one is not sandbox_probe
+    assert one.ProbeWorkflow is not two.ProbeWorkflow
+    one.RUNS.append("only in the first")
+    assert two.RUNS == [] and sandbox_probe.RUNS == []
+    # ... and only the bytecode is shared
+    assert one.ProbeWorkflow.run.__code__ is two.ProbeWorkflow.run.__code__
+    assert finder.cached() == [str(Path(sandbox_probe.__file__).resolve())]
+
+
+async def test_a_module_with_shared_code_still_runs_under_the_sandbox_restrictions(finder):
+    instance = sandboxed(SandboxedWorkflowRunner(), sandbox_probe.ProbeWorkflow)
+    module = module_of(instance)
+    assert finder.cached()  # loaded through the shared code
+    assert module.datetime is not sys.modules["datetime"]  # the sandbox's restricted proxy
+    instance.importer.restriction_context.is_runtime = True
+    try:
+        with instance.importer.applied(), pytest.raises(RestrictedWorkflowAccessError):
+            module.datetime.datetime.now()
+    finally:
+        instance.importer.restriction_context.is_runtime = False
+
+
+async def test_without_the_finder_the_code_is_loaded_per_instance():
+    """The cost the finder removes: the sandbox's own loader makes new code objects."""
+    runner = SandboxedWorkflowRunner()
+    one = module_of(sandboxed(runner, sandbox_probe.ProbeWorkflow))
+    other = module_of(sandboxed(runner, sandbox_probe.ProbeWorkflow))
+    assert one.ProbeWorkflow.run.__code__ is not other.ProbeWorkflow.run.__code__
+
+
+def test_the_worker_runner_passes_through_its_pure_modules():
+    runner = worker.workflow_runner()
+    assert set(worker.PASSTHROUGH_MODULES) <= runner.restrictions.passthrough_modules
+    assert "workflows.approval" not in runner.restrictions.passthrough_modules
+    assert any(isinstance(f, SharedCodeFinder) for f in sys.meta_path)
+    assert (
+        SandboxRestrictions.default.passthrough_modules <= runner.restrictions.passthrough_modules
+    )
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_saved_histories_replay_in_the_worker_sandbox(path: Path):
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    replayer = Replayer(
+        workflows=[ApprovalWorkflow],
+        data_converter=data_converter(),
+        workflow_runner=worker.workflow_runner(),
+    )
+    await replayer.replay_workflow(history)  # raises on any nondeterminism
