@@ -1,6 +1,7 @@
 """Text holding a NUL character (`\\u0000`) is refused with a clear 422 that changes nothing, on
 every input: PostgreSQL cannot store one, so it used to reach the INSERT and answer 500 there
-(agreement titles, photo captions, webhook descriptions, client names...). Run on both stores."""
+(agreement titles, photo captions, webhook descriptions, client names...). Run on both stores.
+A message refused for its characters says so in words."""
 
 from __future__ import annotations
 
@@ -97,3 +98,19 @@ async def test_the_console_shows_the_refusal_beside_the_field(stack):
         assert await count(stack, WebhookEndpoint) == 0
     finally:
         await browser.close()
+
+
+async def test_a_refused_message_says_why_in_words(stack):
+    """A reply refused for its characters says which rule it broke, not the schema's regex."""
+    client, _ = await seed_client(stack)
+    path = f"/api/v1/clients/{client['id']}/messages"
+    for body, why in (
+        ("   \n\t", "body: must not be only blank space"),
+        ("Tuesday\x07", "body: must not contain control characters other than tabs and line"),
+        ("a\x00b", "body: must not contain"),
+    ):
+        response = await stack.http.post(path, headers=stack.auth, json={"body": body})
+        answer = await response.json()
+        assert response.status == 422 and answer["error"]["message"].startswith(why), answer
+        assert "pattern" not in answer["error"]["message"]
+    assert (await stack.api("GET", f"/clients/{client['id']}/messages", 200))["items"] == []
