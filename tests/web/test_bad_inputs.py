@@ -1,7 +1,11 @@
-"""Text holding a NUL character (`\\u0000`) is refused with a clear 422 that changes nothing, on
+"""Bad input found by the review of jobs, agreements, messages and webhooks, each a clear 4xx
+that changes nothing.
+
+Text holding a NUL character (`\\u0000`) is refused with a clear 422 that changes nothing, on
 every input: PostgreSQL cannot store one, so it used to reach the INSERT and answer 500 there
 (agreement titles, photo captions, webhook descriptions, client names...). Run on both stores.
-A message refused for its characters says so in words."""
+A message refused for its characters says so in words;
+an upload with two files is refused."""
 
 from __future__ import annotations
 
@@ -114,3 +118,21 @@ async def test_a_refused_message_says_why_in_words(stack):
         assert response.status == 422 and answer["error"]["message"].startswith(why), answer
         assert "pattern" not in answer["error"]["message"]
     assert (await stack.api("GET", f"/clients/{client['id']}/messages", 200))["items"] == []
+
+
+async def test_an_upload_with_two_files_is_refused(stack):
+    """Two `file` parts: which was meant? A 422, and nothing stored (it used to keep the last)."""
+    client, _ = await seed_client(stack)
+    booking = await make_booking(stack, client["id"])
+    form = FormData()
+    for _ in range(2):
+        form.add_field(
+            "file", io.BytesIO(phone_jpeg()), filename="x.jpg", content_type="image/jpeg"
+        )
+    response = await stack.http.post(
+        f"/api/v1/bookings/{booking['id']}/photos", headers=stack.auth, data=form
+    )
+    answer = await response.json()
+    assert response.status == 422, answer
+    assert answer["error"]["message"] == "Send one photo as the `file` part, not several."
+    assert await count(stack, BookingPhoto) == 0
