@@ -82,9 +82,7 @@ async def test_the_api_refuses_nul_in_any_text(stack):
     )
     nested = {"project_id": project["id"], "title": "Deck", "kind": "estimate", "number": "E-1"}
     line = {"description": "Boards\x00", "quantity": 1, "unit_price_cents": 100}
-    await refused(
-        stack, "POST", "/documents", "line_items", json={**nested, "line_items": [line]}
-    )
+    await refused(stack, "POST", "/documents", "line_items", json={**nested, "line_items": [line]})
     assert await count(stack, Client) == clients
 
 
