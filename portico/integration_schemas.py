@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from portico.schemas import Out
+from portico.schemas import Out, Strict
 
 EVENT_TYPES = (
     "approval.sent",
@@ -44,8 +44,8 @@ RECEIVER_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
-class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookIn(Strict):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     url: Annotated[
         str,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from portico.schemas import Out, Strict
 
@@ -37,6 +37,19 @@ class MessageIn(Strict):
         description=f"The text, at most {BODY_LIMIT} characters, not only spaces; tabs and line "
         "breaks are kept, other control characters refused.",
     )
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _readable(cls, value: Any) -> Any:
+        """The pattern's two rules in words (its regex is no message for a person)."""
+        if isinstance(value, str) and value:
+            if _CONTROL.search(value):
+                raise ValueError(
+                    "must not contain control characters other than tabs and line breaks"
+                )
+            if not re.search(_VISIBLE, value):
+                raise ValueError("must not be only blank space")
+        return value
 
 
 class MessageOut(Out):

@@ -129,8 +129,31 @@ Locale = Literal["en", "fr", "es"]
 ALL_CHANNELS: tuple[Channel, ...] = ("email", "sms")
 
 
+NUL = "\x00"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
+
+
 class Strict(BaseModel):
+    """Every input: unknown fields refused, text trimmed, and no NUL character anywhere in a
+    field (PostgreSQL cannot store one: it must be a 422, not a failed INSERT)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
 
 
 class ClientIn(Strict):

@@ -101,3 +101,29 @@ async def test_add_retry_and_delete_a_webhook(browser: Browser, hooks, artifacts
             assert not watched.errors, watched.errors
         finally:
             await watched.context.close()
+
+
+async def test_the_event_checkboxes_fit_a_phone(browser: Browser, stack):
+    """On a 375 px phone the Events fieldset stays inside its card and no checkbox is squeezed
+    by a long label (`approval.partially_approved` used to push both)."""
+    await add_member(stack, ADMIN)
+    watched = await open_context(browser, **PHONE)
+    try:
+        page = await sign_in(stack, watched, str(stack.http.make_url("")).rstrip("/"))
+        await page.get_by_role("link", name="Webhooks").click()
+        layout = await page.evaluate(
+            """() => {
+                const set = document.querySelector("fieldset.events");
+                const card = set.closest("section").getBoundingClientRect();
+                return {
+                    inside: set.getBoundingClientRect().right <= card.right,
+                    widths: [...set.querySelectorAll("input[type=checkbox]")]
+                        .map((box) => box.getBoundingClientRect().width),
+                };
+            }"""
+        )
+        assert layout["inside"], layout
+        assert len(layout["widths"]) == 13 and set(layout["widths"]) == {20}, layout
+        assert not watched.errors, watched.errors
+    finally:
+        await watched.context.close()

@@ -651,7 +651,12 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Portico staff API", "version": "1"},
+        "info": {
+            "title": "Portico staff API",
+            "version": "1",
+            "description": "No text may contain the NUL character (\\u0000): such a request "
+            "is 422 and changes nothing.",
+        },
         "servers": [{"url": server_url.rstrip("/") + "/api/v1"}],
         "components": {
             "schemas": schemas,

@@ -205,6 +205,8 @@ async def read_multipart(
         if not isinstance(part, BodyPartReader):
             continue  # nested multipart: not something a client sends here
         if part.name == "file":
+            if file_bytes is not None:  # which one was meant? (and each could be `limit` long)
+                raise Invalid(f"Send one {what} as the `file` part, not several.")
             chunks, size = [], 0
             while chunk := await part.read_chunk(64 * 1024):
                 size += len(chunk)
