@@ -17,6 +17,8 @@ from portico import tokens
 from portico.clock import utcnow
 from portico.errors import Conflict, Forbidden, Invalid, NotFound
 from portico.models import (
+    Agreement,
+    AgreementVisit,
     Approval,
     Approver,
     Booking,
@@ -474,7 +476,9 @@ class PortalStore:
             if booking is None:
                 raise NotFound(f"Booking {booking_id} does not exist.")
             was = booking.status
-            for name, value in data.model_dump(exclude_unset=True).items():
+            changes = data.model_dump(exclude_unset=True)
+            await _refuse_agreement_reschedule(session, booking, changes)
+            for name, value in changes.items():
                 if name in ("date", "status") and value is None:
                     raise Invalid(f"{name} cannot be null.")
                 setattr(booking, name, value)
@@ -544,3 +548,31 @@ class PortalStore:
         if document is None:
             raise NotFound("This file is no longer shared.")
         return document
+
+
+async def _refuse_agreement_reschedule(
+    session: AsyncSession, booking: Booking, changes: dict[str, Any]
+) -> None:
+    """A visit of an active service agreement is moved or cancelled through its agreement, whose
+    workflow owns the schedule and the reminders; the bookings API would leave them behind."""
+    moved = "date" in changes and changes["date"] != booking.date
+    cancelled = changes.get("status") == "cancelled" and booking.status != "cancelled"
+    if not (moved or cancelled):
+        return
+    visit = await session.scalar(
+        select(AgreementVisit)
+        .join(Agreement, Agreement.id == AgreementVisit.agreement_id)
+        .where(AgreementVisit.booking_id == booking.id, Agreement.status == "active")
+    )
+    if visit is None:
+        return
+    how = (
+        f"POST /api/v1/agreements/{visit.agreement_id}/visits/{visit.n}/move"
+        if moved
+        else f"POST /api/v1/agreements/{visit.agreement_id}/cancel"
+    )
+    raise Conflict(
+        f"Booking {booking.id} is visit {visit.n} of service agreement {visit.agreement_id}: "
+        f"change it through the agreement ({how}) so its reminders follow.",
+        code="agreement_visit",
+    )

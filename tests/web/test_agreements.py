@@ -256,3 +256,30 @@ async def test_the_console_lists_a_clients_agreements_and_cancels_one(stack):
     status, html, _ = await staff.get("/staff/settings")
     assert 'name="show_agreements"' in html
     await staff.close()
+
+
+async def test_a_visits_booking_is_moved_or_cancelled_through_its_agreement(stack):
+    """The bookings API cannot move or cancel a visit behind the agreement's back: the client
+    would still be reminded of it. It says which agreement call does it; notes still change."""
+    client, _ = await seed_client(stack)
+    created = await create(stack, client["id"])
+    found = await shown(stack, created["id"], lambda a: a["visits"][0]["booking_id"])
+    booking_id = found["visits"][0]["booking_id"]
+    later = (today() + timedelta(days=3)).isoformat()
+
+    moved = await stack.api("PATCH", f"/bookings/{booking_id}", 409, json={"date": later})
+    assert moved["error"]["code"] == "agreement_visit"
+    assert f"/agreements/{created['id']}/visits/1/move" in moved["error"]["message"]
+    cancelled = await stack.api(
+        "PATCH", f"/bookings/{booking_id}", 409, json={"status": "cancelled"}
+    )
+    assert f"/agreements/{created['id']}/cancel" in cancelled["error"]["message"]
+    booking = next(
+        b
+        for b in (await stack.api("GET", f"/bookings?client_id={client['id']}", 200))["items"]
+        if b["id"] == booking_id
+    )
+    assert booking["status"] != "cancelled" and booking["date"] == today().isoformat()
+
+    noted = await stack.api("PATCH", f"/bookings/{booking_id}", 200, json={"notes": "Gate code 12"})
+    assert noted["notes"] == "Gate code 12"

@@ -14,7 +14,7 @@ from web.http.keys import SETTINGS
 from web.http.portal_keys import PHOTOS
 
 routes = web.RouteTableDef()
-CACHE = "private, max-age=3600"  # a photo's bytes never change under its id
+CACHE = "private, no-cache"  # revalidated: a photo made staff-only, or a signed-out browser, sees nothing stale
 NO_FILE = "Attach the photo (JPEG, PNG or WebP) as the `file` field."
 
 
