@@ -26,6 +26,7 @@ from portico.phones import bare_phone
 from portico.schemas import (
     ApprovalIn,
     ClientIn,
+    ClientPatch,
     DocumentFromItems,
     DocumentMeta,
     ExtendIn,
@@ -115,6 +116,15 @@ class Portico:
         async with self.sessions() as session, session.begin():
             client = Client(**data.model_dump())
             session.add(client)
+        return client_json(client)
+
+    async def update_client(self, client_id: int, data: ClientPatch) -> dict[str, Any]:
+        async with self.sessions() as session, session.begin():
+            client = await session.get(Client, client_id)
+            if client is None:
+                raise NotFound(f"Client {client_id} does not exist.")
+            for name, value in data.model_dump(exclude_unset=True).items():
+                setattr(client, name, value)
         return client_json(client)
 
     async def create_project(self, data: ProjectIn) -> dict[str, Any]:
@@ -374,6 +384,7 @@ class Portico:
                         name=person.name,
                         email=person.email,
                         phone=person.phone,
+                        locale=person.locale,
                         status="pending"
                         if position == 0 or data.routing != "sequential"
                         else "waiting",
@@ -633,6 +644,7 @@ def client_json(client: Client) -> dict[str, Any]:
         "phone": client.phone,
         "company": client.company,
         "locale": client.locale,
+        "timezone": client.timezone,
         "created_at": iso(client.created_at),
     }
 
@@ -674,6 +686,7 @@ def approver_json(approver: Approver) -> dict[str, Any]:
         "name": approver.name,
         "email": approver.email,
         "phone": approver.phone,
+        "locale": approver.locale,
         "status": approver.status,
         "notified_at": iso(approver.notified_at),
         "signed_at": iso(approver.signed_at),

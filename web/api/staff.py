@@ -16,6 +16,7 @@ from portico.schemas import (
     DOCUMENT_KINDS,
     ApprovalIn,
     ClientIn,
+    ClientPatch,
     DocumentFromItems,
     DocumentMeta,
     ExtendIn,
@@ -102,6 +103,13 @@ async def openapi(request: web.Request) -> web.Response:
 async def create_client(request: web.Request) -> web.Response:
     data = await body(request, ClientIn)
     return web.json_response(await request.app[SERVICE].create_client(data), status=201)
+
+
+@routes.patch("/api/v1/clients/{id}")
+async def update_client(request: web.Request) -> web.Response:
+    client_id = path_id(request)
+    data = await body(request, ClientPatch)
+    return web.json_response(await request.app[SERVICE].update_client(client_id, data))
 
 
 @routes.post("/api/v1/projects")
