@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from portico import quiet_hours, redact, tokens
+from portico import i18n, quiet_hours, redact, tokens
 from portico.files import FileStore
 from portico.models import Approval, Approver, OutboundMessage, SmsOptOut
 from portico.phones import bare_phone
@@ -49,7 +49,7 @@ def email_environment() -> Environment:
         auto_reload=False,  # templates ship with the code: no stat() per email
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    i18n.install(env)  # each message is rendered inside i18n.use(its reader's locale)
     return env
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "format_date",
     "format_datetime",
     "gettext",
+    "install",
     "negotiate",
     "ngettext",
     "normalize",
@@ -67,6 +68,24 @@ _zone: ContextVar[str] = ContextVar("portico_timezone", default="UTC")
 def N_(message: str) -> str:
     """Marks a constant for extraction; it is translated where it is shown."""
     return message
+
+
+# What each document kind (CONTRACT section 3) is called; English, translated where shown.
+KIND_LABELS = {
+    "ticket": N_("Ticket"),
+    "estimate": N_("Estimate"),
+    "change_order": N_("Change order"),
+    "purchase_order": N_("Purchase order"),
+    "rfi": N_("RFI"),
+    "proposal": N_("Proposal"),
+    "contract": N_("Contract"),
+}
+
+
+def kind_label(kind: str) -> str:
+    """The kind's name in the current locale ('Change order', 'Avenant', 'Orden de cambio')."""
+    english = KIND_LABELS.get(kind)
+    return gettext(english) if english else kind.replace("_", " ").capitalize()
 
 
 def normalize(value: str | None) -> str | None:
@@ -189,6 +208,19 @@ def raw_gettext(message: str) -> str:
 
 def raw_ngettext(singular: str, plural: str, n: int) -> str:
     return translations(current()).ngettext(singular, plural, n)
+
+
+def install(env: Any) -> None:
+    """Give a Jinja2 environment (with the i18n extension) the current locale's catalogue and
+    its formatters: `_()`, `{% trans %}`, `money(cents, currency)`, `when(moment)`, `day(d)`."""
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_callables(raw_gettext, raw_ngettext, newstyle=True)
+    env.globals.update(
+        current_locale=current,
+        language_names=LANGUAGE_NAMES,
+        when=format_datetime,
+        day=format_date,
+    )
 
 
 def babel_locale(locale: str | None = None) -> BabelLocale:

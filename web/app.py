@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 from temporalio.client import Client
 
+from portico import i18n
 from portico.db import create_engine, session_maker
 from portico.models import OutboundMessage
 from portico.services.approvals import Portico
@@ -22,7 +23,7 @@ from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
 from web.api import integrations, staff, staff_portal
-from web.http import branding, codec, metrics
+from web.http import branding, codec, language, metrics
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.http.portal_keys import AUTH, BILLING, STORE
@@ -44,6 +45,7 @@ def create_app(
         middlewares=[
             metrics.metrics_middleware,
             security_headers,  # outside the error pages, so they carry the headers too
+            language.language_middleware,  # outside the error pages: they are translated too
             error_middleware,
             same_origin_only,
             staff.bearer_auth,
@@ -59,8 +61,9 @@ def create_app(
         autoescape=jinja2.select_autoescape(["html"]),
         auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
         extensions=["jinja2.ext.i18n"],
+        context_processors=[aiohttp_jinja2.request_processor],  # the language switch's `next`
     )
-    aiohttp_jinja2.get_env(app).install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    i18n.install(aiohttp_jinja2.get_env(app))  # the request's language (web.http.language)
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(portal_services)
     for routes in (
@@ -71,6 +74,7 @@ def create_app(
         stripe.routes,
         staff_portal.routes,
         twilio.routes,
+        language.routes,
     ):
         app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)
