@@ -78,6 +78,11 @@ SMS_LEADS = {
 }
 
 
+def sms_context(inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> dict[str, Any]:
+    """What activities.sms_texts needs to write an approver's SMS in their language."""
+    return email_context(inp, approver, sms_code=sms_code(approver), **extra)
+
+
 def sms_text(template: str, inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> str:
     if template in SMS_LEADS:
         return sms_prompt(inp, approver, SMS_LEADS[template])
