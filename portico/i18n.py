@@ -233,13 +233,15 @@ def _local(moment: datetime, zone: ZoneInfo | str | None) -> datetime:
 
 
 def format_datetime(
-    moment: datetime | None,
+    moment: datetime | str | None,
     locale: str | None = None,
     zone: ZoneInfo | str | None = None,
 ) -> str:
     """A moment as a person reads it: their locale, their time zone (zone named at the end)."""
-    if moment is None:
+    if not moment:
         return ""
+    if isinstance(moment, str):  # as workflows put it in a message's context (ISO 8601)
+        moment = datetime.fromisoformat(moment)
     local = _local(moment, zone)
     loc = babel_locale(locale)
     day = babel_dates.format_date(local.date(), "medium", locale=loc)

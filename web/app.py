@@ -11,7 +11,6 @@ from aiohttp import web
 from sqlalchemy import select
 from temporalio.client import Client
 
-from portico import i18n
 from portico.db import create_engine, session_maker
 from portico.models import OutboundMessage
 from portico.services.approvals import Portico
@@ -61,9 +60,8 @@ def create_app(
         autoescape=jinja2.select_autoescape(["html"]),
         auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
         extensions=["jinja2.ext.i18n"],
-        context_processors=[aiohttp_jinja2.request_processor],  # the language switch's `next`
     )
-    i18n.install(aiohttp_jinja2.get_env(app))  # the request's language (web.http.language)
+    language.install(aiohttp_jinja2.get_env(app))  # the request's language and its switch
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(portal_services)
     for routes in (

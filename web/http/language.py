@@ -8,6 +8,8 @@ that person's own locale before the browser's, unless they chose one with the sw
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -20,6 +22,15 @@ COOKIE = "portico_lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 STAFF_PATHS = ("/api/", "/staff", "/webhooks/", "/dev/")
 routes = web.RouteTableDef()
+# The page being shown, for the language switch to come back to (set per request).
+_page: ContextVar[str] = ContextVar("portico_page", default="")
+
+
+def install(env: Any) -> None:
+    """The page environment: translations and formatters (portico.i18n), and the switch."""
+    i18n.install(env)
+    env.globals["language_switch"] = True
+    env.globals["current_page"] = _page.get
 
 
 def chosen(request: web.Request) -> str | None:
@@ -34,6 +45,7 @@ async def language_middleware(request: web.Request, handler: Handler) -> web.Str
     else:
         locale = chosen(request) or i18n.negotiate(request.headers.get("Accept-Language"))
     i18n.set_current(locale or settings.default_locale, settings.default_timezone)
+    _page.set(request.path_qs)
     return await handler(request)
 
 
