@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.sms_texts import approver_sms, localized
 from portico import i18n, quiet_hours, redact, tokens
 from portico.files import FileStore
-from activities.sms_texts import approver_sms, localized
 from portico.models import Approval, Approver, Client, Document, OutboundMessage, Project, SmsOptOut
 from portico.phones import bare_phone
 from portico.settings import Settings
@@ -264,7 +264,9 @@ class NotifyActivities:
             return
         secrets = await self._approver_secrets(message.approver_id)
         if await self._opted_out(message.to):
-            await self._record_sms(message, "opted_out", None, self._stored(await self._sms_body(message), secrets))
+            await self._record_sms(
+                message, "opted_out", None, self._stored(await self._sms_body(message), secrets)
+            )
             raise ApplicationError(
                 "The recipient replied STOP to our texts; SMS not sent.",
                 type="OptedOut",

@@ -7,16 +7,23 @@ signing link and reply code are still placeholders (workflows.types.SIGN_URL, SM
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from portico import i18n
 from portico.i18n import gettext as _
 from portico.money import format_money
+from portico.services.billing import METHOD_LABELS
+
+METHOD_NAMES = frozenset(METHOD_LABELS.values())  # as billing puts them in receipts
 
 
 def localized(context: dict[str, Any]) -> dict[str, Any]:
-    """An email's or SMS's context with the document's kind, amount and line rewritten in the
-    current locale (workflows give them in English, plus the raw values)."""
+    """An email's or SMS's context with its facts (a document's kind, amount and line; an
+    invoice's amounts and due date) rewritten in the current locale: senders give them in
+    English, plus the raw values."""
+    if "invoice_currency" in context:
+        return _invoice_facts(context)
     if "kind" not in context:
         return context
     kind = i18n.kind_label(str(context["kind"]))
@@ -44,7 +51,8 @@ def approver_sms(template: str, context: dict[str, Any]) -> str:
     code = str(ctx.get("sms_code", ""))
     reply = _("Reply YES %(code)s to approve or NO %(code)s <reason> to decline.", code=code)
     if template == "request":
-        return _("%(company)s: please approve %(document)s. Review: %(url)s", **facts) + " " + reply
+        lead = _("%(company)s: please approve %(document)s. Review: %(url)s", **facts)
+        return f"{lead} {reply}"
     if template == "reminder":
         lead = _(
             "%(company)s: reminder, still waiting for your approval of %(document)s. "
@@ -53,10 +61,14 @@ def approver_sms(template: str, context: dict[str, Any]) -> str:
         )
         return f"{lead} {reply}"
     if template == "expiry_warning":
-        lead = _("%(company)s: expiring soon, please approve %(document)s. Review: %(url)s", **facts)
+        lead = _(
+            "%(company)s: expiring soon, please approve %(document)s. Review: %(url)s", **facts
+        )
         return f"{lead} {reply}"
     if template == "no_longer_needed":
-        return _("%(company)s: your approval of %(document)s is no longer needed. Thank you.", **facts)
+        return _(
+            "%(company)s: your approval of %(document)s is no longer needed. Thank you.", **facts
+        )
     if template == "void_notice":
         reason = ctx.get("reason")
         if reason:
@@ -65,3 +77,18 @@ def approver_sms(template: str, context: dict[str, Any]) -> str:
     if template == "completed_copy":
         return _("%(company)s: %(document)s is fully approved. Signed copy: %(url)s", **facts)
     return _("%(company)s: update on %(document)s.", **facts)
+
+
+def _invoice_facts(context: dict[str, Any]) -> dict[str, Any]:
+    currency = str(context["invoice_currency"])
+    facts = dict(context)
+    for name in ("total", "paid", "balance"):
+        if f"{name}_cents" in context:
+            facts[name] = format_money(context[f"{name}_cents"], currency)
+    if "payment_cents" in context:
+        facts["amount"] = format_money(context["payment_cents"], currency)
+    if context.get("due_date_iso"):
+        facts["due_date"] = i18n.format_date(date.fromisoformat(str(context["due_date_iso"])))
+    if context.get("method") in METHOD_NAMES:
+        facts["method"] = _(str(context["method"]))
+    return facts

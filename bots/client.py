@@ -324,7 +324,7 @@ async def set_opt_out(service: Portico, sender: str, opted_out: bool) -> None:
     if not phone:
         return
     now = datetime.now(UTC)
-    for _attempt in range(2):  # a concurrent first STOP may insert the row between our two statements
+    for _attempt in range(2):  # a concurrent first STOP may insert the row between our 2 queries
         async with service.sessions() as session, session.begin():
             changed = await session.execute(
                 update(SmsOptOut)

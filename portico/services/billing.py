@@ -36,6 +36,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from portico import pdf, tokens
 from portico.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
+from portico.i18n import N_
 from portico.models import (
     Approval,
     Approver,
@@ -221,17 +222,25 @@ def invoice_json(
 def invoice_email_context(
     settings: Settings, invoice: Invoice, client: Client, project: Project, payments: list[Payment]
 ) -> dict[str, Any]:
+    """The facts invoice emails show, in English; the raw values (`invoice_currency`, `*_cents`,
+    `due_date_iso`) let the notify activity rewrite them in the client's language."""
+    balance = balance_cents(invoice, payments)
     return {
         "company_name": settings.company_name,
         "client_name": client.name,
         "project_name": project.name,
         "invoice_number": invoice.number,
-        "total": money(invoice.total_cents, invoice.currency),
-        "paid": money(invoice.paid_cents, invoice.currency),
-        "balance": money(balance_cents(invoice, payments), invoice.currency),
+        "total": money(invoice.total_cents, invoice.currency, "en"),
+        "paid": money(invoice.paid_cents, invoice.currency, "en"),
+        "balance": money(balance, invoice.currency, "en"),
         "due_date": invoice.due_date.strftime("%b %d, %Y"),
         "status": invoice.status,
         "pay_url": pay_url(settings, invoice),
+        "invoice_currency": invoice.currency,
+        "total_cents": invoice.total_cents,
+        "paid_cents": invoice.paid_cents,
+        "balance_cents": balance,
+        "due_date_iso": invoice.due_date.isoformat(),
     }
 
 
@@ -448,7 +457,8 @@ def payment_context(
 ) -> dict[str, Any]:
     return {
         **invoice_email_context(settings, invoice, client, project, payments),
-        "amount": money(payment.amount_cents, payment.currency),
+        "amount": money(payment.amount_cents, payment.currency, "en"),
+        "payment_cents": payment.amount_cents,
         "method": METHOD_LABELS.get(payment.method, payment.method),
         "reference": payment.reference,
     }
@@ -478,6 +488,8 @@ def payment_messages(settings: Settings, outcome: PaymentOutcome) -> list[EmailM
                 to=outcome.client.email,
                 template="payment_failed" if outcome.became == "failed" else "payment_receipt",
                 context=context,
+                locale=outcome.client.locale,
+                timezone=outcome.client.timezone,
             )
         )
     return messages + staff_emails(settings, key, "staff_payment", context)
@@ -1601,10 +1613,10 @@ class Billing:
 
 
 METHOD_LABELS = {
-    "card": "Card",
-    "us_bank_account": "Bank account (ACH)",
-    "check": "Check",
-    "cash": "Cash",
-    "bank_transfer": "Bank transfer",
-    "stripe": "Online payment",
+    "card": N_("Card"),
+    "us_bank_account": N_("Bank account (ACH)"),
+    "check": N_("Check"),
+    "cash": N_("Cash"),
+    "bank_transfer": N_("Bank transfer"),
+    "stripe": N_("Online payment"),
 }

@@ -54,6 +54,9 @@ class PortalIdentity:
     session_hash: str
     client_id: int
     expires_at: datetime
+    # The client's language and time zone (CONTRACT section 10); None: the defaults.
+    locale: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,13 @@ class PortalAuth:
                     update(PortalSession).where(PortalSession.id == row.id).values(last_seen_at=at)
                 )
                 await session.commit()
-        return PortalIdentity(session_hash, row.client_id, row.expires_at)
+            language = (
+                await session.execute(
+                    select(Client.locale, Client.timezone).where(Client.id == row.client_id)
+                )
+            ).first()
+        locale, zone = language if language is not None else (None, None)
+        return PortalIdentity(session_hash, row.client_id, row.expires_at, locale, zone)
 
     async def end(self, session_id: str | None) -> None:
         if not session_id:

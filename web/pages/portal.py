@@ -15,8 +15,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from portico import tokens
+from portico import i18n, tokens
 from portico.errors import BadRequest, Forbidden, NotFound
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.money import format_money
 from portico.portal_schemas import EMAIL_PATTERN, ContactIn, ServiceRequestIn
 from portico.schemas import describe_errors, known_id, parse_id
@@ -41,11 +43,10 @@ from web.http.portal_session import (
     signed_in,
 )
 from web.pages import pay as payments
-from workflows.messages import kind_label
 
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
-SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
+SENT_MESSAGE = N_("If that address has an account, we've sent a sign-in link.")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
 def path_int(request: web.Request, name: str = "id") -> int:
     value = parse_id(request.match_info[name])
     if value is None or not known_id(value):
-        raise NotFound("There is nothing at this address.")
+        raise NotFound(_("There is nothing at this address."))
     return value
 
 
@@ -70,7 +71,7 @@ async def render(
         "signed_in": who is not None,
         "csrf": csrf_for(request, who) if who else None,
         "money": format_money,
-        "kind_label": kind_label,
+        "kind_label": i18n.kind_label,
         "status_label": status_label,
         "today": datetime.now(UTC).date(),
     }
@@ -79,8 +80,30 @@ async def render(
     )
 
 
+# What the portal calls each status of an approval, approver, invoice and booking.
+STATUS_LABELS = {
+    "pending": N_("Pending"),
+    "partially_approved": N_("Partially approved"),
+    "approved": N_("Approved"),
+    "declined": N_("Declined"),
+    "expired": N_("Expired"),
+    "void": N_("Void"),
+    "waiting": N_("Waiting"),
+    "viewed": N_("Viewed"),
+    "skipped": N_("Skipped"),
+    "open": N_("Open"),
+    "partially_paid": N_("Partially paid"),
+    "paid": N_("Paid"),
+    "scheduled": N_("Scheduled"),
+    "confirmed": N_("Confirmed"),
+    "completed": N_("Completed"),
+    "cancelled": N_("Cancelled"),
+}
+
+
 def status_label(status: str) -> str:
-    return status.replace("_", " ").capitalize()
+    english = STATUS_LABELS.get(status)
+    return _(english) if english else status.replace("_", " ").capitalize()
 
 
 def validated(model: type[BaseModel], form: dict[str, Any]) -> tuple[Any, str | None]:
@@ -122,7 +145,7 @@ async def sign_in_page(
         request,
         "sign_in.html",
         {
-            "title": "Sign in",
+            "title": _("Sign in"),
             "form_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, "pre:" + pre),
             "enabled": portal_settings.enabled,
             "error": error,
@@ -163,7 +186,7 @@ async def request_link(request: web.Request) -> web.Response:
     except RateLimited as err:
         return await sign_in_page(request, 429, err.message, email)
     return await render(
-        request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE + "."}
+        request, "message.html", {"title": _("Check your email"), "message": _(SENT_MESSAGE)}
     )
 
 
@@ -185,7 +208,7 @@ async def link_page(request: web.Request) -> web.Response:
         request,
         "link.html",
         {
-            "title": "Sign in",
+            "title": _("Sign in"),
             "token": token,
             "link_csrf": tokens.csrf_token(request.app[SETTINGS].secret_key, link.token_hash),
         },
@@ -198,7 +221,7 @@ async def use_link(request: web.Request) -> web.Response:
     form = await request.post()
     secret = request.app[SETTINGS].secret_key
     if not tokens.csrf_valid(secret, tokens.hash_token(token), str(form.get("csrf", ""))):
-        raise BadRequest("This form has expired. Please open the link from your email again.")
+        raise BadRequest(_("This form has expired. Please open the link from your email again."))
     auth = request.app[AUTH]
     session_id = await auth.consume(token, client_ip(request), request.headers.get("User-Agent"))
     if session_id is None:
@@ -232,7 +255,7 @@ async def dashboard(request: web.Request, who: PortalIdentity) -> web.Response:
         request,
         "dashboard.html",
         {
-            "title": "Your account",
+            "title": _("Your account"),
             "view": view,
             "tab": tab,
             "projects": projects,
@@ -287,7 +310,7 @@ async def approval_signed_pdf(request: web.Request) -> web.Response:
     if row.approval.status == "approved" and not path:  # rendered a moment after approval
         path = (await request.app[SERVICE].wait_for_signed_pdf(row.approval.id)).signed_pdf_path
     if row.approval.status != "approved" or not path:
-        raise NotFound("The signed copy is available once everyone has approved.")
+        raise NotFound(_("The signed copy is available once everyone has approved."))
     data = request.app[BILLING].files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
 
@@ -313,8 +336,8 @@ async def file_share(request: web.Request) -> web.Response:
         request,
         "share.html",
         {
-            "title": "Share link",
-            "what": f"{kind_label(document.kind)} {document.number}",
+            "title": _("Share link"),
+            "what": f"{i18n.kind_label(document.kind)} {document.number}",
             "url": request.app[SETTINGS].url(f"/share/{token}"),
             "expires_at": expires,
         },
@@ -358,7 +381,7 @@ async def contact_page(request: web.Request) -> web.Response:
     return await render(
         request,
         "contact.html",
-        {"title": "Contact details", "client": client, "form": form, "saved": saved},
+        {"title": _("Contact details"), "client": client, "form": form, "saved": saved},
     )
 
 
@@ -372,7 +395,7 @@ async def contact_save(request: web.Request) -> web.Response:
         return await render(
             request,
             "contact.html",
-            {"title": "Contact details", "client": client, "form": form, "error": error},
+            {"title": _("Contact details"), "client": client, "form": form, "error": error},
             status=422,
         )
     await request.app[STORE].update_contact(who.client_id, data)  # staff are told of changes
@@ -396,7 +419,7 @@ async def service_request_page(request: web.Request) -> web.Response:
     return await render(
         request,
         "service_request.html",
-        {"title": "Request service", "form": form, "projects": view.projects},
+        {"title": _("Request service"), "form": form, "projects": view.projects},
     )
 
 
@@ -413,7 +436,12 @@ async def service_request_send(request: web.Request) -> web.Response:
         return await render(
             request,
             "service_request.html",
-            {"title": "Request service", "form": form, "projects": view.projects, "error": error},
+            {
+                "title": _("Request service"),
+                "form": form,
+                "projects": view.projects,
+                "error": error,
+            },
             status=422,
         )
     await store.create_service_request(who.client_id, data)  # and the staff notices
@@ -421,7 +449,7 @@ async def service_request_send(request: web.Request) -> web.Response:
         request,
         "message.html",
         {
-            "title": "Request sent",
+            "title": _("Request sent"),
             "message": "Thank you: we received your request and will be in touch soon.",
             "back": True,
         },

@@ -19,8 +19,6 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import DBAPIError
 
 from portico import i18n, tokens
-from portico.i18n import N_
-from portico.i18n import gettext as _
 from portico.errors import (
     BadRequest,
     Conflict,
@@ -31,6 +29,8 @@ from portico.errors import (
     UnsupportedMediaType,
 )
 from portico.files import FileStore
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import approver_json, check_upload
@@ -59,6 +59,7 @@ VIEW_WINDOW = timedelta(seconds=30)
 VIEWER_COOKIE = "portico_viewer"
 MAX_SIGNATURE_BYTES = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+INVALID_LINK = N_("This signing link is not valid. Please use the latest link you were sent.")
 # What ApprovalWorkflow answers when it refuses a decision (its English text is the msgid):
 # listed here so that `make messages` puts them in the catalogues.
 REFUSALS = (
@@ -110,10 +111,10 @@ class Link:
 async def open_link(request: web.Request) -> Link:
     token = request.match_info["token"]
     if not 16 <= len(token) <= 64:
-        raise NotFound(_("This signing link is not valid. Please use the latest link you were sent."))
+        raise NotFound(_(INVALID_LINK))
     found = await load_link(request.app[SESSIONS], token)
     if found is None:
-        raise NotFound(_("This signing link is not valid. Please use the latest link you were sent."))
+        raise NotFound(_(INVALID_LINK))
     approver, portal = found
     if approver.token_expires_at <= datetime.now(UTC):
         raise NotFound(_("This signing link has expired. Please ask the sender for a new one."))
