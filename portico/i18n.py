@@ -251,7 +251,7 @@ def format_datetime(
 
 def format_date(value: date | datetime | None, locale: str | None = None) -> str:
     """A calendar day ('Mar 5, 2026', '5 mars 2026', '5 mar 2026')."""
-    if value is None:
+    if not value:
         return ""
     if isinstance(value, datetime):
         value = _local(value, None).date()
