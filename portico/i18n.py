@@ -29,7 +29,6 @@ from babel import Locale as BabelLocale
 from babel import dates as babel_dates
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.support import Translations
 
 __all__ = [
     "DEFAULT_LOCALE",
@@ -145,8 +144,8 @@ def translations(locale: str) -> _gettext.NullTranslations:
         return _gettext.NullTranslations()
     if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
         with mo.open("rb") as fp:
-            return Translations(fp, domain=DOMAIN)
-    return Translations(io.BytesIO(compile_po(po)), domain=DOMAIN)
+            return _gettext.GNUTranslations(fp)
+    return _gettext.GNUTranslations(io.BytesIO(compile_po(po)))
 
 
 def compile_po(po: Path) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from portico.i18n import KIND_LABELS
-from portico.money import format_money
+from portico.money import PLAIN, format_money
 from workflows.types import SIGN_URL, SMS_CODE, ApprovalInput, ApproverInput
 
 
@@ -22,7 +22,7 @@ def kind_label(kind: str) -> str:
 def document_line(inp: ApprovalInput) -> str:
     """e.g. 'Change order CO-17 "Extra outlets" ($1,250.00)'."""
     doc = inp.document
-    amount = format_money(doc.amount_cents, doc.currency, "en")
+    amount = format_money(doc.amount_cents, doc.currency, PLAIN)
     return f'{kind_label(doc.kind)} {doc.number} "{doc.title}"' + (f" ({amount})" if amount else "")
 
 
@@ -35,7 +35,7 @@ def email_context(inp: ApprovalInput, approver: ApproverInput | None = None, **e
         "document_kind": kind_label(doc.kind),
         "document_number": doc.number,
         "document_title": doc.title,
-        "amount": format_money(doc.amount_cents, doc.currency, "en"),
+        "amount": format_money(doc.amount_cents, doc.currency, PLAIN),
         # The raw values, for the notify activity to write them in the reader's locale.
         "kind": doc.kind,
         "amount_cents": doc.amount_cents,
