@@ -109,20 +109,23 @@ def document_label(document: Document) -> str:
 async def handle(
     service: Portico, command: Command, sender: str, sid: str | None, text: str
 ) -> str:
-    """Carry out one client command and return the reply text, in the sender's language."""
+    """Carry out one client command and return the reply text, in the sender's language (for
+    a number Portico does not know, the language of the keyword they used, e.g. OUI)."""
     known = await sender_locale(service, sender)
-    locale = i18n.resolve(known, language_hint(text), default=service.settings.default_locale)
+    locale = known or i18n.resolve(language_hint(text), default=service.settings.default_locale)
     with i18n.use(locale):
         return await _handle(service, command, sender, sid, text)
 
 
 async def sender_locale(service: Portico, sender: str) -> str | None:
     """The language of whoever has this phone number: the latest approver with it (theirs,
-    else their client's), else a client with it; None if nobody has it or set one."""
+    else their client's, else PORTICO_DEFAULT_LOCALE), else a client with it; None when
+    Portico knows nobody with that number."""
     who = bare_phone(sender)
     if not who:
         return None
     numbers = {who, sender}
+    default = service.settings.default_locale
     async with service.sessions() as session:
         row = (
             await session.execute(
@@ -136,15 +139,17 @@ async def sender_locale(service: Portico, sender: str) -> str | None:
                 .limit(1)
             )
         ).first()
-        if row is not None and (row[0] or row[1]):
-            return str(row[0] or row[1])
-        locale = await session.scalar(
-            select(Client.locale)
-            .where(Client.phone.in_(numbers), Client.locale.is_not(None))
-            .order_by(Client.id.desc())
-            .limit(1)
-        )
-    return locale
+        if row is not None:
+            return i18n.resolve(row[0], row[1], default=default)
+        client = (
+            await session.execute(
+                select(Client.id, Client.locale)
+                .where(Client.phone.in_(numbers))
+                .order_by(Client.id.desc())
+                .limit(1)
+            )
+        ).first()
+    return i18n.resolve(client.locale, default=default) if client is not None else None
 
 
 async def _handle(

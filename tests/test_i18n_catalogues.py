@@ -126,7 +126,9 @@ def test_every_client_template_renders_in_every_locale(locale: str) -> None:
         env = lenient_environment(base)
         with i18n.use(locale):
             if name.startswith("emails/") and name != "emails/base.html":  # parts, as sent
-                html = "\n".join(render_email(env, name[len("emails/") : -len(".html")], CONTEXTS.get(name, {})))
+                html = "\n".join(
+                    render_email(env, name[len("emails/") : -len(".html")], CONTEXTS.get(name, {}))
+                )
             else:
                 html = env.get_template(name).render(CONTEXTS.get(name, {}))
         assert "%(" not in html, f"{name} in {locale}: a placeholder was left unfilled"

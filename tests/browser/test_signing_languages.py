@@ -120,20 +120,35 @@ async def test_decline_in_spanish_for_an_approver_with_their_own_locale(stack, b
 
 
 async def test_the_language_switch_is_remembered(stack, browser, artifacts):
-    _, url = await link_for(stack, None)  # no locale: the browser's Accept-Language
-    watched = await open_context(
-        browser, viewport={"width": 1280, "height": 900}, locale="es-MX"
-    )
+    # A client with no locale reads PORTICO_DEFAULT_LOCALE, whatever the browser asks for: the
+    # person is known (Accept-Language is for pages of nobody in particular, like sign-in).
+    _, url = await link_for(stack, None)
+    watched = await open_context(browser, viewport={"width": 1280, "height": 900}, locale="es-MX")
     page = watched.page
     try:
         await page.goto(url)
-        await expect(page.get_by_label("Nombre completo", exact=True)).to_be_visible()
+        await expect(page.get_by_label("Full name", exact=True)).to_be_visible()
         await page.get_by_role("button", name="Français").click()
         await expect(page.get_by_label("Nom complet", exact=True)).to_be_visible()
         await page.screenshot(path=str(artifacts / "signing-fr-desktop.png"), full_page=True)
         await page.goto(url)  # the choice is kept
         await expect(page.get_by_role("button", name="Approuver", exact=True)).to_be_visible()
-        await page.get_by_role("button", name="English").click()
-        await expect(page.get_by_label("Full name", exact=True)).to_be_visible()
+        await page.get_by_role("button", name="Español").click()
+        await expect(page.get_by_label("Nombre completo", exact=True)).to_be_visible()
     finally:
         await watched.context.close()
+
+
+async def test_portal_sign_in_follows_accept_language(stack, browser):
+    for locale, label, button in [
+        ("fr-CA", "Courriel", "M’envoyer un lien de connexion"),
+        ("es-MX", "Correo electrónico", "Enviarme un enlace para iniciar sesión"),
+        ("en-US", "Email", "Email me a sign-in link"),
+    ]:
+        watched = await open_context(browser, locale=locale)
+        try:
+            await watched.page.goto(str(stack.http.make_url("/portal")))
+            await expect(watched.page.get_by_label(label, exact=True)).to_be_visible()
+            await expect(watched.page.get_by_role("button", name=button)).to_be_visible()
+        finally:
+            await watched.context.close()

@@ -391,7 +391,7 @@ async def contact_save(request: web.Request) -> web.Response:
     form = await checked_form(request, who)
     data, error = validated(ContactIn, {k: form.get(k, "") for k in ContactIn.model_fields})
     if data is None:
-        client, _ = await request.app[STORE].client(who.client_id)
+        client, _unused = await request.app[STORE].client(who.client_id)
         return await render(
             request,
             "contact.html",
