@@ -209,8 +209,10 @@ class NotifyActivities:
         reader = await self._reader(
             message.template, message.approver_id, message.locale, message.timezone
         )
+        if not message.template.startswith("staff_"):  # staff read the English facts as sent
+            context = localized(context)
         with i18n.use(reader.locale, reader.timezone):
-            subject, text, html = render_email(self.env, message.template, localized(context))
+            subject, text, html = render_email(self.env, message.template, context)
         mime = MimeMessage()
         mime["From"] = self.settings.mail_from
         mime["To"] = message.to

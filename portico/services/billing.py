@@ -520,7 +520,7 @@ def adjustment_messages(settings: Settings, outcome: AdjustmentOutcome) -> list[
                 "staff_refund",
                 {
                     **context,
-                    "amount": money(refunded - outcome.refunded_before, payment.currency),
+                    "amount": money(refunded - outcome.refunded_before, payment.currency, "en"),
                     "refunded_total": money(refunded, payment.currency),
                     "full": refunded >= payment.amount_cents,
                 },
@@ -541,7 +541,7 @@ def adjustment_messages(settings: Settings, outcome: AdjustmentOutcome) -> list[
             "staff_dispute",
             {
                 **context,
-                "amount": money(payment.disputed_cents or 0, payment.currency),
+                "amount": money(payment.disputed_cents or 0, payment.currency, "en"),
                 "phase": phase,
                 "dispute_status": status,
                 "dispute_label": DISPUTE_LABELS.get(status, status.replace("_", " ")),

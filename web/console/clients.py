@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from portico import i18n
 from portico.errors import PorticoError
 from portico.money import BadAmount, parse_cents
 from portico.portal_schemas import PaymentIn
@@ -20,7 +21,7 @@ from web.http.portal_keys import BILLING
 
 routes = web.RouteTableDef()
 CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
-LANGUAGES = (("en", "English"), ("fr", "Français"), ("es", "Español"))
+LANGUAGES = tuple(i18n.LANGUAGE_NAMES.items())  # the "Language" field (CONTRACT section 10)
 METHODS = (("check", "Check"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"))
 INVITE_DAYS = 7
 assert tuple(code for code, _ in LANGUAGES) == LOCALES
