@@ -209,9 +209,9 @@ class NotifyActivities:
         reader = await self._reader(
             message.template, message.approver_id, message.locale, message.timezone
         )
-        if not message.template.startswith("staff_"):  # staff read the English facts as sent
-            context = localized(context)
         with i18n.use(reader.locale, reader.timezone):
+            if not message.template.startswith("staff_"):  # staff read the facts as sent
+                context = localized(context)
             subject, text, html = render_email(self.env, message.template, context)
         mime = MimeMessage()
         mime["From"] = self.settings.mail_from
