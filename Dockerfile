@@ -17,7 +17,8 @@ COPY activities ./activities
 COPY web ./web
 COPY bots ./bots
 COPY migrations ./migrations
-RUN pip install .
+# The message catalogues are compiled (.po -> .mo) into the image at build time.
+RUN pip install 'babel>=2.16' && pybabel compile -D messages -d portico/locale && pip install .
 
 # Never run as root. /data holds stored PDFs and uploads (files/) and generated secrets (var/);
 # web and worker share it.

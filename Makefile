@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint clean
+CATALOGUES := $(wildcard portico/locale/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
+
+.PHONY: dev test lint clean messages compile-messages
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -12,10 +15,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-dev: $(STAMP)
+# The .mo files are built, never committed (portico/i18n.py compiles a missing one in memory).
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile --statistics -D messages -i $< -o $@
+
+compile-messages: $(COMPILED)
+
+# After wrapping new text in _() / {% trans %}: extract it, merge it into every catalogue,
+# then translate the new (empty or fuzzy) entries; tests/test_i18n_catalogues.py lists them.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output -k N_ -k _ -o portico/locale/messages.pot .
+	$(BIN)/pybabel update -D messages -i portico/locale/messages.pot -d portico/locale --no-fuzzy-matching --ignore-obsolete
+	$(MAKE) compile-messages
+
+dev: $(STAMP) compile-messages
 	$(BIN)/portico dev --demo
 
-test: $(STAMP)
+test: $(STAMP) compile-messages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -33,4 +49,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache $(COMPILED)

@@ -52,6 +52,7 @@ PASSTHROUGH_MODULES = (
     "workflows.messages",
     "workflows.search_attributes",
     "portico.money",
+    "portico.i18n",
 )
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 

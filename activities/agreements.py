@@ -133,4 +133,10 @@ class AgreementActivities:
             client = await session.get(Client, agreement.client_id)
             if client is None:
                 raise _unknown(agreement_id)
-        return AgreementContact(name=client.name, email=client.email or None, phone=client.phone)
+        return AgreementContact(
+            name=client.name,
+            email=client.email or None,
+            phone=client.phone,
+            locale=client.locale,
+            timezone=client.timezone,
+        )

@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from portico import quiet_hours, redact, tokens
+from activities.sms_texts import approver_sms, localized
+from portico import i18n, quiet_hours, redact, tokens
 from portico.files import FileStore
-from portico.models import Approval, Approver, OutboundMessage, SmsOptOut
+from portico.models import Approval, Approver, Client, Document, OutboundMessage, Project, SmsOptOut
 from portico.phones import bare_phone
 from portico.settings import Settings
 from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
@@ -49,7 +50,7 @@ def email_environment() -> Environment:
         auto_reload=False,  # templates ship with the code: no stat() per email
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    i18n.install(env)  # each message is rendered inside i18n.use(its reader's locale)
     return env
 
 
@@ -94,6 +95,14 @@ class ApproverSecrets:
                 )
             text = text.replace(SIGN_URL, self.sign_url)
         return text.replace(SMS_CODE, self.sms_code)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a message: their locale and time zone (CONTRACT section 10)."""
+
+    locale: str
+    timezone: str
 
 
 class NotifyActivities:
@@ -143,6 +152,34 @@ class NotifyActivities:
             )
         return ApproverSecrets(self.settings.url(f"/s/{token}"), approver.sms_code)
 
+    async def _reader(
+        self, template: str | None, approver_id: int | None, locale: str | None, zone: str | None
+    ) -> Reader:
+        """The message's language: the one it names, else its approver's, else the client's,
+        else PORTICO_DEFAULT_LOCALE; staff messages are English. Read when the message is
+        written, so a language changed meanwhile applies, and no history carries it."""
+        settings = self.settings
+        if template is not None and template.startswith("staff_"):
+            return Reader(i18n.DEFAULT_LOCALE, zone or settings.default_timezone)
+        found = None
+        if approver_id is not None:
+            async with self.sessions() as session:
+                found = (
+                    await session.execute(
+                        select(Approver.locale, Client.locale, Client.timezone)
+                        .join(Approval, Approval.id == Approver.approval_id)
+                        .join(Document, Document.id == Approval.document_id)
+                        .join(Project, Project.id == Document.project_id)
+                        .join(Client, Client.id == Project.client_id)
+                        .where(Approver.id == approver_id)
+                    )
+                ).first()
+        mine, theirs, their_zone = found if found is not None else (None, None, None)
+        return Reader(
+            i18n.resolve(locale, mine, theirs, default=settings.default_locale),
+            zone or their_zone or settings.default_timezone,
+        )
+
     def _keeps_full_text(self, transport: str) -> bool:
         """Only the dev outbox keeps sent texts whole, links and all: no relay at all, or the
         embedded SMTP sink of `portico dev`."""
@@ -169,7 +206,13 @@ class NotifyActivities:
         context = {"public_url": self.settings.public_url, **message.context}
         if secrets is not None:
             context = {k: secrets.fill(v) if isinstance(v, str) else v for k, v in context.items()}
-        subject, text, html = render_email(self.env, message.template, context)
+        reader = await self._reader(
+            message.template, message.approver_id, message.locale, message.timezone
+        )
+        with i18n.use(reader.locale, reader.timezone):
+            if not message.template.startswith("staff_"):  # staff read the facts as sent
+                context = localized(context)
+            subject, text, html = render_email(self.env, message.template, context)
         mime = MimeMessage()
         mime["From"] = self.settings.mail_from
         mime["To"] = message.to
@@ -223,7 +266,9 @@ class NotifyActivities:
             return
         secrets = await self._approver_secrets(message.approver_id)
         if await self._opted_out(message.to):
-            await self._record_sms(message, "opted_out", None, self._stored(message.body, secrets))
+            await self._record_sms(
+                message, "opted_out", None, self._stored(await self._sms_body(message), secrets)
+            )
             raise ApplicationError(
                 "The recipient replied STOP to our texts; SMS not sent.",
                 type="OptedOut",
@@ -232,13 +277,22 @@ class NotifyActivities:
             )
         if not message.urgent:
             self._hold_for_quiet_hours(message.to)
-        body = secrets.fill(message.body) if secrets else message.body
+        body = await self._sms_body(message)
+        body = secrets.fill(body) if secrets else body
         transport, provider_id = "outbox", None
         if self.settings.twilio_enabled:
             provider_id = await asyncio.to_thread(self._send_twilio, message.to, body)
             transport = "twilio"
         stored = body if self._keeps_full_text(transport) else self._stored(body, secrets)
         await self._record_sms(message, transport, provider_id, stored)
+
+    async def _sms_body(self, message: SmsMessage) -> str:
+        """The text in its reader's language (from `template`), else the workflow's `body`."""
+        if message.template is None:
+            return message.body
+        reader = await self._reader(message.template, message.approver_id, message.locale, None)
+        with i18n.use(reader.locale, reader.timezone):
+            return approver_sms(message.template, message.context)
 
     async def _record_sms(
         self, message: SmsMessage, transport: str, provider_id: str | None, body: str

@@ -87,6 +87,8 @@ class OutboxActivities:
             message,
             dedupe_key=f"{message.dedupe_key}:{link.client.id}",
             to=link.client.email,
+            locale=link.client.locale or message.locale,
+            timezone=link.client.timezone or message.timezone,
             context={
                 **message.context,
                 "client_name": link.client.name,

@@ -80,6 +80,8 @@ class PaymentActivities:
                 to=client.email,
                 template=TEMPLATES.get(notice.kind, "invoice_reminder"),
                 context=context,
+                locale=client.locale,
+                timezone=client.timezone,
             )
         )
         return invoice.status

@@ -28,13 +28,15 @@ from bots.parse import (
     MissingCode,
     Start,
     Stop,
+    language_hint,
 )
+from portico import i18n
 from portico.errors import PorticoError, Unavailable
-from portico.models import Approval, Approver, Document, SmsOptOut
+from portico.i18n import gettext as _
+from portico.models import Approval, Approver, Client, Document, Project, SmsOptOut
 from portico.phones import bare_phone
 from portico.redact import mask_values
 from portico.services.approvals import Portico
-from workflows import messages
 from workflows.types import (
     APPROVE,
     APPROVED,
@@ -53,73 +55,136 @@ log = logging.getLogger(__name__)
 
 
 def help_text(company: str) -> str:
-    return (
-        f"{company} approvals: reply YES <code> [notes] to approve or NO <code> <reason> to "
+    return _(
+        "%(company)s approvals: reply YES <code> [notes] to approve or NO <code> <reason> to "
         "decline, with the code from our message, or use the link we sent. "
-        "Reply STOP to stop texts, START to resume."
+        "Reply STOP to stop texts, START to resume.",
+        company=company,
     )
 
 
 def unknown_text(company: str) -> str:
-    return (
-        f"{company}: sorry, we did not understand that. Reply YES <code> to approve, "
-        "NO <code> <reason> to decline, or HELP."
+    return _(
+        "%(company)s: sorry, we did not understand that. Reply YES <code> to approve, "
+        "NO <code> <reason> to decline, or HELP.",
+        company=company,
     )
 
 
 def refusal_text(company: str) -> str:
-    return (
-        f"{company}: that code does not match an open request for this phone number, so "
-        "nothing was changed. Please check the code in our message, or use the link we sent."
+    return _(
+        "%(company)s: that code does not match an open request for this phone number, so "
+        "nothing was changed. Please check the code in our message, or use the link we sent.",
+        company=company,
     )
 
 
 def lockout_text(company: str) -> str:
-    return (
-        f"{company}: too many wrong codes were sent from this number, so for the next hour "
+    return _(
+        "%(company)s: too many wrong codes were sent from this number, so for the next hour "
         "codes from it are not accepted and nothing was changed. Please use the link in our "
-        "message to approve or decline."
+        "message to approve or decline.",
+        company=company,
     )
 
 
 def unavailable_text(company: str) -> str:
-    return (
-        f"{company}: sorry, we could not record your reply just now; nothing was changed. "
-        "Please try again in a few minutes, or use the link we sent."
+    return _(
+        "%(company)s: sorry, we could not record your reply just now; nothing was changed. "
+        "Please try again in a few minutes, or use the link we sent.",
+        company=company,
     )
 
 
 def document_label(document: Document) -> str:
-    """e.g. 'Change order CO-17 "Extra outlets"'."""
-    return f'{messages.kind_label(document.kind)} {document.number} "{document.title}"'
+    """e.g. 'Change order CO-17 "Extra outlets"' (in the current locale)."""
+    return _(
+        '%(kind)s %(number)s "%(title)s"',
+        kind=i18n.kind_label(document.kind),
+        number=document.number,
+        title=document.title,
+    )
 
 
 async def handle(
     service: Portico, command: Command, sender: str, sid: str | None, text: str
 ) -> str:
-    """Carry out one client command and return the reply text."""
+    """Carry out one client command and return the reply text, in the sender's language (for
+    a number Portico does not know, the language of the keyword they used, e.g. OUI)."""
+    known = await sender_locale(service, sender)
+    locale = known or i18n.resolve(language_hint(text), default=service.settings.default_locale)
+    with i18n.use(locale):
+        return await _handle(service, command, sender, sid, text)
+
+
+async def sender_locale(service: Portico, sender: str) -> str | None:
+    """The language of whoever has this phone number: the latest approver with it (theirs,
+    else their client's, else PORTICO_DEFAULT_LOCALE), else a client with it; None when
+    Portico knows nobody with that number."""
+    who = bare_phone(sender)
+    if not who:
+        return None
+    numbers = {who, sender}
+    default = service.settings.default_locale
+    async with service.sessions() as session:
+        row = (
+            await session.execute(
+                select(Approver.locale, Client.locale)
+                .join(Approval, Approval.id == Approver.approval_id)
+                .join(Document, Document.id == Approval.document_id)
+                .join(Project, Project.id == Document.project_id)
+                .join(Client, Client.id == Project.client_id)
+                .where(Approver.phone.in_(numbers))
+                .order_by(Approver.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is not None:
+            return i18n.resolve(row[0], row[1], default=default)
+        client = (
+            await session.execute(
+                select(Client.id, Client.locale)
+                .where(Client.phone.in_(numbers))
+                .order_by(Client.id.desc())
+                .limit(1)
+            )
+        ).first()
+    return i18n.resolve(client.locale, default=default) if client is not None else None
+
+
+async def _handle(
+    service: Portico, command: Command, sender: str, sid: str | None, text: str
+) -> str:
     company = service.settings.company_name
     if isinstance(command, Approve | Decline):
         return await decide(service, command, sender, sid, text)
     if isinstance(command, MissingCode):
-        example = "YES 1234" if command.verb == "YES" else "NO 1234 <reason>"
-        return (
-            f"{company}: please include the code from our message, e.g. {example}. "
-            "Reply HELP for help."
+        if command.verb == "YES":
+            return _(
+                "%(company)s: please include the code from our message, e.g. YES 1234. "
+                "Reply HELP for help.",
+                company=company,
+            )
+        return _(
+            "%(company)s: please include the code from our message, e.g. NO 1234 <reason>. "
+            "Reply HELP for help.",
+            company=company,
         )
     if isinstance(command, Help):
         return help_text(company)
     if isinstance(command, Stop):
         await set_opt_out(service, sender, True)
-        return (
-            f"You have been unsubscribed from {company} texts and will receive no further "
-            "messages. Reply START to resubscribe."
+        return _(
+            "You have been unsubscribed from %(company)s texts and will receive no further "
+            "messages. Reply START to resubscribe.",
+            company=company,
         )
     if isinstance(command, Start):
         await set_opt_out(service, sender, False)
-        return (
-            f"You are resubscribed to {company} texts. Reply HELP for help, STOP to unsubscribe. "
-            "Msg&data rates may apply."
+        return _(
+            "You are resubscribed to %(company)s texts. Reply HELP for help, STOP to "
+            "unsubscribe. Msg&data rates may apply.",
+            company=company,
         )
     return unknown_text(company)
 
@@ -188,11 +253,16 @@ async def decide(
     if isinstance(found, Lockout):
         return lockout_text(company)
     approver, approval = found
+    if approver.locale:  # the approver's own language beats what their number suggested
+        i18n.set_current(approver.locale)
     label = document_label(approval.document)
     if isinstance(command, Decline) and not command.reason:
-        return (
-            f"{company}: to decline {label}, reply NO {command.code} followed by your reason, "
-            f"e.g. NO {command.code} price too high. Nothing was changed."
+        return _(
+            "%(company)s: to decline %(document)s, reply NO %(code)s followed by your reason, "
+            "e.g. NO %(code)s price too high. Nothing was changed.",
+            company=company,
+            document=label,
+            code=command.code,
         )
     # The reply as evidence, but its code masked: it goes into Temporal history (CONTRACT §8).
     reply = mask_values(text[:1600], [command.code])
@@ -216,19 +286,41 @@ async def decide(
     except Unavailable:
         return unavailable_text(company)
     except PorticoError as err:  # the workflow's own words: not your turn, closed, expired ...
-        return f"{company}, {label}: {err.message} Nothing was changed."
+        return _(
+            "%(company)s, %(document)s: %(problem)s Nothing was changed.",
+            company=company,
+            document=label,
+            problem=_(err.message),  # its refusals are in the catalogue (web.pages.signing)
+        )
     return confirmation(company, label, approver.name, result)
 
 
 def confirmation(company: str, label: str, name: str, result: DecisionResult) -> str:
     first = name.split()[0] if name.split() else name
+    facts = {"company": company, "name": first, "document": label}
     if result.approver_status == DECLINED:
-        return f"{company}: thank you, {first}. You declined {label}; we have let the team know."
-    status = {
-        APPROVED: "It is now fully approved; we will send you the signed copy.",
-        PARTIALLY_APPROVED: "Status: partially approved, waiting for the other approvers.",
-    }.get(result.approval_status, f"Status: {result.approval_status.replace('_', ' ')}.")
-    return f"{company}: thank you, {first}. You approved {label}. {status}"
+        return _(
+            "%(company)s: thank you, %(name)s. You declined %(document)s; we have let the "
+            "team know.",
+            **facts,
+        )
+    if result.approval_status == APPROVED:
+        return _(
+            "%(company)s: thank you, %(name)s. You approved %(document)s. It is now fully "
+            "approved; we will send you the signed copy.",
+            **facts,
+        )
+    if result.approval_status == PARTIALLY_APPROVED:
+        return _(
+            "%(company)s: thank you, %(name)s. You approved %(document)s. Status: partially "
+            "approved, waiting for the other approvers.",
+            **facts,
+        )
+    return _(
+        "%(company)s: thank you, %(name)s. You approved %(document)s. Status: %(status)s.",
+        status=result.approval_status.replace("_", " "),
+        **facts,
+    )
 
 
 async def set_opt_out(service: Portico, sender: str, opted_out: bool) -> None:
@@ -237,7 +329,7 @@ async def set_opt_out(service: Portico, sender: str, opted_out: bool) -> None:
     if not phone:
         return
     now = datetime.now(UTC)
-    for _ in range(2):  # a concurrent first STOP may insert the row between our two statements
+    for _attempt in range(2):  # a concurrent first STOP may insert the row between our 2 queries
         async with service.sessions() as session, session.begin():
             changed = await session.execute(
                 update(SmsOptOut)

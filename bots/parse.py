@@ -5,12 +5,17 @@ one of the frozen dataclasses below and never raises for any ``str`` (or ``None`
 
 Client grammar (keywords are case-insensitive; only the first word decides the command)::
 
-    YES <code> [notes]       APPROVE / Y are synonyms   -> Approve(code, notes)
-    NO <code> [reason]       DECLINE / N are synonyms   -> Decline(code, reason)
+    YES <code> [notes]       APPROVE / Y / OUI / SI / SÍ are synonyms   -> Approve(code, notes)
+    NO <code> [reason]       DECLINE / N / NON are synonyms             -> Decline(code, reason)
     YES / NO without a valid 4-8 digit code             -> MissingCode(verb="YES" | "NO")
     HELP, INFO                                          -> Help()
-    STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT       -> Stop()
+    STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT,
+    ARRET / ARRÊT (fr), ALTO (es)                       -> Stop()
     START, UNSTOP                                       -> Start()
+
+The French and Spanish words work whatever the sender's language (CONTRACT section 10);
+accents are ignored in keywords (``SÍ`` = ``SI``, ``ARRÊT`` = ``ARRET``). :func:`language_hint`
+says which language a keyword was in, for answering someone Portico knows nothing about.
 
 Staff grammar (the caller decides whether the sender is staff; this module only recognises
 the shape)::
@@ -66,6 +71,7 @@ __all__ = [
     "Start",
     "Stop",
     "Unknown",
+    "language_hint",
     "normalize_free_text",
     "parse",
 ]
@@ -78,13 +84,18 @@ EXTEND_MIN_DAYS: Final = 1
 EXTEND_MAX_DAYS: Final = 180
 
 # Twilio's default keyword sets for Messaging Services (opt-out / opt-in / help).
-OPT_OUT_KEYWORDS: Final = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+# Plus the French and Spanish words for STOP, honoured the same way.
+OPT_OUT_KEYWORDS: Final = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "ARRET", "ALTO"}
+)
 # Twilio also treats YES as opt-in; here a YES is an approval attempt (see MissingCode).
 OPT_IN_KEYWORDS: Final = frozenset({"START", "UNSTOP"})
 HELP_KEYWORDS: Final = frozenset({"HELP", "INFO"})
 
-_YES_WORDS: Final = frozenset({"YES", "Y", "APPROVE"})
-_NO_WORDS: Final = frozenset({"NO", "N", "DECLINE"})
+_YES_WORDS: Final = frozenset({"YES", "Y", "APPROVE", "OUI", "SI"})
+_NO_WORDS: Final = frozenset({"NO", "N", "DECLINE", "NON"})
+# Keywords that only one of Portico's other languages uses ("NO" is English and Spanish).
+_LANGUAGE_OF: Final = {"OUI": "fr", "NON": "fr", "ARRET": "fr", "SI": "es", "ALTO": "es"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,9 +264,29 @@ def _strip_non_alnum(token: str) -> str:
     return token[start:end]
 
 
+def _fold_accents(token: str) -> str:
+    """'SÍ' -> 'SI', 'ARRÊT' -> 'ARRET': combining marks dropped."""
+    decomposed = unicodedata.normalize("NFKD", token)
+    return unicodedata.normalize(
+        "NFKC", "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    )
+
+
 def _keyword(token: str) -> str:
-    """Canonical keyword form: cleaned, edge punctuation/emoji removed, upper-cased."""
-    return _ascii_digits(_strip_non_alnum(_clean(token))).upper()
+    """Canonical keyword form: cleaned, edge punctuation/emoji removed, accents dropped,
+    upper-cased."""
+    return _fold_accents(_ascii_digits(_strip_non_alnum(_clean(token)))).upper()
+
+
+def language_hint(text: str | None) -> str | None:
+    """'fr' or 'es' when the message starts with a keyword of that language only (OUI, NON,
+    ARRÊT / SI, ALTO, glued to a code or not); else None."""
+    if not isinstance(text, str):
+        return None
+    first, _ = _split1(text)
+    keyword = _keyword(first) if first else ""
+    glued = _GLUED.fullmatch(keyword)
+    return _LANGUAGE_OF.get(glued.group(1) if glued else keyword)
 
 
 def _code(token: str) -> str | None:

@@ -66,6 +66,7 @@ class Client(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     company: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(5))  # en | fr | es; None: the default
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA; None: the default
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     projects: Mapped[list[Project]] = relationship(back_populates="client", lazy="raise_on_sql")
@@ -151,6 +152,7 @@ class Approver(Base):
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     phone: Mapped[str | None] = mapped_column(String(40))
+    locale: Mapped[str | None] = mapped_column(String(5))  # None: the client's, else the default
     status: Mapped[str] = mapped_column(String(20), default="waiting")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The signing token is derived from PORTICO_SECRET_KEY, the id and this nonce

@@ -12,20 +12,33 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
-__all__ = ["BadAmount", "format_money", "line_total", "parse_cents", "totals"]
+from babel.numbers import format_currency
+
+from portico import i18n
+
+__all__ = ["PLAIN", "BadAmount", "format_money", "line_total", "parse_cents", "totals"]
 
 
-def format_money(amount_cents: int | None, currency: str) -> str:
-    """'$1,234.50' for USD, '1,234.50 EUR' otherwise, '' for None."""
+# The locale-free form workflows write into their histories: '$1,234.50' for USD, '1,234.50 EUR'
+# otherwise. A workflow may not load locale data (file reads inside the sandbox) and its texts
+# must not depend on who runs or replays it; readers get their own form from the activities.
+PLAIN = "plain"
+
+
+def format_money(amount_cents: int | None, currency: str, locale: str | None = None) -> str:
+    """An amount as a reader of `locale` (default: the current one, portico.i18n) writes it:
+    '$1,250.00' (en-US), '1 250,00 $' (CAD in fr-CA), '$1,250.00' (MXN in es-MX); '' for None.
+    `locale=PLAIN` is the workflows' form (no locale data)."""
     if amount_cents is None:
         return ""
-    whole, cents = divmod(abs(int(amount_cents)), 100)
-    sign = "-" if amount_cents < 0 else ""
-    text = f"{whole:,}.{cents:02d}"
-    code = (currency or "").strip().upper()
-    if code == "USD":
-        return f"{sign}${text}"
-    return f"{sign}{text} {code}".rstrip()
+    code = (currency or "").strip().upper() or "USD"
+    if locale == PLAIN:
+        whole, cents = divmod(abs(int(amount_cents)), 100)
+        sign = "-" if amount_cents < 0 else ""
+        text = f"{whole:,}.{cents:02d}"
+        return f"{sign}${text}" if code == "USD" else f"{sign}{text} {code}"
+    amount = Decimal(int(amount_cents)) / 100
+    return format_currency(amount, code, locale=i18n.babel_locale(locale), currency_digits=False)
 
 
 def _half_up(value: Decimal) -> int:

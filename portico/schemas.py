@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from portico import i18n
+
 # Row ids are 32-bit INTEGER columns on PostgreSQL: a bigger number names nothing (and must not
 # reach the database, which would fail on it instead of answering 404).
 MAX_ID = 2**31 - 1
@@ -156,12 +158,47 @@ class Strict(BaseModel):
         return value
 
 
+def _iana_zone(value: str | None) -> str | None:
+    if value is not None and not i18n.valid_timezone(value):
+        raise ValueError("must be an IANA time zone, like America/Toronto")
+    return value
+
+
+# An IANA time zone name (`America/Toronto`); dates and times are shown to the client in it.
+# The schema lists the zones this machine knows, which is exactly what is accepted.
+TimeZone = Annotated[
+    str,
+    AfterValidator(_iana_zone),
+    WithJsonSchema(
+        {"type": "string", "enum": sorted(i18n.TIMEZONES), "examples": ["America/Toronto"]}
+    ),
+]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)]
+
+
 class ClientIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
     phone: str | None = Field(None, max_length=40, pattern=PHONE_PATTERN)
     company: str | None = Field(None, max_length=200)
+    locale: Locale | None = Field(
+        None, description="The client's language (null: PORTICO_DEFAULT_LOCALE)."
+    )
+    timezone: TimeZone | None = Field(
+        None, description="IANA time zone the client reads times in (null: the default)."
+    )
+
+
+class ClientPatch(Strict):
+    """`PATCH /clients/{id}`: the fields given change; `phone`, `company`, `locale` and
+    `timezone` may be null (cleared); `name` and `email` cannot."""
+
+    name: Omittable[str] = Field(None, min_length=1, max_length=200)
+    email: Omittable[Email] = None
+    phone: str | None = Field(None, max_length=40, pattern=PHONE_PATTERN)
+    company: str | None = Field(None, max_length=200)
     locale: Locale | None = None
+    timezone: TimeZone | None = None
 
 
 class ProjectIn(Strict):
@@ -285,6 +322,9 @@ class ApproverIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(None, max_length=320, pattern=EMAIL_PATTERN)
     phone: str | None = Field(None, max_length=40, pattern=PHONE_PATTERN)
+    locale: Locale | None = Field(
+        None, description="The approver's language (null: the client's, else the default)."
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> ApproverIn:
@@ -385,7 +425,8 @@ class ClientOut(Out):
     email: str
     phone: str | None
     company: str | None
-    locale: str | None = None
+    locale: Locale | None = None
+    timezone: str | None = None
     created_at: UtcDatetime | None
 
 
@@ -443,6 +484,7 @@ class ApproverOut(Out):
     name: str
     email: str | None
     phone: str | None
+    locale: Locale | None = None
     status: ApproverStatus
     notified_at: UtcDatetime | None
     signed_at: UtcDatetime | None

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from portico import branding
+from portico import branding, i18n
 
 
 def _read_or_create(path: Path, nbytes: int) -> str:
@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # country code, else this default. Outbound SMS are throttled per task queue.
     quiet_hours: str = Field("21-8", alias="PORTICO_QUIET_HOURS")
     default_timezone: str = Field("America/New_York", alias="PORTICO_DEFAULT_TIMEZONE")
+    # The language of a client (or approver) with no `locale` of their own (CONTRACT section 10).
+    default_locale: str = Field("en", alias="PORTICO_DEFAULT_LOCALE")
     sms_per_second: float = Field(1.0, alias="PORTICO_SMS_PER_SECOND")
 
     company_name: str = Field("Portico", alias="PORTICO_COMPANY_NAME")
@@ -174,6 +176,21 @@ class Settings(BaseSettings):
     @property
     def staff_emails(self) -> list[str]:
         return _split(self.staff_emails_value)
+
+    @field_validator("default_locale")
+    @classmethod
+    def _default_locale(cls, value: str) -> str:
+        code = i18n.normalize(value)
+        if code is None:
+            raise ValueError(f"PORTICO_DEFAULT_LOCALE must be one of {', '.join(i18n.LOCALES)}")
+        return code
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _default_timezone(cls, value: str) -> str:
+        if not i18n.valid_timezone(value):
+            raise ValueError("PORTICO_DEFAULT_TIMEZONE must be an IANA zone, like America/Toronto")
+        return value
 
     @field_validator("logo_url")
     @classmethod

@@ -15,10 +15,10 @@ def test_format_money() -> None:
     assert format_money(123450, "USD") == "$1,234.50"
     assert format_money(123450, "usd") == "$1,234.50"
     assert format_money(123450, " usd ") == "$1,234.50"
-    assert format_money(123450, "eur") == "1,234.50 EUR"
+    assert format_money(123450, "eur") == "€1,234.50"  # Babel, en-US (tests/test_i18n.py)
     assert format_money(5, "USD") == "$0.05"
     assert format_money(-125, "USD") == "-$1.25"
-    assert format_money(0, "GBP") == "0.00 GBP"
+    assert format_money(0, "GBP") == "£0.00"
     assert format_money(None, "USD") == ""
 
 

@@ -251,8 +251,8 @@ def test_render_rounds_fractional_quantities_half_up() -> None:
     pdf, total = _render(line_items=items, currency="EUR")
     assert total == 1 + 333 - 500 == -166
     text = _flat(pdf_text(pdf))
-    assert "-1.66 EUR" in text
-    assert "3.33 EUR" in text
+    assert "-€1.66" in text
+    assert "€3.33" in text
 
 
 def test_render_rejects_non_numeric_quantity() -> None:

@@ -25,7 +25,7 @@ from portico.services.portal_auth import PortalAuth
 from portico.settings import Settings
 from web import console
 from web.api import agreements, integrations, messages, photos, staff, staff_portal
-from web.http import branding, codec, metrics
+from web.http import branding, codec, language, metrics
 from web.http.agreement_keys import AGREEMENTS
 from web.http.errors import error_middleware
 from web.http.keys import DEV_MODE, SERVICE, SESSIONS, SETTINGS, TEMPORAL
@@ -51,6 +51,7 @@ def create_app(
         middlewares=[
             metrics.metrics_middleware,
             security_headers,  # outside the error pages, so they carry the headers too
+            language.language_middleware,  # outside the error pages: they are translated too
             error_middleware,
             same_origin_only,
             staff.bearer_auth,
@@ -67,7 +68,7 @@ def create_app(
         auto_reload=dev_mode,  # else templates are read once, not stat()ed on every render
         extensions=["jinja2.ext.i18n"],
     )
-    aiohttp_jinja2.get_env(app).install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    language.install(aiohttp_jinja2.get_env(app))  # the request's language and its switch
     aiohttp_jinja2.get_env(app).filters["linkify"] = linkify
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(portal_services)
@@ -84,6 +85,7 @@ def create_app(
         photos.routes,
         agreements.routes,
         agreement_pages.routes,
+        language.routes,
     ):
         app.add_routes(routes)
     console.setup(app)  # the staff console /staff (uses the portal's services)

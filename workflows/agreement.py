@@ -270,6 +270,16 @@ class AgreementWorkflow:
         key = f"{workflow.info().workflow_id}:visit-{visit.n}:{visit.date.isoformat()}:reminder"
         total = len(self._visits)
         when = long_date(visit.date)
+        context = {
+            "company_name": self._inp.company_name,
+            "client_name": contact.name,
+            "agreement_title": self._inp.title,
+            "agreement_id": self._inp.agreement_id,
+            "visit_n": visit.n,
+            "visits_total": total,
+            "visit_date": when,  # English; the activity writes `visit_date_iso` in the reader's
+            "visit_date_iso": visit.date.isoformat(),
+        }
         if contact.email:
             await self._deliver(
                 "send_email",
@@ -277,15 +287,9 @@ class AgreementWorkflow:
                     dedupe_key=f"{key}:email",
                     to=contact.email,
                     template="agreement_reminder",
-                    context={
-                        "company_name": self._inp.company_name,
-                        "client_name": contact.name,
-                        "agreement_title": self._inp.title,
-                        "agreement_id": self._inp.agreement_id,
-                        "visit_n": visit.n,
-                        "visits_total": total,
-                        "visit_date": when,
-                    },
+                    context=context,
+                    locale=contact.locale,
+                    timezone=contact.timezone,
                 ),
             )
         if contact.phone:
@@ -299,6 +303,9 @@ class AgreementWorkflow:
                         f'"{self._inp.title}" is on {when}.'
                     ),
                     urgent=False,  # waits out the recipient's quiet hours
+                    template="agreement_reminder",  # `body` is the English fallback
+                    context=context,
+                    locale=contact.locale,
                 ),
             )
 

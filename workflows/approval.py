@@ -85,6 +85,9 @@ NOTIFY_RETRY = RetryPolicy(
 # morning), so its window must span a night plus the throttled queue.
 SMS_SEND_WINDOW = timedelta(days=2)
 QUIET_SMS_PATCH = "non-urgent-sms-in-background"
+# An approver's SMS names its template and facts, so the notify activity writes it in the
+# approver's language (CONTRACT section 10); runs before it send the English `body` only.
+LOCALIZED_SMS_PATCH = "localized-approver-sms"
 # A request or reminder queued before a decision, skip or void is dropped, not sent.
 STALE_PROMPT_PATCH = "skip-stale-prompts"
 PROMPTS = ("request", "reminder", "expiry_warning")
@@ -592,6 +595,9 @@ class ApprovalWorkflow:
                 urgent=template not in ("reminder", "expiry_warning"),
                 approver_id=approver.id,
             )
+            if workflow.patched(LOCALIZED_SMS_PATCH):  # the activity writes it in their language
+                sms.template = template
+                sms.context = messages.sms_context(self._inp, approver, reason=self._void_reason)
             if not sms.urgent and workflow.patched(QUIET_SMS_PATCH):
                 self._send_later(approver.id, sms)
             else:

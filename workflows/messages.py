@@ -10,18 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from portico.money import format_money
+from portico.i18n import KIND_LABELS
+from portico.money import PLAIN, format_money
 from workflows.types import SIGN_URL, SMS_CODE, ApprovalInput, ApproverInput
-
-KIND_LABELS = {
-    "ticket": "Ticket",
-    "estimate": "Estimate",
-    "change_order": "Change order",
-    "purchase_order": "Purchase order",
-    "rfi": "RFI",
-    "proposal": "Proposal",
-    "contract": "Contract",
-}
 
 
 def kind_label(kind: str) -> str:
@@ -31,7 +22,7 @@ def kind_label(kind: str) -> str:
 def document_line(inp: ApprovalInput) -> str:
     """e.g. 'Change order CO-17 "Extra outlets" ($1,250.00)'."""
     doc = inp.document
-    amount = format_money(doc.amount_cents, doc.currency)
+    amount = format_money(doc.amount_cents, doc.currency, PLAIN)
     return f'{kind_label(doc.kind)} {doc.number} "{doc.title}"' + (f" ({amount})" if amount else "")
 
 
@@ -44,7 +35,11 @@ def email_context(inp: ApprovalInput, approver: ApproverInput | None = None, **e
         "document_kind": kind_label(doc.kind),
         "document_number": doc.number,
         "document_title": doc.title,
-        "amount": format_money(doc.amount_cents, doc.currency),
+        "amount": format_money(doc.amount_cents, doc.currency, PLAIN),
+        # The raw values, for the notify activity to write them in the reader's locale.
+        "kind": doc.kind,
+        "amount_cents": doc.amount_cents,
+        "currency": doc.currency,
         "client_name": doc.client_name,
         "project_name": doc.project_name,
         "message": inp.message,
@@ -81,6 +76,11 @@ SMS_LEADS = {
     "reminder": "reminder, still waiting for your approval of",
     "expiry_warning": "expiring soon, please approve",
 }
+
+
+def sms_context(inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> dict[str, Any]:
+    """What activities.sms_texts needs to write an approver's SMS in their language."""
+    return email_context(inp, approver, sms_code=sms_code(approver), **extra)
 
 
 def sms_text(template: str, inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> str:

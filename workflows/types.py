@@ -316,6 +316,11 @@ class EmailMessage:
     attach_signed_pdf_of: int | None = None  # approval id
     # To an approver: the activity fills in their `{sign_url}` / `{sms_code}` placeholders.
     approver_id: int | None = None
+    # The reader's language and time zone (CONTRACT section 10), when the sender knows them;
+    # None: the approver's (by approver_id), else PORTICO_DEFAULT_LOCALE / _TIMEZONE. Staff
+    # templates (`staff_*`) are English.
+    locale: str | None = None
+    timezone: str | None = None
 
 
 @dataclass
@@ -325,6 +330,11 @@ class SmsMessage:
     body: str
     urgent: bool = True  # reminders are not urgent: they respect quiet hours
     approver_id: int | None = None  # as in EmailMessage
+    # Set by newer workflows: the activity writes the text from `sms/<template>.txt` in the
+    # reader's language with `context` (as an email's); `body` is then its English fallback.
+    template: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    locale: str | None = None  # as in EmailMessage
 
 
 @dataclass
@@ -594,3 +604,5 @@ class AgreementContact:
     name: str
     email: str | None = None
     phone: str | None = None
+    locale: str | None = None  # the client's language and zone (None in older histories)
+    timezone: str | None = None

@@ -31,6 +31,7 @@ from portico.schemas import (
     ApproverOut,
     ClientIn,
     ClientOut,
+    ClientPatch,
     CreatedApproverOut,
     DeadlineOut,
     DocumentFromItems,
@@ -131,6 +132,15 @@ class Portico:
         async with self.sessions() as session, session.begin():
             client = Client(**data.model_dump())
             session.add(client)
+        return client_out(client)
+
+    async def update_client(self, client_id: int, data: ClientPatch) -> ClientOut:
+        async with self.sessions() as session, session.begin():
+            client = await session.get(Client, client_id)
+            if client is None:
+                raise NotFound(f"Client {client_id} does not exist.")
+            for name, value in data.model_dump(exclude_unset=True).items():
+                setattr(client, name, value)
         return client_out(client)
 
     async def create_project(self, data: ProjectIn) -> ProjectOut:
@@ -383,6 +393,7 @@ class Portico:
                         name=person.name,
                         email=person.email,
                         phone=person.phone,
+                        locale=person.locale,
                         status="pending"
                         if position == 0 or data.routing != "sequential"
                         else "waiting",

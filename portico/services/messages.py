@@ -17,8 +17,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from portico import i18n
 from portico.clock import utcnow
 from portico.errors import NotFound
+from portico.i18n import gettext as _
 from portico.message_schemas import Channel
 from portico.models import Client, ClientMessage, SmsOptOut
 from portico.phones import bare_phone
@@ -218,13 +220,18 @@ class ClientMessages:
                     "body": message.body,
                     "thread_url": url,
                 },
+                locale=client.locale,
+                timezone=client.timezone,
             )
         ]
         if client.phone and not await _opted_out(session, client.phone):
-            text = (
-                f"{self.settings.company_name}: {excerpt(message.body, SMS_EXCERPT)}\n"
-                f"Reply to this text or at {url}"
-            )
+            with i18n.use(client.locale or self.settings.default_locale):
+                text = _(
+                    "%(company)s: %(excerpt)s\nReply to this text or at %(url)s",
+                    company=self.settings.company_name,
+                    excerpt=excerpt(message.body, SMS_EXCERPT),
+                    url=url,
+                )
             # Not urgent: a reply written late waits out the client's night (quiet hours).
             notices.append(
                 SmsMessage(dedupe_key=f"{key}:sms", to=client.phone, body=text, urgent=False)

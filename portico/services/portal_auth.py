@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from portico import tokens
+from portico import i18n, tokens
 from portico.clock import utcnow
 from portico.errors import Conflict, NotFound, PorticoError
 from portico.models import Client, MagicLink, PortalSession, PortalSignInRequest
@@ -53,6 +53,9 @@ class PortalIdentity:
     session_hash: str
     client_id: int
     expires_at: datetime
+    # The client's language and time zone (CONTRACT section 10); None: the defaults.
+    locale: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,11 @@ class PortalAuth:
                 outbox.add(
                     session,
                     self._link_email(
-                        f"magic-link:{uuid.uuid4().hex}", email, f"in {minutes} minutes"
+                        f"magic-link:{uuid.uuid4().hex}",
+                        email,
+                        f"in {minutes} minutes",
+                        expires={"expires_minutes": minutes},
+                        locale=i18n.current(),
                     ),
                     outbox.PortalLink(outbox.SIGN_IN, int(SIGN_IN_TTL.total_seconds()), ip=ip[:64]),
                 )
@@ -166,14 +173,25 @@ class PortalAuth:
                     client.email,
                     f"in {days} day{'s' if days != 1 else ''}",
                     invite=True,
+                    expires={"expires_days": days},
                 ),
                 outbox.PortalLink(outbox.INVITE, int(ttl.total_seconds()), client_id=client.id),
             )
         return Invitation(client, utcnow() + ttl)
 
-    def _link_email(self, key: str, to: str, expires_in: str, invite: bool = False) -> EmailMessage:
+    def _link_email(
+        self,
+        key: str,
+        to: str,
+        expires_in: str,
+        invite: bool = False,
+        expires: dict[str, int] | None = None,
+        locale: str | None = None,
+    ) -> EmailMessage:
         """The `portal_sign_in` email without its link (`link_url`, `client_name` are added
-        per client when it is delivered: see `issue_sign_in_links`, `issue_invite`)."""
+        per client when it is delivered: see `issue_sign_in_links`, `issue_invite`). It is
+        written in the client's language, else `locale` (the page it was asked from).
+        `expires_in` is the English wording older templates read."""
         return EmailMessage(
             dedupe_key=key,
             to=to,
@@ -182,7 +200,9 @@ class PortalAuth:
                 "company_name": self.settings.company_name,
                 "expires_in": expires_in,
                 "invite": invite,
+                **(expires or {}),
             },
+            locale=locale,
         )
 
     async def issue_sign_in_links(self, email: str, ip: str | None) -> list[IssuedLink]:
@@ -272,7 +292,13 @@ class PortalAuth:
             if not (await load_portal_settings(session)).enabled:
                 return None
             await magic_links.touch(session, PortalSession, row, at)
-        return PortalIdentity(session_hash, row.client_id, row.expires_at)
+            language = (
+                await session.execute(
+                    select(Client.locale, Client.timezone).where(Client.id == row.client_id)
+                )
+            ).first()
+        locale, zone = language if language is not None else (None, None)
+        return PortalIdentity(session_hash, row.client_id, row.expires_at, locale, zone)
 
     async def end(self, session_id: str | None) -> None:
         await magic_links.end(self.sessions, PortalSession, session_id, utcnow())

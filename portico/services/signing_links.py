@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapper, selectinload
 from portico import tokens
 from portico.clock import utcnow
 from portico.db import execute_alone, read_connection
-from portico.models import Approval, Approver, Document, SigningLink
+from portico.models import Approval, Approver, Client, Document, Project, SigningLink
 
 T = TypeVar("T")
 
@@ -162,3 +162,18 @@ async def count_view(
     await execute_alone(
         sessions, COUNT_VIEW, {"approver_id": approver_id, "viewer_hash": viewer_hash, "now": now}
     )
+
+
+async def client_language(
+    sessions: async_sessionmaker[AsyncSession], project_id: int
+) -> tuple[str | None, str | None]:
+    """(locale, timezone) of the client a project belongs to: how its pages read to them."""
+    async with read_connection(sessions) as conn:
+        row = (
+            await conn.execute(
+                select(Client.locale, Client.timezone)
+                .join(Project, Project.client_id == Client.id)
+                .where(Project.id == project_id)
+            )
+        ).first()
+    return (row.locale, row.timezone) if row is not None else (None, None)

@@ -283,3 +283,18 @@ async def test_a_visits_booking_is_moved_or_cancelled_through_its_agreement(stac
 
     noted = await stack.api("PATCH", f"/bookings/{booking_id}", 200, json={"notes": "Gate code 12"})
     assert noted["notes"] == "Gate code 12"
+
+
+async def test_a_french_client_is_reminded_in_french_by_email_and_text(stack):
+    """CONTRACT section 10: the reminder (email and SMS) is in the client's language, its
+    date written for it."""
+    client, _ = await seed_client(stack)
+    await stack.api(
+        "PATCH", f"/clients/{client['id']}", 200, json={"locale": "fr", "phone": "+15145550123"}
+    )
+    await create(stack, client["id"])
+    mail = await wait_until(lambda: mails_to(stack, client["email"]))
+    assert mail[0].subject.startswith("Rappel : la visite 1 sur 4 de HVAC maintenance")
+    texts = await wait_until(lambda: mails_to(stack, "+15145550123"))
+    assert "rappel, la visite 1 sur 4 de « HVAC maintenance »" in texts[0].body
+    assert " 2026" in texts[0].body or " 2027" in texts[0].body  # the day, in French order

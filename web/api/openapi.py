@@ -57,6 +57,7 @@ from portico.schemas import (
     ApprovalOut,
     ClientIn,
     ClientOut,
+    ClientPatch,
     DeadlineOut,
     DocumentFromItems,
     DocumentMeta,
@@ -196,6 +197,7 @@ def _form(
 
 REQUEST_MODELS: list[type[BaseModel]] = [
     ClientIn,
+    ClientPatch,
     ProjectIn,
     DocumentFromItems,
     VersionFromItems,
@@ -269,6 +271,14 @@ def _paths(schemas: dict[str, Any]) -> dict[str, Any]:
     version_upload = {**_form(VersionMeta, schemas), **_json(VersionFromItems)}
     return {
         "/clients": {"post": _op("Create a client", ClientOut, body=_json(ClientIn), ok=(201,))},
+        "/clients/{id}": {
+            "patch": _op(
+                "Change a client (as PATCH: only the fields sent), e.g. its locale or timezone",
+                ClientOut,
+                body=_json(ClientPatch),
+                path_id=True,
+            )
+        },
         "/clients/{id}/invite": {
             "post": _op(
                 "Email a portal invitation (magic link)",

@@ -14,7 +14,8 @@ from web.http.keys import SETTINGS
 from web.http.portal_keys import PHOTOS
 
 routes = web.RouteTableDef()
-CACHE = "private, no-cache"  # revalidated: a photo made staff-only, or a signed-out browser, sees nothing stale
+# revalidated each time: a photo made staff-only, or a signed-out browser, shows nothing stale
+CACHE = "private, no-cache"
 NO_FILE = "Attach the photo (JPEG, PNG or WebP) as the `file` field."
 
 

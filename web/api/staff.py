@@ -17,6 +17,7 @@ from portico.schemas import (
     ApprovalIn,
     ApprovalListOut,
     ClientIn,
+    ClientPatch,
     DocumentFromItems,
     DocumentMeta,
     ExtendIn,
@@ -108,6 +109,13 @@ async def openapi(request: web.Request) -> web.Response:
 async def create_client(request: web.Request) -> web.Response:
     data = await body(request, ClientIn)
     return answer(await request.app[SERVICE].create_client(data), status=201)
+
+
+@routes.patch("/api/v1/clients/{id}")
+async def update_client(request: web.Request) -> web.Response:
+    client_id = path_id(request)
+    data = await body(request, ClientPatch)
+    return answer(await request.app[SERVICE].update_client(client_id, data))
 
 
 @routes.post("/api/v1/projects")

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from portico import i18n
 from portico.errors import PorticoError
 from portico.message_schemas import BODY_LIMIT, form_problem, form_text
 from portico.money import BadAmount, parse_cents
@@ -24,7 +25,7 @@ from web.http.portal_keys import BILLING, MESSAGES, STORE
 
 routes = web.RouteTableDef()
 CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
-LANGUAGES = (("en", "English"), ("fr", "Français"), ("es", "Español"))
+LANGUAGES = tuple(i18n.LANGUAGE_NAMES.items())  # the "Language" field (CONTRACT section 10)
 METHODS = (("check", "Check"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"))
 INVITE_DAYS = 7
 MESSAGE_KEY = re.compile(r"[0-9a-f]{32}")

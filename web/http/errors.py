@@ -9,22 +9,24 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from portico.errors import NotReady, PorticoError
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.redact import mask_links
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HTTP_TITLES = {
-    400: "Bad request",
-    401: "Sign-in needed",
-    403: "Not allowed",
-    404: "Page not found",
-    405: "Not allowed",
-    409: "Already done",
-    413: "File too large",
-    415: "Unsupported content type",
-    422: "Please check your input",
-    503: "Temporarily unavailable",
+    400: N_("Bad request"),
+    401: N_("Sign-in needed"),
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    405: N_("Not allowed"),
+    409: N_("Already done"),
+    413: N_("File too large"),
+    415: N_("Unsupported content type"),
+    422: N_("Please check your input"),
+    503: N_("Temporarily unavailable"),
 }
 
 
@@ -43,7 +45,7 @@ def error_page(request: web.Request, status: int, message: str) -> web.Response:
     return aiohttp_jinja2.render_template(
         "error.html",
         request,
-        {"title": HTTP_TITLES.get(status, "Something went wrong"), "message": message},
+        {"title": _(HTTP_TITLES.get(status, N_("Something went wrong"))), "message": message},
         status=status,
     )
 
@@ -84,9 +86,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         message = {
-            404: "There is nothing at this address.",
-            405: "This address does not accept that method.",
-            413: "The upload is too large.",
+            404: _("There is nothing at this address."),
+            405: _("This address does not accept that method."),
+            413: _("The upload is too large."),
         }.get(exc.status, exc.reason)
         if wants_json(request):
             code = exc.reason.lower().replace(" ", "_")

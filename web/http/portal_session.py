@@ -8,7 +8,7 @@ from aiohttp import web
 from portico import tokens
 from portico.errors import BadRequest
 from portico.services.portal_auth import ABSOLUTE_TIMEOUT, PortalIdentity
-from web.http import cookies
+from web.http import cookies, language
 from web.http.keys import SETTINGS
 from web.http.portal_keys import AUTH
 
@@ -39,6 +39,7 @@ async def current(request: web.Request) -> PortalIdentity | None:
     found = await request.app[AUTH].identify(session_cookie(request))
     if found is not None:
         request[IDENTITY] = found
+        language.for_person(request, found.locale, timezone=found.timezone)
     return found
 
 

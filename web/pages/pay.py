@@ -14,11 +14,12 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, Invalid, PorticoError
+from portico.i18n import gettext as _
 from portico.ledger import PAYABLE, balance_cents, dispute_open, due_cents, pending_cents
 from portico.money import format_money
 from portico.services.billing.deposits import deposit_url_for_signing_token
 from portico.services.billing.notices import METHOD_LABELS
-from web.http import security
+from web.http import language, security
 from web.http.keys import SETTINGS
 from web.http.portal_keys import BILLING, STORE
 from web.http.portal_session import csrf_for, current
@@ -63,10 +64,11 @@ async def invoice_view(
     """The invoice page with its Pay button (used by `/pay/{token}` and the portal)."""
     settings = request.app[SETTINGS]
     invoice, payments, project, client = await request.app[BILLING].invoices.by_pay_token(token)
+    language.for_person(request, client.locale, timezone=client.timezone)
     balance = balance_cents(invoice, payments)
     portal_settings = await request.app[STORE].portal_settings()
     context: dict[str, Any] = {
-        "title": f"Invoice {invoice.number}",
+        "title": _("Invoice %(number)s", number=invoice.number),
         "company_name": settings.company_name,
         "portal": portal_settings,
         "signed_in": in_portal,
@@ -79,7 +81,7 @@ async def invoice_view(
         "pay_csrf": pay_csrf(request, token),
         "attempt": secrets.token_urlsafe(12),
         "money": format_money,
-        "method_label": lambda m: METHOD_LABELS.get(m, m),
+        "method_label": lambda m: _(METHOD_LABELS[m]) if m in METHOD_LABELS else m,
         "balance": balance,
         "due": due_cents(invoice),
         "pending": pending_cents(payments),
@@ -130,9 +132,9 @@ def parse_amount(text: str) -> int | None:
     try:
         value = Decimal(cleaned)
     except InvalidOperation as err:
-        raise Invalid("Enter the amount as a number, like 250.00.") from err
+        raise Invalid(_("Enter the amount as a number, like 250.00.")) from err
     if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise Invalid("Enter the amount as a number, like 250.00.")
+        raise Invalid(_("Enter the amount as a number, like 250.00."))
     return int(value * 100)
 
 
@@ -146,7 +148,7 @@ async def checkout(request: web.Request) -> web.StreamResponse:
         "pay:" + tokens.hash_token(token),
         str(form.get("csrf", "")),
     ):
-        raise BadRequest("This form has expired. Please reload the page and try again.")
+        raise BadRequest(_("This form has expired. Please reload the page and try again."))
     typed = str(form.get("amount", ""))
     try:
         url = await request.app[BILLING].checkout.start(

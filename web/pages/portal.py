@@ -15,8 +15,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from portico import images
+from portico import i18n, images
 from portico.errors import Forbidden, NotFound
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.models import BookingPhoto
 from portico.money import format_money
 from portico.portal_schemas import ContactIn, ServiceRequestIn
@@ -45,11 +47,10 @@ from web.http.portal_session import (
     signed_in,
 )
 from web.pages import pay as payments
-from workflows.messages import kind_label
 
 routes = web.RouteTableDef()
 PRE_COOKIE = "portico_pre"  # pre-sign-in CSRF binding for the email form
-SENT_MESSAGE = "If that address has an account, we've sent a sign-in link"
+SENT_MESSAGE = N_("If that address has an account, we've sent a sign-in link.")
 SIGN_IN_FORM = sign_in.SignInForm(PRE_COOKIE, "pre:", "/portal")
 
 
@@ -59,7 +60,7 @@ SIGN_IN_FORM = sign_in.SignInForm(PRE_COOKIE, "pre:", "/portal")
 def path_int(request: web.Request, name: str = "id") -> int:
     value = parse_id(request.match_info[name])
     if value is None or not known_id(value):
-        raise NotFound("There is nothing at this address.")
+        raise NotFound(_("There is nothing at this address."))
     return value
 
 
@@ -75,7 +76,7 @@ async def render(
         "signed_in": who is not None,
         "csrf": csrf_for(request, who) if who else None,
         "money": format_money,
-        "kind_label": kind_label,
+        "kind_label": i18n.kind_label,
         "status_label": status_label,
         "today": datetime.now(UTC).date(),
     }
@@ -84,8 +85,30 @@ async def render(
     )
 
 
+# What the portal calls each status of an approval, approver, invoice and booking.
+STATUS_LABELS = {
+    "pending": N_("Pending"),
+    "partially_approved": N_("Partially approved"),
+    "approved": N_("Approved"),
+    "declined": N_("Declined"),
+    "expired": N_("Expired"),
+    "void": N_("Void"),
+    "waiting": N_("Waiting"),
+    "viewed": N_("Viewed"),
+    "skipped": N_("Skipped"),
+    "open": N_("Open"),
+    "partially_paid": N_("Partially paid"),
+    "paid": N_("Paid"),
+    "scheduled": N_("Scheduled"),
+    "confirmed": N_("Confirmed"),
+    "completed": N_("Completed"),
+    "cancelled": N_("Cancelled"),
+}
+
+
 def status_label(status: str) -> str:
-    return status.replace("_", " ").capitalize()
+    english = STATUS_LABELS.get(status)
+    return _(english) if english else status.replace("_", " ").capitalize()
 
 
 def validated(model: type[BaseModel], form: dict[str, Any]) -> tuple[Any, str | None]:
@@ -119,11 +142,12 @@ async def sign_in_page(
 ) -> web.Response:
     portal_settings = await request.app[STORE].portal_settings()
     context = {
-        "title": "Sign in",
+        "title": _("Sign in"),
         "enabled": portal_settings.enabled,
         "error": error,
         "email": email,
         "expired": expired,
+        "signed_out": request.query.get("signed_out") == "1",
     }
     return await SIGN_IN_FORM.page(request, render, context, status)
 
@@ -142,7 +166,7 @@ async def request_link(request: web.Request) -> web.Response:
     except RateLimited as err:
         return await sign_in_page(request, 429, err.message, sent.email)
     return await render(
-        request, "message.html", {"title": "Check your email", "message": SENT_MESSAGE + "."}
+        request, "message.html", {"title": _("Check your email"), "message": _(SENT_MESSAGE)}
     )
 
 
@@ -198,7 +222,7 @@ async def dashboard(request: web.Request, who: PortalIdentity) -> web.Response:
         "dashboard.html",
         {
             "agreements": agreements,
-            "title": "Your account",
+            "title": _("Your account"),
             "view": view,
             "tab": tab,
             "projects": projects,
@@ -253,7 +277,7 @@ async def approval_signed_pdf(request: web.Request) -> web.Response:
     if approval.status != "approved" or (
         approval.signed_pdf_error and not approval.signed_pdf_path
     ):
-        raise NotFound("The signed copy is available once everyone has approved.")
+        raise NotFound(_("The signed copy is available once everyone has approved."))
     path = signed_pdf_path(approval, PREPARING)  # 202, refreshing, while it is being built
     data = request.app[BILLING].invoices.files.read(path)
     return pdf_response(data, f"{row.document.number}-signed.pdf")
@@ -280,8 +304,8 @@ async def file_share(request: web.Request) -> web.Response:
         request,
         "share.html",
         {
-            "title": "Share link",
-            "what": f"{kind_label(document.kind)} {document.number}",
+            "title": _("Share link"),
+            "what": f"{i18n.kind_label(document.kind)} {document.number}",
             "url": request.app[SETTINGS].url(f"/share/{token}"),
             "expires_at": expires,
         },
@@ -358,7 +382,7 @@ async def contact_page(request: web.Request) -> web.Response:
     return await render(
         request,
         "contact.html",
-        {"title": "Contact details", "client": client, "form": form, "saved": saved},
+        {"title": _("Contact details"), "client": client, "form": form, "saved": saved},
     )
 
 
@@ -368,11 +392,11 @@ async def contact_save(request: web.Request) -> web.Response:
     form = await checked_form(request, who)
     data, error = validated(ContactIn, {k: form.get(k, "") for k in ContactIn.model_fields})
     if data is None:
-        client, _ = await request.app[STORE].client(who.client_id)
+        client, _unused = await request.app[STORE].client(who.client_id)
         return await render(
             request,
             "contact.html",
-            {"title": "Contact details", "client": client, "form": form, "error": error},
+            {"title": _("Contact details"), "client": client, "form": form, "error": error},
             status=422,
         )
     await request.app[STORE].update_contact(who.client_id, data)  # staff are told of changes
@@ -396,7 +420,7 @@ async def service_request_page(request: web.Request) -> web.Response:
     return await render(
         request,
         "service_request.html",
-        {"title": "Request service", "form": form, "projects": view.projects},
+        {"title": _("Request service"), "form": form, "projects": view.projects},
     )
 
 
@@ -413,7 +437,12 @@ async def service_request_send(request: web.Request) -> web.Response:
         return await render(
             request,
             "service_request.html",
-            {"title": "Request service", "form": form, "projects": view.projects, "error": error},
+            {
+                "title": _("Request service"),
+                "form": form,
+                "projects": view.projects,
+                "error": error,
+            },
             status=422,
         )
     await store.create_service_request(who.client_id, data)  # and the staff notices
@@ -421,7 +450,7 @@ async def service_request_send(request: web.Request) -> web.Response:
         request,
         "message.html",
         {
-            "title": "Request sent",
+            "title": _("Request sent"),
             "message": "Thank you: we received your request and will be in touch soon.",
             "back": True,
         },

@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError
 
-from portico import tokens
+from portico import i18n, tokens
 from portico.errors import (
     BadRequest,
     Conflict,
@@ -29,15 +29,23 @@ from portico.errors import (
     UnsupportedMediaType,
 )
 from portico.files import FileStore
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
 from portico.services.approvals import approver_json, check_upload, signed_pdf_path
-from portico.services.signing_links import PortalOrigin, count_view, link_expired, load_link
+from portico.services.signing_links import (
+    PortalOrigin,
+    client_language,
+    count_view,
+    link_expired,
+    load_link,
+)
+from web.http import language
 from web.http.branding import BRANDING
 from web.http.keys import SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
-from workflows import messages
 from workflows.types import (
     ACTIVE_APPROVER_STATUSES,
     APPROVE,
@@ -58,6 +66,23 @@ VIEW_WINDOW = timedelta(seconds=30)
 VIEWER_COOKIE = "portico_viewer"
 MAX_SIGNATURE_BYTES = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+INVALID_LINK = N_("This signing link is not valid. Please use the latest link you were sent.")
+# What ApprovalWorkflow answers when it refuses a decision (its English text is the msgid):
+# listed here so that `make messages` puts them in the catalogues.
+REFUSALS = (
+    N_("Please agree to sign electronically before approving."),
+    N_("Please type your full name to sign."),
+    N_("Please give a reason for declining."),
+    N_("This link does not belong to this request."),
+    N_("This request has expired."),
+    N_("You have already approved this request."),
+    N_("You have already declined this request."),
+    N_("It is not your turn yet: earlier approvers must approve first."),
+    N_("This request has already been approved."),
+    N_("This request has been declined."),
+    N_("This request was withdrawn by the sender."),
+    N_("This request is closed."),
+)
 
 
 @dataclass
@@ -93,13 +118,17 @@ class Link:
 async def open_link(request: web.Request) -> Link:
     token = request.match_info["token"]
     if not 16 <= len(token) <= 64:
-        raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
+        raise NotFound(_(INVALID_LINK))
     found = await load_link(request.app[SESSIONS], token)
     if found is None:
-        raise NotFound("This signing link is not valid. Please use the latest link you were sent.")
+        raise NotFound(_(INVALID_LINK))
     approver, portal = found
     if link_expired(approver):
-        raise NotFound("This signing link has expired. Please ask the sender for a new one.")
+        raise NotFound(_("This signing link has expired. Please ask the sender for a new one."))
+    locale, timezone = await client_language(
+        request.app[SESSIONS], approver.approval.document.project_id
+    )
+    language.for_person(request, approver.locale, locale, timezone=timezone)
     new_version = None
     if new_id := approver.approval.superseded_by_document_id:
         async with request.app[SESSIONS]() as session:
@@ -128,7 +157,7 @@ def page_context(request: web.Request, link: Link, **extra: Any) -> dict[str, An
         "company_name": settings.company_name,
         "brand_logo_url": request.app[BRANDING].logo_for(link.approval.division),
         "brand_division": link.approval.division,
-        "kind_label": messages.kind_label(doc.kind),
+        "kind_label": i18n.kind_label(doc.kind),
         "amount": format_money(doc.amount_cents, doc.currency),
         "approver": approver_json(link.approver),
         "others": [approver_json(a) for a in others],
@@ -208,7 +237,7 @@ async def checked_form(request: web.Request, link: Link) -> dict[str, Any]:
     form = dict(await request.post())
     settings = request.app[SETTINGS]
     if not tokens.csrf_valid(settings.secret_key, link.approver.token_hash, form.get("csrf")):  # type: ignore[arg-type]
-        raise BadRequest("This form has expired. Please reload the page and try again.")
+        raise BadRequest(_("This form has expired. Please reload the page and try again."))
     return form
 
 
@@ -220,9 +249,10 @@ async def decide(
         await request.app[TEMPORAL].decide(link.approval.id, update, req)
     except PorticoError as err:
         fresh = await open_link(request)
+        message = _(err.message)  # the workflow's refusals are in the catalogue (REFUSALS)
         if err.code == "request_closed" or not fresh.can_decide:
-            return render(request, fresh, status=409, error=err.message)
-        return render(request, fresh, status=err.status, error=err.message, form=request[FORM])
+            return render(request, fresh, status=409, error=message)
+        return render(request, fresh, status=err.status, error=message, form=request[FORM])
     raise web.HTTPSeeOther(f"/s/{link.token}")
 
 
@@ -239,7 +269,7 @@ def form_action(handler: FormHandler) -> Callable[[web.Request], Awaitable[web.R
         form = await checked_form(request, link)
         request[FORM] = {k: v for k, v in form.items() if isinstance(v, str)}
         if not link.can_decide:
-            return render(request, link, status=409, error="This request can no longer change.")
+            return render(request, link, status=409, error=_("This request can no longer change."))
         try:
             return await handler(request, link, form)
         except PorticoError as err:
@@ -274,7 +304,7 @@ async def approve(request: web.Request, link: Link, form: dict[str, Any]) -> web
 async def decline(request: web.Request, link: Link, form: dict[str, Any]) -> web.Response:
     reason = str(form.get("reason") or "").strip()[:5000]
     if not reason:
-        raise Invalid("Please give a reason for declining.")
+        raise Invalid(_("Please give a reason for declining."))
     req = DeclineRequest(
         approver_id=link.approver.id, reason=reason, evidence=evidence(request, link)
     )
@@ -288,10 +318,10 @@ async def upload_signed(request: web.Request, link: Link, form: dict[str, Any]) 
     upload = form.get("signed_pdf")
     data = upload.file.read() if isinstance(upload, web.FileField) else b""
     if not data:
-        raise Invalid("Choose the signed PDF to upload.")
+        raise Invalid(_("Choose the signed PDF to upload."))
     req = approve_request(request, link, form)
     if not req.consent:  # the same consent as typed signing (the workflow checks it too)
-        raise Invalid("Please agree to sign electronically before uploading your signed PDF.")
+        raise Invalid(_("Please agree to sign electronically before uploading your signed PDF."))
     settings = request.app[SETTINGS]
     checked = await check_upload(settings, data)
     files = FileStore(settings.files_dir)
@@ -307,15 +337,15 @@ def store_signature(request: web.Request, data_url: str) -> str | None:
         return None
     prefix = "data:image/png;base64,"
     if not data_url.startswith(prefix):
-        raise Invalid("The drawn signature could not be read; please draw it again.")
+        raise Invalid(_("The drawn signature could not be read; please draw it again."))
     try:
         png = base64.b64decode(data_url[len(prefix) :], validate=True)
     except (binascii.Error, ValueError) as err:
-        raise Invalid("The drawn signature could not be read; please draw it again.") from err
+        raise Invalid(_("The drawn signature could not be read; please draw it again.")) from err
     if len(png) > MAX_SIGNATURE_BYTES:
-        raise TooLarge("The drawn signature is too large.")
+        raise TooLarge(_("The drawn signature is too large."))
     if not png.startswith(PNG_MAGIC):
-        raise Invalid("The drawn signature could not be read; please draw it again.")
+        raise Invalid(_("The drawn signature could not be read; please draw it again."))
     return FileStore(request.app[SETTINGS].files_dir).save("signatures", png, ".png")
 
 
@@ -335,8 +365,11 @@ async def signed_pdf(request: web.Request) -> web.Response:
         raise NotFound("The signed copy is available once everyone has approved.")
     if link.approval.signed_pdf_error and not link.approval.signed_pdf_path:
         raise Conflict(
-            "Your signed copy could not be prepared automatically. "
-            f"{request.app[SETTINGS].company_name} has been told and will send it to you."
+            _(
+                "Your signed copy could not be prepared automatically. "
+                "%(company)s has been told and will send it to you.",
+                company=request.app[SETTINGS].company_name,
+            )
         )
     path = signed_pdf_path(link.approval, PREPARING)
     data = FileStore(request.app[SETTINGS].files_dir).read(path)

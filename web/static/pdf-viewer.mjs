@@ -16,7 +16,8 @@ if (box) {
     box.dataset.state = "failed";
     box.removeAttribute("aria-busy");
     box.querySelectorAll("canvas").forEach((canvas) => canvas.remove());
-    status(box, "The document could not be shown here. Use \u201cOpen the PDF\u201d below.");
+    // The page gives its texts in the reader's language (data-failed, data-page-label).
+    status(box, box.dataset.failed || "The document could not be shown here.");
   });
 }
 
@@ -37,7 +38,8 @@ async function show(box) {
     const canvas = document.createElement("canvas");
     canvas.className = "pdf-page";
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", `Page ${n} of ${doc.numPages}`);
+    const label = box.dataset.pageLabel || "Page {n} of {total}";
+    canvas.setAttribute("aria-label", label.replace("{n}", n).replace("{total}", doc.numPages));
     canvas.style.aspectRatio = `${base.width} / ${base.height}`;
     box.appendChild(canvas);
     pages.push({ page, canvas, width: 0, task: null });

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from portico.i18n import N_
 from portico.ledger import PAYABLE, balance_cents, due_cents
 from portico.models import Client, Invoice, Payment, Project
 from portico.money import format_money as money
@@ -21,21 +22,34 @@ from workflows.types import EmailMessage
 def invoice_email_context(
     settings: Settings, invoice: Invoice, client: Client, project: Project, payments: list[Payment]
 ) -> dict[str, Any]:
+    """The facts invoice emails show, in English; the raw values (`invoice_currency`, `*_cents`,
+    `due_date_iso`) let the notify activity rewrite them in the client's language."""
+    balance = balance_cents(invoice, payments)
+    due = due_cents(invoice)
     return {
         "company_name": settings.company_name,
         "client_name": client.name,
         "project_name": project.name,
         "invoice_number": invoice.number,
-        "total": money(invoice.total_cents, invoice.currency),
+        "total": money(invoice.total_cents, invoice.currency, "en"),
         "retainage": (
-            money(invoice.retainage_cents, invoice.currency) if invoice.retainage_cents else None
+            money(invoice.retainage_cents, invoice.currency, "en")
+            if invoice.retainage_cents
+            else None
         ),
-        "due": money(due_cents(invoice), invoice.currency),
-        "paid": money(invoice.paid_cents, invoice.currency),
-        "balance": money(balance_cents(invoice, payments), invoice.currency),
+        "due": money(due, invoice.currency, "en"),
+        "paid": money(invoice.paid_cents, invoice.currency, "en"),
+        "balance": money(balance, invoice.currency, "en"),
         "due_date": invoice.due_date.strftime("%b %d, %Y"),
         "status": invoice.status,
         "pay_url": pay_url(settings, invoice),
+        "invoice_currency": invoice.currency,
+        "total_cents": invoice.total_cents,
+        "retainage_cents": invoice.retainage_cents or None,
+        "due_cents": due,
+        "paid_cents": invoice.paid_cents,
+        "balance_cents": balance,
+        "due_date_iso": invoice.due_date.isoformat(),
     }
 
 
@@ -83,7 +97,8 @@ def payment_context(
 ) -> dict[str, Any]:
     return {
         **invoice_email_context(settings, invoice, client, project, payments),
-        "amount": money(payment.amount_cents, payment.currency),
+        "amount": money(payment.amount_cents, payment.currency, "en"),
+        "payment_cents": payment.amount_cents,
         "method": METHOD_LABELS.get(payment.method, payment.method),
         "reference": payment.reference,
     }
@@ -113,6 +128,8 @@ def payment_messages(settings: Settings, outcome: PaymentOutcome) -> list[EmailM
                 to=outcome.client.email,
                 template="payment_failed" if outcome.became == "failed" else "payment_receipt",
                 context=context,
+                locale=outcome.client.locale,
+                timezone=outcome.client.timezone,
             )
         )
     return messages + staff_emails(settings, key, "staff_payment", context)
@@ -143,7 +160,7 @@ def adjustment_messages(settings: Settings, outcome: AdjustmentOutcome) -> list[
                 "staff_refund",
                 {
                     **context,
-                    "amount": money(refunded - outcome.refunded_before, payment.currency),
+                    "amount": money(refunded - outcome.refunded_before, payment.currency, "en"),
                     "refunded_total": money(refunded, payment.currency),
                     "full": refunded >= payment.amount_cents,
                 },
@@ -164,7 +181,7 @@ def adjustment_messages(settings: Settings, outcome: AdjustmentOutcome) -> list[
             "staff_dispute",
             {
                 **context,
-                "amount": money(payment.disputed_cents or 0, payment.currency),
+                "amount": money(payment.disputed_cents or 0, payment.currency, "en"),
                 "phase": phase,
                 "dispute_status": status,
                 "dispute_label": DISPUTE_LABELS.get(status, status.replace("_", " ")),
@@ -197,10 +214,10 @@ def review_messages(settings: Settings, event: EventEnvelope, review: Review) ->
 
 
 METHOD_LABELS = {
-    "card": "Card",
-    "us_bank_account": "Bank account (ACH)",
-    "check": "Check",
-    "cash": "Cash",
-    "bank_transfer": "Bank transfer",
-    "stripe": "Online payment",
+    "card": N_("Card"),
+    "us_bank_account": N_("Bank account (ACH)"),
+    "check": N_("Check"),
+    "cash": N_("Cash"),
+    "bank_transfer": N_("Bank transfer"),
+    "stripe": N_("Online payment"),
 }

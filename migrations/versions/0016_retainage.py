@@ -1,8 +1,8 @@
 """Retainage on invoices (CONTRACT §12), and the hand-off time of payment announcements (the
 worker sweeps those never handed off).
 
-Revision ID: 0015_retainage
-Revises: 0014_booking_photos
+Revision ID: 0016_retainage
+Revises: 0015_client_language
 Create Date: 2026-12-01 13:00:00.000000
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0015_retainage"
-down_revision: str | Sequence[str] | None = "0014_booking_photos"
+revision: str = "0016_retainage"
+down_revision: str | Sequence[str] | None = "0015_client_language"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

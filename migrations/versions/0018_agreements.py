@@ -1,7 +1,7 @@
 """Service agreements: agreements, their visits, and the portal's Agreements switch.
 
-Revision ID: 0017_agreements
-Revises: 0016_client_messages
+Revision ID: 0018_agreements
+Revises: 0017_client_messages
 Create Date: 2026-12-01 12:40:00.000000
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0017_agreements"
-down_revision: str | Sequence[str] | None = "0016_client_messages"
+revision: str = "0018_agreements"
+down_revision: str | Sequence[str] | None = "0017_client_messages"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

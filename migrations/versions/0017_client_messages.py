@@ -1,7 +1,7 @@
 """Messages: each client's thread with the business, and the portal switch for it.
 
-Revision ID: 0016_client_messages
-Revises: 0015_retainage
+Revision ID: 0017_client_messages
+Revises: 0016_retainage
 Create Date: 2027-01-10 10:00:00.000000
 """
 
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0016_client_messages"
-down_revision: str | Sequence[str] | None = "0015_retainage"
+revision: str = "0017_client_messages"
+down_revision: str | Sequence[str] | None = "0016_retainage"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
