@@ -3,12 +3,11 @@ deliveries."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from portico.schemas import Out
+from portico.schemas import Out, UtcDatetime
 
 EVENT_TYPES = (
     "approval.sent",
@@ -74,7 +73,7 @@ class WebhookOut(Out):
     url: str
     events: list[Literal["*"]] | list[EventType]
     description: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class WebhookCreatedOut(WebhookOut):
@@ -93,9 +92,9 @@ class WebhookDeliveryOut(Out):
     status: DeliveryStatus
     attempts: int
     last_status_code: int | None
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
+    next_attempt_at: UtcDatetime | None
+    created_at: UtcDatetime
+    delivered_at: UtcDatetime | None
     last_error: str | None
 
 

@@ -3,13 +3,12 @@ and answers, and the checks the portal and console forms share with it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from portico.schemas import Out, Strict
+from portico.schemas import Out, Strict, UtcDatetime
 
 BODY_LIMIT = 4000
 # Control characters other than tab and line breaks are refused (PostgreSQL cannot store NUL,
@@ -48,7 +47,7 @@ class MessageOut(Out):
     )
     body: str
     channel: Channel
-    created_at: dt.datetime
+    created_at: UtcDatetime
 
 
 class MessageListOut(Out):
