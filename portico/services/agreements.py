@@ -18,11 +18,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portico.agreement_schemas import AgreementIn, AgreementListOut, AgreementOut, VisitOut
-from portico.errors import Conflict, Invalid, NotFound, Unavailable
+from portico.errors import Conflict, Invalid, NotFound
 from portico.models import Agreement, AgreementVisit, Booking, Client, Project
 from portico.schedule import visit_dates
 from portico.services.gateway import TemporalGateway
@@ -163,32 +161,18 @@ class Agreements:
             sms_task_queue=self.settings.sms_task_queue,
             created_by=actor,
         )
-        try:
-            temporal = await self.temporal.client()
-            await temporal.start_workflow(
-                AGREEMENT_WORKFLOW,
-                inp,
-                id=agreement.workflow_id,
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=sa.agreement_initial(
-                    AGREEMENT_ACTIVE, client.company or client.name, data.every
-                ),
-            )
-        except Exception as err:
-            await self._forget(agreement.id)
-            if isinstance(err, Unavailable):
-                raise
-            if isinstance(err, WorkflowAlreadyStartedError):
-                raise Conflict(
-                    f"Temporal already has a workflow {agreement.workflow_id} that this database "
-                    "does not know (were they reset separately?); nothing was booked.",
-                    code="workflow_exists",
-                ) from err
-            log.warning("could not start %s", agreement.workflow_id, exc_info=True)
-            raise Unavailable(
-                "The scheduling engine is unreachable right now; nothing was booked. Try again."
-            ) from err
+        agreement_id = agreement.id
+        await self.temporal.start_new(
+            AGREEMENT_WORKFLOW,
+            inp,
+            workflow_id=agreement.workflow_id,
+            search_attributes=sa.agreement_initial(
+                AGREEMENT_ACTIVE, client.company or client.name, data.every
+            ),
+            forget=lambda: self._forget(agreement_id),
+            engine="scheduling engine",
+            nothing_done="nothing was booked",
+        )
         return await self.get(agreement.id)
 
     async def _forget(self, agreement_id: int) -> None:

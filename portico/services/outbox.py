@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico.clock import utcnow
@@ -159,19 +158,7 @@ class Outbox:
     async def hand_off(self, rows: Sequence[OutboxMessage]) -> int:
         """Start each row's workflow and note it; returns how many were handed off. When
         Temporal does not answer, the rest are left for the sweep."""
-        started: list[int] = []
-        for row in rows:
-            if not await self._start(row):
-                break
-            started.append(row.id)
-        if started:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(started), OutboxMessage.handed_off_at.is_(None))
-                    .values(handed_off_at=utcnow())
-                )
-        return len(started)
+        return await handoff.start_rows(self.sessions, OutboxMessage, rows, self._start)
 
     async def _start(self, row: OutboxMessage) -> bool:
         return await handoff.start_once(

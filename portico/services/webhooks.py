@@ -509,25 +509,16 @@ class Webhooks:
     async def hand_off(self, rows: Sequence[WebhookDelivery]) -> int:
         """Start each row's workflow and note it; the rest wait for the sweep when Temporal
         does not answer."""
-        started: list[int] = []
-        for row in rows:
-            if not await handoff.start_once(
-                self.temporal,
-                WEBHOOK_WORKFLOW,
-                self.delivery_input(row),
-                workflow_id=workflow_id(row.id, row.round),
-                task_queue=self.settings.task_queue,
-            ):
-                break
-            started.append(row.id)
-        if started:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(started), WebhookDelivery.handed_off_at.is_(None))
-                    .values(handed_off_at=utcnow())
-                )
-        return len(started)
+        return await handoff.start_rows(self.sessions, WebhookDelivery, rows, self._start)
+
+    async def _start(self, row: WebhookDelivery) -> bool:
+        return await handoff.start_once(
+            self.temporal,
+            WEBHOOK_WORKFLOW,
+            self.delivery_input(row),
+            workflow_id=workflow_id(row.id, row.round),
+            task_queue=self.settings.task_queue,
+        )
 
     async def sweep(self, older_than: timedelta) -> int:
         """Hand off deliveries recorded at least `older_than` ago and never handed off."""
