@@ -256,3 +256,29 @@ async def test_the_console_lists_a_clients_agreements_and_cancels_one(stack):
     status, html, _ = await staff.get("/staff/settings")
     assert 'name="show_agreements"' in html
     await staff.close()
+
+
+async def test_a_workflow_id_temporal_already_has_is_409_and_books_nothing(stack):
+    client, _ = await seed_client(stack)
+    first = await create(stack, client["id"])
+    # Ids come from the database's sequence, one by one: the next agreement will be first + 1.
+    squatter = await stack.temporal.start_workflow(
+        "NoSuchWorkflow",
+        id=f"agreement-{first['id'] + 1}",
+        task_queue=f"{stack.settings.task_queue}-void",
+    )
+    try:
+        payload = {
+            "client_id": client["id"],
+            "title": "Gutters",
+            "starts_on": today().isoformat(),
+            "every": "year",
+            "visits": 2,
+        }
+        error = await stack.api("POST", "/agreements", 409, json=payload)
+        assert error["error"]["code"] == "workflow_exists"
+        assert "nothing was booked" in error["error"]["message"]
+        items = (await stack.api("GET", "/agreements", 200))["items"]
+        assert [item["id"] for item in items] == [first["id"]]
+    finally:
+        await squatter.terminate()
