@@ -3,26 +3,12 @@ deliveries."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from portico.schemas import Out, UtcDatetime
 
-EVENT_TYPES = (
-    "approval.sent",
-    "approval.viewed",
-    "approval.partially_approved",
-    "approval.approved",
-    "approval.declined",
-    "approval.expired",
-    "approval.voided",
-    "invoice.sent",
-    "invoice.paid",
-    "invoice.reopened",
-    "payment.succeeded",
-    "payment.refunded",
-)
 ALL_EVENTS = "*"
 EventType = Literal[
     "approval.sent",
@@ -40,6 +26,7 @@ EventType = Literal[
 ]
 # an absolute http(s) URL with a host name or IPv4 address, no credentials
 RECEIVER_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 

@@ -22,6 +22,8 @@ from portico.services.gateway import TemporalGateway
 
 log = logging.getLogger(__name__)
 
+# The states of an outbox row (messages, webhook deliveries).
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 START_TIMEOUT = timedelta(seconds=5)  # a hand-off waits no longer for Temporal
 SWEEP_BATCH = 100  # rows a sweep hands off at a time
 
@@ -39,7 +41,7 @@ async def due_rows(
     was down, between the commit and the start. A table that says "still to do" or "committed
     at" otherwise gives `waiting` and `created` (payment_announcements: not yet announced, `at`)."""
     if waiting is None:
-        waiting = model.status == "pending"
+        waiting = model.status == PENDING
     if created is None:
         created = model.created_at
     async with sessions() as session:

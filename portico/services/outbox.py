@@ -28,6 +28,9 @@ from portico.clock import utcnow
 from portico.models import OutboxMessage
 from portico.services import handoff
 from portico.services.gateway import TemporalGateway
+from portico.services.handoff import DELIVERED as DELIVERED  # the states, used as outbox.X
+from portico.services.handoff import FAILED as FAILED
+from portico.services.handoff import PENDING as PENDING
 from portico.settings import Settings
 from workflows.types import (
     OUTBOX_WORKFLOW,
@@ -39,7 +42,6 @@ from workflows.types import (
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SIGN_IN, INVITE, STAFF_SIGN_IN = "sign_in", "invite", "staff_sign_in"
 ADDED = "portico.services.outbox.added"  # session.info key: rows added in the current transaction
 SWEEP_BATCH = handoff.SWEEP_BATCH

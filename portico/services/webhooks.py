@@ -62,13 +62,15 @@ from portico.models import (
 from portico.services import handoff
 from portico.services.approvals import approval_out, iso
 from portico.services.gateway import TemporalGateway
+from portico.services.handoff import DELIVERED as DELIVERED  # the states, used as outbox.X
+from portico.services.handoff import FAILED as FAILED
+from portico.services.handoff import PENDING as PENDING
 from portico.settings import Settings
 from workflows.types import WEBHOOK_WORKFLOW, AuditEventInput, WebhookDeliveryInput
 from workflows.types import webhook_workflow_id as workflow_id
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SECRET_PREFIX = "whsec_"
 MAX_RESPONSE_BYTES = 1024
 SWEEP_BATCH = handoff.SWEEP_BATCH
