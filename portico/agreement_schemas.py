@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from portico.schemas import Id, IsoDate, NotBool, Out, Strict
+from portico.schemas import Id, IsoDate, NotBool, Out, Strict, UtcDatetime
 
 Every = Literal["week", "month", "quarter", "year"]
 RemindDays = Annotated[int, Field(ge=0, le=30), NotBool]
@@ -46,8 +46,8 @@ class VisitOut(Out):
     date: dt.date
     status: Literal["scheduled", "booked", "done", "cancelled"]
     booking_id: int | None
-    reminded_at: dt.datetime | None
-    done_at: dt.datetime | None
+    reminded_at: UtcDatetime | None
+    done_at: UtcDatetime | None
 
 
 class AgreementOut(Out):
@@ -64,8 +64,8 @@ class AgreementOut(Out):
     next_visit: dt.date | None
     workflow_id: str
     cancel_reason: str | None
-    created_at: dt.datetime | None
-    ended_at: dt.datetime | None
+    created_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
     visits: list[VisitOut]
 
 

@@ -3,27 +3,12 @@ deliveries."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, field_validator
 
-from portico.schemas import Out, Strict
+from portico.schemas import Out, Strict, UtcDatetime
 
-EVENT_TYPES = (
-    "approval.sent",
-    "approval.viewed",
-    "approval.partially_approved",
-    "approval.approved",
-    "approval.declined",
-    "approval.expired",
-    "approval.voided",
-    "invoice.sent",
-    "invoice.paid",
-    "invoice.reopened",
-    "payment.succeeded",
-    "payment.refunded",
-)
 ALL_EVENTS = "*"
 EventType = Literal[
     "approval.sent",
@@ -41,6 +26,7 @@ EventType = Literal[
 ]
 # an absolute http(s) URL with a host name or IPv4 address, no credentials
 RECEIVER_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][\x21-\x7e]*)?$"
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
@@ -74,7 +60,7 @@ class WebhookOut(Out):
     url: str
     events: list[Literal["*"]] | list[EventType]
     description: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class WebhookCreatedOut(WebhookOut):
@@ -93,9 +79,9 @@ class WebhookDeliveryOut(Out):
     status: DeliveryStatus
     attempts: int
     last_status_code: int | None
-    next_attempt_at: datetime | None
-    created_at: datetime
-    delivered_at: datetime | None
+    next_attempt_at: UtcDatetime | None
+    created_at: UtcDatetime
+    delivered_at: UtcDatetime | None
     last_error: str | None
 
 

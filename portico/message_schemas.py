@@ -3,13 +3,12 @@ and answers, and the checks the portal and console forms share with it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from portico.schemas import Out, Strict
+from portico.schemas import Out, Strict, UtcDatetime
 
 BODY_LIMIT = 4000
 # Control characters other than tab and line breaks are refused (PostgreSQL cannot store NUL,
@@ -61,7 +60,7 @@ class MessageOut(Out):
     )
     body: str
     channel: Channel
-    created_at: dt.datetime
+    created_at: UtcDatetime
 
 
 class MessageListOut(Out):

@@ -18,14 +18,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from portico.agreement_schemas import AgreementIn
-from portico.errors import Conflict, Invalid, NotFound, Unavailable
+from portico.agreement_schemas import AgreementIn, AgreementListOut, AgreementOut, VisitOut
+from portico.errors import Conflict, Invalid, NotFound
 from portico.models import Agreement, AgreementVisit, Booking, Client, Project
 from portico.schedule import visit_dates
-from portico.services.approvals import iso
 from portico.services.gateway import TemporalGateway
 from portico.services.handoff import sweep_forever
 from portico.settings import Settings
@@ -71,38 +68,20 @@ class AgreementView:
         return min(upcoming, key=lambda v: (v.date, v.n)) if upcoming else None
 
 
-def visit_json(visit: AgreementVisit) -> dict[str, Any]:
-    return {
-        "n": visit.n,
-        "date": visit.date.isoformat(),
-        "status": visit.status,
-        "booking_id": visit.booking_id,
-        "reminded_at": iso(visit.reminded_at),
-        "done_at": iso(visit.done_at),
-    }
-
-
-def agreement_json(view: AgreementView) -> dict[str, Any]:
+def agreement_out(view: AgreementView) -> AgreementOut:
+    """An agreement as the API answers it: its row, its next visit and its visits."""
     a = view.agreement
     upcoming = view.next_visit
-    return {
-        "id": a.id,
-        "client_id": a.client_id,
-        "project_id": a.project_id,
-        "title": a.title,
-        "every": a.every,
-        "starts_on": a.starts_on.isoformat(),
-        "status": a.status,
-        "remind_days_before": a.remind_days_before,
-        "visits_done": a.visits_done,
-        "visits_total": a.visits_total,
-        "next_visit": upcoming.date.isoformat() if upcoming else None,
-        "workflow_id": a.workflow_id,
-        "cancel_reason": a.cancel_reason,
-        "created_at": iso(a.created_at),
-        "ended_at": iso(a.ended_at),
-        "visits": [visit_json(v) for v in view.visits],
+    columns = {
+        name: getattr(a, name)
+        for name in AgreementOut.model_fields
+        if name not in ("next_visit", "visits")
     }
+    return AgreementOut(
+        **columns,
+        next_visit=upcoming.date if upcoming else None,
+        visits=[VisitOut.model_validate(v) for v in view.visits],
+    )
 
 
 class Agreements:
@@ -129,7 +108,7 @@ class Agreements:
 
     # --- create -----------------------------------------------------------------------------
 
-    async def create(self, data: AgreementIn, actor: str = "api") -> dict[str, Any]:
+    async def create(self, data: AgreementIn, actor: str = "api") -> AgreementOut:
         """Record the agreement and its visits, then start `agreement-{id}` (reject
         duplicates); if Temporal does not take it, the rows are removed again (503)."""
         today = self.today()
@@ -182,32 +161,18 @@ class Agreements:
             sms_task_queue=self.settings.sms_task_queue,
             created_by=actor,
         )
-        try:
-            temporal = await self.temporal.client()
-            await temporal.start_workflow(
-                AGREEMENT_WORKFLOW,
-                inp,
-                id=agreement.workflow_id,
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=sa.agreement_initial(
-                    AGREEMENT_ACTIVE, client.company or client.name, data.every
-                ),
-            )
-        except Exception as err:
-            await self._forget(agreement.id)
-            if isinstance(err, Unavailable):
-                raise
-            if isinstance(err, WorkflowAlreadyStartedError):
-                raise Conflict(
-                    f"Temporal already has a workflow {agreement.workflow_id} that this database "
-                    "does not know (were they reset separately?); nothing was booked.",
-                    code="workflow_exists",
-                ) from err
-            log.warning("could not start %s", agreement.workflow_id, exc_info=True)
-            raise Unavailable(
-                "The scheduling engine is unreachable right now; nothing was booked. Try again."
-            ) from err
+        agreement_id = agreement.id
+        await self.temporal.start_new(
+            AGREEMENT_WORKFLOW,
+            inp,
+            workflow_id=agreement.workflow_id,
+            search_attributes=sa.agreement_initial(
+                AGREEMENT_ACTIVE, client.company or client.name, data.every
+            ),
+            forget=lambda: self._forget(agreement_id),
+            engine="scheduling engine",
+            nothing_done="nothing was booked",
+        )
         return await self.get(agreement.id)
 
     async def _forget(self, agreement_id: int) -> None:
@@ -255,15 +220,15 @@ class Agreements:
                 query = query.where(Agreement.client_id == client_id)
             return await self._views(session, list(await session.scalars(query)))
 
-    async def get(self, agreement_id: int) -> dict[str, Any]:
-        return agreement_json(await self.view(agreement_id))
+    async def get(self, agreement_id: int) -> AgreementOut:
+        return agreement_out(await self.view(agreement_id))
 
-    async def list(self, client_id: int | None = None) -> list[dict[str, Any]]:
-        return [agreement_json(v) for v in await self.views(client_id)]
+    async def list(self, client_id: int | None = None) -> AgreementListOut:
+        return AgreementListOut(items=[agreement_out(v) for v in await self.views(client_id)])
 
     # --- staff changes (updates of the workflow) --------------------------------------------
 
-    async def _update(self, agreement_id: int, update: str, arg: Any) -> dict[str, Any]:
+    async def _update(self, agreement_id: int, update: str, arg: Any) -> AgreementOut:
         view = await self.view(agreement_id)
         if view.agreement.status != AGREEMENT_ACTIVE:
             raise Conflict(f"This agreement is {view.agreement.status}.", code="agreement_closed")
@@ -273,14 +238,14 @@ class Agreements:
 
     async def cancel(
         self, agreement_id: int, reason: str | None = None, actor: str = "api"
-    ) -> dict[str, Any]:
+    ) -> AgreementOut:
         return await self._update(
             agreement_id, AGREEMENT_CANCEL, CancelAgreement(reason=reason, actor=actor)
         )
 
     async def move_visit(
         self, agreement_id: int, n: int, new_date: date, actor: str = "api"
-    ) -> dict[str, Any]:
+    ) -> AgreementOut:
         view = await self.view(agreement_id)
         if not any(v.n == n for v in view.visits):
             raise NotFound(f"Agreement {agreement_id} has no visit {n}.")
@@ -294,7 +259,7 @@ class Agreements:
 
     async def change_reminder(
         self, agreement_id: int, days: int, actor: str = "api"
-    ) -> dict[str, Any]:
+    ) -> AgreementOut:
         return await self._update(
             agreement_id, AGREEMENT_CHANGE_REMINDER, ChangeReminder(days=days, actor=actor)
         )

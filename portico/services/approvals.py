@@ -12,8 +12,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from portico import branding, pdf, pdf_sandbox, tokens
 from portico.branding import Branding
@@ -444,39 +442,22 @@ class Portico:
             ),
             accent=self.settings.accent_color,
         )
-        try:
-            client_ = await self.temporal.client()
-            await client_.start_workflow(
-                APPROVAL_WORKFLOW,
-                inp,
-                id=approval.workflow_id,
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=sa.initial(
-                    "pending",
-                    document.kind,
-                    document.number,
-                    client.company or client.name,
-                    document.amount_cents,
-                ),
-            )
-        except Exception as err:
-            await self._forget(approval.id)
-            if isinstance(err, Unavailable):
-                raise
-            if isinstance(err, WorkflowAlreadyStartedError):
-                # Temporal remembers a request with this id that the database does not (e.g. a
-                # database restored or reset next to a Temporal that kept its history).
-                log.error("workflow %s already exists in Temporal", approval.workflow_id)
-                raise Conflict(
-                    f"Temporal already has a workflow {approval.workflow_id} that this database "
-                    "does not know (were they reset separately?); nothing was sent.",
-                    code="workflow_exists",
-                ) from err
-            log.warning("could not start %s", approval.workflow_id, exc_info=True)
-            raise Unavailable(
-                "The approval engine is unreachable right now; nothing was sent. Try again."
-            ) from err
+        approval_id = approval.id
+        await self.temporal.start_new(
+            APPROVAL_WORKFLOW,
+            inp,
+            workflow_id=approval.workflow_id,
+            search_attributes=sa.initial(
+                "pending",
+                document.kind,
+                document.number,
+                client.company or client.name,
+                document.amount_cents,
+            ),
+            forget=lambda: self._forget(approval_id),
+            engine="approval engine",
+            nothing_done="nothing was sent",
+        )
         created = await self.get_approval(approval.id)
         with_links = [
             CreatedApproverOut(**dict(item), sign_url=self.settings.url(f"/s/{token}"))

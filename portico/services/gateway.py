@@ -4,11 +4,12 @@ down, and the mapping of workflow errors to domain errors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,6 +42,7 @@ from workflows.types import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 ERROR_CLASSES: dict[str, type[PorticoError]] = {
     REASON_REQUIRED: Invalid,
@@ -76,6 +78,49 @@ class TemporalGateway:
                             "Please try again in a minute."
                         ) from err
         return self._client
+
+    async def start_new(
+        self,
+        workflow: str,
+        arg: Any,
+        *,
+        workflow_id: str,
+        search_attributes: TypedSearchAttributes,
+        forget: Callable[[], Awaitable[None]],
+        engine: str,
+        nothing_done: str,
+    ) -> None:
+        """Start the workflow of rows just committed (its id is new: duplicates rejected). If
+        Temporal does not take it, `forget` the rows and raise: Conflict (`workflow_exists`)
+        when Temporal already has that id, else Unavailable ("The {engine} is unreachable
+        right now; {nothing_done}. Try again.")."""
+        try:
+            client = await self.client()
+            await client.start_workflow(
+                workflow,
+                arg,
+                id=workflow_id,
+                task_queue=self.settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=search_attributes,
+            )
+        except Exception as err:
+            await forget()
+            if isinstance(err, Unavailable):
+                raise
+            if isinstance(err, WorkflowAlreadyStartedError):
+                # Temporal remembers a workflow with this id that the database does not (e.g. a
+                # database restored or reset next to a Temporal that kept its history).
+                log.error("workflow %s already exists in Temporal", workflow_id)
+                raise Conflict(
+                    f"Temporal already has a workflow {workflow_id} that this database "
+                    f"does not know (were they reset separately?); {nothing_done}.",
+                    code="workflow_exists",
+                ) from err
+            log.warning("could not start %s", workflow_id, exc_info=True)
+            raise Unavailable(
+                f"The {engine} is unreachable right now; {nothing_done}. Try again."
+            ) from err
 
     async def handle(self, approval_id: int) -> WorkflowHandle:
         return (await self.client()).get_workflow_handle(approval_workflow_id(approval_id))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -22,6 +22,8 @@ from portico.services.gateway import TemporalGateway
 
 log = logging.getLogger(__name__)
 
+# The states of an outbox row (messages, webhook deliveries).
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 START_TIMEOUT = timedelta(seconds=5)  # a hand-off waits no longer for Temporal
 SWEEP_BATCH = 100  # rows a sweep hands off at a time
 
@@ -39,7 +41,7 @@ async def due_rows(
     was down, between the commit and the start. A table that says "still to do" or "committed
     at" otherwise gives `waiting` and `created` (payment_announcements: not yet announced, `at`)."""
     if waiting is None:
-        waiting = model.status == "pending"
+        waiting = model.status == PENDING
     if created is None:
         created = model.created_at
     async with sessions() as session:
@@ -84,6 +86,30 @@ async def start_once(
         log.warning("%s waits for the sweep: %s", workflow_id, err)
         return False
     return True
+
+
+async def start_rows(
+    sessions: async_sessionmaker[AsyncSession],
+    model: Any,
+    rows: Sequence[Any],
+    start: Callable[[Any], Awaitable[bool]],
+) -> int:
+    """Start each row's workflow with `start` (a `start_once` call), in order, stopping at the
+    first one Temporal does not take, and note the started rows handed off; returns how many.
+    The rest are left for the sweep."""
+    started: list[int] = []
+    for row in rows:
+        if not await start(row):
+            break
+        started.append(row.id)
+    if started:
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(model)
+                .where(model.id.in_(started), model.handed_off_at.is_(None))
+                .values(handed_off_at=utcnow())
+            )
+    return len(started)
 
 
 async def sweep_forever(sweep: Callable[[], Awaitable[int]], every: timedelta, batch: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -21,11 +20,10 @@ from portico import i18n
 from portico.clock import utcnow
 from portico.errors import NotFound
 from portico.i18n import gettext as _
-from portico.message_schemas import Channel
+from portico.message_schemas import Channel, MessageOut
 from portico.models import Client, ClientMessage, SmsOptOut
 from portico.phones import bare_phone
 from portico.services import outbox
-from portico.services.approvals import iso
 from portico.settings import Settings
 from workflows.types import EmailMessage, SmsMessage
 
@@ -42,16 +40,8 @@ class Thread:
     earlier: bool  # older messages exist beyond THREAD_LIMIT
 
 
-def message_json(message: ClientMessage) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "client_id": message.client_id,
-        "direction": message.direction,
-        "author": message.author,
-        "body": message.body,
-        "channel": message.channel,
-        "created_at": iso(message.created_at),
-    }
+def message_out(message: ClientMessage) -> MessageOut:
+    return MessageOut.model_validate(message)
 
 
 def excerpt(text: str, limit: int) -> str:

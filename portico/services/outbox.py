@@ -22,13 +22,15 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico.clock import utcnow
 from portico.models import OutboxMessage
 from portico.services import handoff
 from portico.services.gateway import TemporalGateway
+from portico.services.handoff import DELIVERED as DELIVERED  # the states, used as outbox.X
+from portico.services.handoff import FAILED as FAILED
+from portico.services.handoff import PENDING as PENDING
 from portico.settings import Settings
 from workflows.types import (
     OUTBOX_WORKFLOW,
@@ -40,7 +42,6 @@ from workflows.types import (
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SIGN_IN, INVITE, STAFF_SIGN_IN = "sign_in", "invite", "staff_sign_in"
 ADDED = "portico.services.outbox.added"  # session.info key: rows added in the current transaction
 SWEEP_BATCH = handoff.SWEEP_BATCH
@@ -159,19 +160,7 @@ class Outbox:
     async def hand_off(self, rows: Sequence[OutboxMessage]) -> int:
         """Start each row's workflow and note it; returns how many were handed off. When
         Temporal does not answer, the rest are left for the sweep."""
-        started: list[int] = []
-        for row in rows:
-            if not await self._start(row):
-                break
-            started.append(row.id)
-        if started:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id.in_(started), OutboxMessage.handed_off_at.is_(None))
-                    .values(handed_off_at=utcnow())
-                )
-        return len(started)
+        return await handoff.start_rows(self.sessions, OutboxMessage, rows, self._start)
 
     async def _start(self, row: OutboxMessage) -> bool:
         return await handoff.start_once(

@@ -180,6 +180,15 @@ async def approval_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class ContactChange:
+    """One detail a client changed about themselves (`address` included)."""
+
+    field: str
+    old: str | None
+    new: str | None
+
+
 @dataclass
 class Overview:
     client: Client
@@ -376,9 +385,9 @@ class PortalStore:
 
     # --- contact details and service requests ----------------------------------------------
 
-    async def update_contact(self, client_id: int, data: ContactIn) -> dict[str, Any]:
-        """Apply the client's new details; returns {field: [old, new]} of what changed. Staff
-        are told in the same transaction (the outbox)."""
+    async def update_contact(self, client_id: int, data: ContactIn) -> list[ContactChange]:
+        """Apply the client's new details; returns what changed. Staff are told in the same
+        transaction (the outbox)."""
         async with self.outbox.transaction() as session:
             client = await session.get(Client, client_id)
             if client is None:
@@ -389,21 +398,21 @@ class PortalStore:
             if contact is None:
                 contact = ClientContact(client_id=client_id)
                 session.add(contact)
-            changes: dict[str, Any] = {}
+            changes: list[ContactChange] = []
             for name in ("name", "phone", "company"):
                 new = getattr(data, name)
                 if getattr(client, name) != new:
-                    changes[name] = [getattr(client, name), new]
+                    changes.append(ContactChange(name, getattr(client, name), new))
                     setattr(client, name, new)
             if contact.address != data.address:
-                changes["address"] = [contact.address, data.address]
+                changes.append(ContactChange("address", contact.address, data.address))
                 contact.address = data.address
             if changes:
                 context = {
                     "company_name": self.settings.company_name,
                     "client_name": data.name,
                     "client_id": client_id,
-                    "changes": changes,
+                    "changes": {c.field: [c.old, c.new] for c in changes},
                 }
                 key = f"contact-changed:{uuid.uuid4().hex}"
                 outbox.add_staff_emails(

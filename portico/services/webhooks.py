@@ -42,7 +42,15 @@ from standardwebhooks import Webhook
 from yarl import URL
 
 from portico.errors import Conflict, Invalid, NotFound
-from portico.integration_schemas import ALL_EVENTS, WebhookIn
+from portico.integration_schemas import (
+    ALL_EVENTS,
+    WebhookCreatedOut,
+    WebhookDeliveryListOut,
+    WebhookDeliveryOut,
+    WebhookIn,
+    WebhookListOut,
+    WebhookOut,
+)
 from portico.models import (
     Approval,
     AuditEvent,
@@ -54,13 +62,15 @@ from portico.models import (
 from portico.services import handoff
 from portico.services.approvals import approval_out, iso
 from portico.services.gateway import TemporalGateway
+from portico.services.handoff import DELIVERED as DELIVERED  # the states, used as outbox.X
+from portico.services.handoff import FAILED as FAILED
+from portico.services.handoff import PENDING as PENDING
 from portico.settings import Settings
 from workflows.types import WEBHOOK_WORKFLOW, AuditEventInput, WebhookDeliveryInput
 from workflows.types import webhook_workflow_id as workflow_id
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 SECRET_PREFIX = "whsec_"
 MAX_RESPONSE_BYTES = 1024
 SWEEP_BATCH = handoff.SWEEP_BATCH
@@ -310,28 +320,22 @@ def _after_rollback(sync: Session) -> None:
 # --- the service ----------------------------------------------------------------------------
 
 
-def endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "events": endpoint.events,
-        "description": endpoint.description,
-        "created_at": iso(endpoint.created_at),
-    }
+def endpoint_out(endpoint: WebhookEndpoint) -> WebhookOut:
+    return WebhookOut.model_validate(endpoint)
 
 
-def delivery_json(delivery: WebhookDelivery, event: WebhookEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.public_id,
-        "type": event.type,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_status_code": delivery.last_status_code,
-        "next_attempt_at": iso(delivery.next_attempt_at),
-        "created_at": iso(delivery.created_at),
-        "delivered_at": iso(delivery.delivered_at),
-        "last_error": delivery.last_error,
-    }
+def delivery_out(delivery: WebhookDelivery, event: WebhookEvent) -> WebhookDeliveryOut:
+    return WebhookDeliveryOut(
+        event_id=event.public_id,
+        type=event.type,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        next_attempt_at=delivery.next_attempt_at,
+        created_at=delivery.created_at,
+        delivered_at=delivery.delivered_at,
+        last_error=delivery.last_error,
+    )
 
 
 def next_attempt_at(settings: Settings, attempt: int, now: datetime) -> datetime:
@@ -372,7 +376,7 @@ class Webhooks:
 
     # --- endpoints ----------------------------------------------------------------------
 
-    async def create_endpoint(self, data: WebhookIn) -> dict[str, Any]:
+    async def create_endpoint(self, data: WebhookIn) -> WebhookCreatedOut:
         url = await check_receiver(data.url, self.settings.webhooks_allow_private)
         secret = new_secret()
         async with self.sessions() as session, session.begin():
@@ -384,21 +388,21 @@ class Webhooks:
                 created_at=utcnow(),
             )
             session.add(endpoint)
-        return {**endpoint_json(endpoint), "secret": secret}
+        return WebhookCreatedOut(**dict(endpoint_out(endpoint)), secret=secret)
 
-    async def list_endpoints(self) -> list[dict[str, Any]]:
+    async def list_endpoints(self) -> WebhookListOut:
         async with self.sessions() as session:
             rows = await session.scalars(
                 select(WebhookEndpoint)
                 .where(WebhookEndpoint.deleted_at.is_(None))
                 .order_by(WebhookEndpoint.id)
             )
-            return [endpoint_json(e) for e in rows]
+            return WebhookListOut(items=[endpoint_out(e) for e in rows])
 
-    async def get_endpoint(self, endpoint_id: int) -> dict[str, Any]:
+    async def get_endpoint(self, endpoint_id: int) -> WebhookOut:
         """One endpoint as the list shows it (never its secret); NotFound once deleted."""
         async with self.sessions() as session:
-            return endpoint_json(await self._endpoint(session, endpoint_id))
+            return endpoint_out(await self._endpoint(session, endpoint_id))
 
     async def _endpoint(self, session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
@@ -421,7 +425,7 @@ class Webhooks:
                 .values(status=FAILED, last_error="The endpoint was deleted.", next_attempt_at=None)
             )
 
-    async def deliveries(self, endpoint_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    async def deliveries(self, endpoint_id: int, limit: int = 500) -> WebhookDeliveryListOut:
         async with self.sessions() as session:
             await self._endpoint(session, endpoint_id)
             rows = await session.execute(
@@ -431,9 +435,9 @@ class Webhooks:
                 .order_by(WebhookDelivery.id.desc())
                 .limit(limit)
             )
-            return [delivery_json(d, e) for d, e in rows]
+            return WebhookDeliveryListOut(items=[delivery_out(d, e) for d, e in rows])
 
-    async def retry(self, endpoint_id: int, event_id: str) -> dict[str, Any]:
+    async def retry(self, endpoint_id: int, event_id: str) -> WebhookDeliveryOut:
         """Send a failed delivery again (a new round: a new workflow, the same webhook-id)."""
         async with self.sessions() as session, session.begin():
             await self._endpoint(session, endpoint_id)
@@ -462,7 +466,7 @@ class Webhooks:
             delivery.last_error = None
             delivery.next_attempt_at = utcnow()
             _hand_off_after_commit(session, [delivery.id])
-        return delivery_json(delivery, event)
+        return delivery_out(delivery, event)
 
     async def record_approval_event(
         self, session: AsyncSession, approval_id: int, audit: AuditEventInput, status: str
@@ -507,25 +511,16 @@ class Webhooks:
     async def hand_off(self, rows: Sequence[WebhookDelivery]) -> int:
         """Start each row's workflow and note it; the rest wait for the sweep when Temporal
         does not answer."""
-        started: list[int] = []
-        for row in rows:
-            if not await handoff.start_once(
-                self.temporal,
-                WEBHOOK_WORKFLOW,
-                self.delivery_input(row),
-                workflow_id=workflow_id(row.id, row.round),
-                task_queue=self.settings.task_queue,
-            ):
-                break
-            started.append(row.id)
-        if started:
-            async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(started), WebhookDelivery.handed_off_at.is_(None))
-                    .values(handed_off_at=utcnow())
-                )
-        return len(started)
+        return await handoff.start_rows(self.sessions, WebhookDelivery, rows, self._start)
+
+    async def _start(self, row: WebhookDelivery) -> bool:
+        return await handoff.start_once(
+            self.temporal,
+            WEBHOOK_WORKFLOW,
+            self.delivery_input(row),
+            workflow_id=workflow_id(row.id, row.round),
+            task_queue=self.settings.task_queue,
+        )
 
     async def sweep(self, older_than: timedelta) -> int:
         """Hand off deliveries recorded at least `older_than` ago and never handed off."""

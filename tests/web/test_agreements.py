@@ -298,3 +298,29 @@ async def test_a_french_client_is_reminded_in_french_by_email_and_text(stack):
     texts = await wait_until(lambda: mails_to(stack, "+15145550123"))
     assert "rappel, la visite 1 sur 4 de « HVAC maintenance »" in texts[0].body
     assert " 2026" in texts[0].body or " 2027" in texts[0].body  # the day, in French order
+
+
+async def test_a_workflow_id_temporal_already_has_is_409_and_books_nothing(stack):
+    client, _ = await seed_client(stack)
+    first = await create(stack, client["id"])
+    # Ids come from the database's sequence, one by one: the next agreement will be first + 1.
+    squatter = await stack.temporal.start_workflow(
+        "NoSuchWorkflow",
+        id=f"agreement-{first['id'] + 1}",
+        task_queue=f"{stack.settings.task_queue}-void",
+    )
+    try:
+        payload = {
+            "client_id": client["id"],
+            "title": "Gutters",
+            "starts_on": today().isoformat(),
+            "every": "year",
+            "visits": 2,
+        }
+        error = await stack.api("POST", "/agreements", 409, json=payload)
+        assert error["error"]["code"] == "workflow_exists"
+        assert "nothing was booked" in error["error"]["message"]
+        items = (await stack.api("GET", "/agreements", 200))["items"]
+        assert [item["id"] for item in items] == [first["id"]]
+    finally:
+        await squatter.terminate()

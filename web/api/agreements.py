@@ -12,7 +12,7 @@ from portico.agreement_schemas import (
     AgreementUpdateIn,
     VisitMoveIn,
 )
-from web.api.staff import body, path_id, query_id
+from web.api.staff import answer, body, path_id, query_id
 from web.http.agreement_keys import AGREEMENTS
 
 routes = web.RouteTableDef()
@@ -21,18 +21,17 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/agreements")
 async def create_agreement(request: web.Request) -> web.Response:
     data = await body(request, AgreementIn)
-    return web.json_response(await request.app[AGREEMENTS].create(data), status=201)
+    return answer(await request.app[AGREEMENTS].create(data), status=201)
 
 
 @routes.get("/api/v1/agreements")
 async def list_agreements(request: web.Request) -> web.Response:
-    items = await request.app[AGREEMENTS].list(query_id(request, "client_id"))
-    return web.json_response({"items": items})
+    return answer(await request.app[AGREEMENTS].list(query_id(request, "client_id")))
 
 
 @routes.get("/api/v1/agreements/{id}")
 async def show_agreement(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[AGREEMENTS].get(path_id(request)))
+    return answer(await request.app[AGREEMENTS].get(path_id(request)))
 
 
 @routes.patch("/api/v1/agreements/{id}")
@@ -41,17 +40,17 @@ async def update_agreement(request: web.Request) -> web.Response:
     result = await request.app[AGREEMENTS].change_reminder(
         path_id(request), data.remind_days_before
     )
-    return web.json_response(result)
+    return answer(result)
 
 
 @routes.post("/api/v1/agreements/{id}/cancel")
 async def cancel_agreement(request: web.Request) -> web.Response:
     data = await body(request, AgreementCancelIn, optional=True)
-    return web.json_response(await request.app[AGREEMENTS].cancel(path_id(request), data.reason))
+    return answer(await request.app[AGREEMENTS].cancel(path_id(request), data.reason))
 
 
 @routes.post("/api/v1/agreements/{id}/visits/{n}/move")
 async def move_visit(request: web.Request) -> web.Response:
     data = await body(request, VisitMoveIn)
     agreement_id, n = path_id(request), path_id(request, "n")
-    return web.json_response(await request.app[AGREEMENTS].move_visit(agreement_id, n, data.date))
+    return answer(await request.app[AGREEMENTS].move_visit(agreement_id, n, data.date))

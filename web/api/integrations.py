@@ -13,7 +13,7 @@ from portico.errors import Invalid, NotFound
 from portico.integration_schemas import WebhookIn
 from portico.services.exports import Exports
 from portico.services.webhooks import Webhooks
-from web.api.staff import body, path_id
+from web.api.staff import answer, body, path_id
 from web.http.keys import SESSIONS, SETTINGS, TEMPORAL
 
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
@@ -40,12 +40,12 @@ async def services(app: web.Application) -> AsyncIterator[None]:
 @routes.post("/api/v1/webhooks")
 async def create_webhook(request: web.Request) -> web.Response:
     data = await body(request, WebhookIn)
-    return web.json_response(await request.app[WEBHOOKS].create_endpoint(data), status=201)
+    return answer(await request.app[WEBHOOKS].create_endpoint(data), status=201)
 
 
 @routes.get("/api/v1/webhooks")
 async def list_webhooks(request: web.Request) -> web.Response:
-    return web.json_response({"items": await request.app[WEBHOOKS].list_endpoints()})
+    return answer(await request.app[WEBHOOKS].list_endpoints())
 
 
 @routes.delete("/api/v1/webhooks/{id}")
@@ -56,8 +56,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/webhooks/{id}/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
-    items = await request.app[WEBHOOKS].deliveries(path_id(request))
-    return web.json_response({"items": items})
+    return answer(await request.app[WEBHOOKS].deliveries(path_id(request)))
 
 
 @routes.post("/api/v1/webhooks/{id}/deliveries/{event_id}/retry")
@@ -67,7 +66,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
     if len(event_id) > 40:
         raise NotFound(f"Webhook {endpoint_id} has no delivery of event {event_id[:40]}….")
     delivery = await request.app[WEBHOOKS].retry(endpoint_id, event_id)
-    return web.json_response(delivery, status=202)
+    return answer(delivery, status=202)
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -8,9 +8,9 @@ import hashlib
 
 from aiohttp import web
 
-from portico.message_schemas import MessageIn
-from portico.services.messages import message_json
-from web.api.staff import body, path_id
+from portico.message_schemas import MessageIn, MessageListOut
+from portico.services.messages import message_out
+from web.api.staff import answer, body, path_id
 from web.http.portal_keys import MESSAGES
 
 routes = web.RouteTableDef()
@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/clients/{id}/messages")
 async def list_messages(request: web.Request) -> web.Response:
     thread = await request.app[MESSAGES].thread(path_id(request))
-    return web.json_response({"items": [message_json(m) for m in thread.messages]})
+    return answer(MessageListOut(items=[message_out(m) for m in thread.messages]))
 
 
 @routes.post("/api/v1/clients/{id}/messages")
@@ -35,4 +35,4 @@ async def reply(request: web.Request) -> web.Response:
         author="api",
         dedupe_key=f"api:{client_id}:{digest}" if key else None,
     )
-    return web.json_response(message_json(message), status=201)
+    return answer(message_out(message), status=201)

@@ -13,9 +13,7 @@ from portico.errors import Conflict, Invalid, NotFound
 from portico.integration_schemas import (
     ALL_EVENTS,
     EVENT_TYPES,
-    WebhookDeliveryOut,
     WebhookIn,
-    WebhookOut,
 )
 from portico.services.webhooks import FAILED, seal, unseal
 from web.api.integrations import WEBHOOKS
@@ -71,7 +69,7 @@ async def list_page(
     errors: FieldErrors | None = None,
     status: int = 200,
 ) -> web.Response:
-    endpoints = [WebhookOut.model_validate(e) for e in await request.app[WEBHOOKS].list_endpoints()]
+    endpoints = (await request.app[WEBHOOKS].list_endpoints()).items
     return await render(
         request,
         "webhooks.html",
@@ -113,8 +111,8 @@ async def add_webhook(request: web.Request) -> web.Response:
         return await list_page(request, form, {"url": message}, status=err.status)
     # Post/redirect/get, so a reload adds nothing; the secret rides along once, sealed, in a
     # short-lived cookie the endpoint's page reads and clears.
-    response = web.HTTPSeeOther(f"/staff/webhooks/{created['id']}")
-    sealed = seal(request.app[SETTINGS].secret_key, f"{created['id']}:{created['secret']}")
+    response = web.HTTPSeeOther(f"/staff/webhooks/{created.id}")
+    sealed = seal(request.app[SETTINGS].secret_key, f"{created.id}:{created.secret}")
     cookies.set_session(request, response, SECRET_COOKIE, sealed, max_age=SECRET_SECONDS)
     raise response
 
@@ -139,8 +137,8 @@ async def endpoint_page(
     status: int = 200,
 ) -> web.Response:
     hooks = request.app[WEBHOOKS]
-    endpoint = WebhookOut.model_validate(await hooks.get_endpoint(endpoint_id))
-    log = [WebhookDeliveryOut.model_validate(d) for d in await hooks.deliveries(endpoint_id)]
+    endpoint = await hooks.get_endpoint(endpoint_id)
+    log = (await hooks.deliveries(endpoint_id)).items
     secret = shown_once(request, endpoint_id)
     response = await render(
         request,
@@ -172,9 +170,7 @@ async def show_webhook(request: web.Request) -> web.Response:
 @routes.get("/staff/webhooks/{id:\\d+}/delete")
 async def confirm_delete(request: web.Request) -> web.Response:
     await signed_in(request, admin=True)
-    endpoint = WebhookOut.model_validate(
-        await request.app[WEBHOOKS].get_endpoint(path_int(request))
-    )
+    endpoint = await request.app[WEBHOOKS].get_endpoint(path_int(request))
     return await render(
         request,
         "webhook_delete.html",
