@@ -23,6 +23,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from babel import dates as babel_dates
+from babel.numbers import format_decimal
 from pypdf import PdfReader, PdfWriter, Transformation
 from pypdf.generic import RectangleObject
 from reportlab.lib import colors
@@ -408,11 +409,9 @@ def _quantity(value: object, index: int) -> Decimal:
 
 
 def _format_quantity(qty: Decimal) -> str:
-    text = format(qty.normalize(), "f")
-    if "." in text:
-        whole, frac = text.split(".")
-        return f"{int(whole):,}.{frac}" if whole not in ("", "-0") else text
-    return f"{int(text):,}"
+    """Every digit of the quantity, written for the current locale ('1,234.5', '1 234,5')."""
+    text = format_decimal(qty.normalize(), locale=i18n.babel_locale(), decimal_quantization=False)
+    return _clean(text)
 
 
 def _page_size_for(currency: str) -> tuple[float, float]:
