@@ -773,9 +773,7 @@ def _signer_block(
     if signer.notes:
         block.append(_field(styles, _("Notes"), signer.notes, _MAX_FIELD_CHARS))
     if signer.decline_reason:
-        block.append(
-            _field(styles, _("Decline reason"), signer.decline_reason, _MAX_FIELD_CHARS)
-        )
+        block.append(_field(styles, _("Decline reason"), signer.decline_reason, _MAX_FIELD_CHARS))
     consent = _("yes") if signer.consent else _("no")
     consented = _("Consented to sign electronically: %(answer)s", answer=consent)
     block.append(Paragraph(_head(consented), styles["field"]))
@@ -855,9 +853,7 @@ def _certificate_pages(cert: Certificate, pagesize: tuple[float, float]) -> byte
 def _embedded_signatures_block(
     styles: dict[str, ParagraphStyle], signatures: tuple[EmbeddedSignature, ...]
 ) -> list[Flowable]:
-    heading = _(
-        "Digital signatures in the document of record (%(count)s)", count=len(signatures)
-    )
+    heading = _("Digital signatures in the document of record (%(count)s)", count=len(signatures))
     explained = _(
         "The document of record was already digitally signed; Portico added its pages "
         "and signature in an incremental update, so these signatures stay valid."

@@ -141,4 +141,6 @@ def test_visible_signature_text_follows_the_language() -> None:
     fr = signature_appearance_text(_certificate(original, "fr"))
     es = signature_appearance_text(_certificate(original, "es"))
     assert fr == "Signé numériquement par Rénovations Acme\nDemande Portico nº 42\nHeure : %(ts)s"
-    assert es == "Firmado digitalmente por Rénovations Acme\nSolicitud de Portico n.º 42\nHora: %(ts)s"
+    assert es == (
+        "Firmado digitalmente por Rénovations Acme\nSolicitud de Portico n.º 42\nHora: %(ts)s"
+    )

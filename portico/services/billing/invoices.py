@@ -19,9 +19,9 @@ from temporalio.common import WorkflowIDReusePolicy
 from portico import i18n, pdf, tokens
 from portico.errors import Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
+from portico.i18n import gettext as _
 from portico.ledger import overdue_at, retainage_cents
 from portico.models import Approval, Client, Document, Invoice, Payment, Project, StripeEvent
-from portico.i18n import gettext as _
 from portico.money import format_money, totals
 from portico.portal_schemas import InvoiceIn, InvoiceOut
 from portico.services import webhooks
@@ -116,6 +116,10 @@ class Invoices:
         await self.start_workflow(invoice, data.notify_client)
         return invoice_out(self.settings, invoice, [])
 
+    def reader_locale(self, client: Client) -> str:
+        """The language of the client's PDFs: theirs, else PORTICO_DEFAULT_LOCALE."""
+        return i18n.resolve(client.locale, default=self.settings.default_locale)
+
     def render(
         self,
         project: Project,
@@ -135,7 +139,7 @@ class Invoices:
         if total <= 0:
             raise Invalid("The invoice total must be more than zero.")
         retainage = retainage_cents(total, retainage_percent)
-        locale = i18n.resolve(client.locale, default=self.settings.default_locale)
+        locale = self.reader_locale(client)
         pdf_items = list(items)
         issued = datetime.now(UTC).date()
         with i18n.use(locale):
