@@ -20,9 +20,9 @@ from sqlalchemy.orm import selectinload
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from portico import pades, pdf, pdf_sandbox
+from portico import i18n, pades, pdf, pdf_sandbox
 from portico.files import FileStore
-from portico.models import Approval, Approver, AuditEvent
+from portico.models import Approval, Approver, AuditEvent, Client, Project
 from portico.money import format_money
 from portico.settings import Settings, read_or_create_bytes
 from workflows.types import APPROVED, SignedPdfResult
@@ -154,18 +154,21 @@ class DocumentActivities:
             completed_at = approval.completed_at or (
                 max(signed_times) if signed_times else approval.created_at
             )
+            locale, zone = await self._reader(session, approvers, document.project_id)
             certificate = pdf.Certificate(
                 approval_id=approval.id,
                 document_kind=document.kind,
                 document_title=document.title,
                 document_number=document.number,
                 document_sha256=record_sha,
-                amount=format_money(document.amount_cents, document.currency),
+                amount=format_money(document.amount_cents, document.currency, locale),
                 status=approval.status,
                 completed_at=completed_at,
                 company_name=self.settings.company_name,
                 signers=signers,
                 replaced_by_upload=uploader is not None,
+                locale=locale,
+                timezone=zone,
             )
             signing = pades.SignRequest(
                 key=await self.signing_key(),
@@ -211,6 +214,24 @@ class DocumentActivities:
                 timestamped=built.timestamped,
                 timestamp_error=built.timestamp_error,
             )
+
+    async def _reader(
+        self, session: AsyncSession, approvers: Sequence[Approver], project_id: int
+    ) -> tuple[str, str]:
+        """Who reads the certificate (like the notify activities' reader): the first approver's
+        locale, else the client's, else PORTICO_DEFAULT_LOCALE; the client's time zone, else
+        PORTICO_DEFAULT_TIMEZONE. Read when the PDF is built: no workflow history carries it."""
+        found = (
+            await session.execute(
+                select(Client.locale, Client.timezone)
+                .join(Project, Project.client_id == Client.id)
+                .where(Project.id == project_id)
+            )
+        ).first()
+        theirs, their_zone = found if found is not None else (None, None)
+        first = approvers[0].locale if approvers else None
+        locale = i18n.resolve(first, theirs, default=self.settings.default_locale)
+        return locale, their_zone or self.settings.default_timezone
 
     def _existing(self, approval: Approval) -> SignedPdfResult | None:
         """The already-recorded signed PDF, if its file is still there with the same hash."""

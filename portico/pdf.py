@@ -3,6 +3,11 @@
 Everything here is pure and synchronous: no database, no network and no clock reads (every
 timestamp is passed in). reportlab draws, pypdf reads and merges. Text is drawn with the
 standard Helvetica/Courier fonts, so characters they cannot show are transliterated or replaced.
+
+The words are the reader's (CONTRACT section 10): a rendered document is drawn in the `locale`
+it is given and the certificate pages and stamp in the certificate's `locale` and `timezone`
+(the signing activity resolves them; this module runs in a child process, so they travel in
+the values, not in context variables). Times keep their exact UTC form beside the local one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.sax.saxutils import escape
 
+from babel import dates as babel_dates
+from babel.numbers import format_decimal
 from pypdf import PdfReader, PdfWriter, Transformation
 from pypdf.generic import RectangleObject
 from reportlab.lib import colors
@@ -38,6 +45,9 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from portico import i18n
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.money import format_money, line_total
 from portico.pades_values import EmbeddedSignature
 from portico.pdf_safety import (
@@ -68,7 +78,7 @@ __all__ = [
     "validate_pdf",
 ]
 
-UPLOAD_NOTICE = (
+UPLOAD_NOTICE = N_(
     "The document of record is a PDF uploaded by the signer, signed outside Portico. "
     "The pages above are that uploaded file; Portico recorded who uploaded it and when."
 )
@@ -89,12 +99,24 @@ _OWN_OUTPUT = PdfLimits(
 _MAX_SIGNATURE_PIXELS = 4_000_000
 _MAX_DESCRIPTION_CHARS = 3_000
 _MAX_FIELD_CHARS = 20_000
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July",
-    "August", "September", "October", "November", "December",
-)  # fmt: skip
 _KIND_ACRONYMS = {"rfi": "RFI", "po": "PO", "sow": "SOW", "nda": "NDA"}
-_CHANNEL_LABELS = {"web": "Web signing link", "sms": "SMS reply", "upload": "Uploaded signed PDF"}
+_KIND_LABELS = {**i18n.KIND_LABELS, "invoice": N_("Invoice")}
+_CHANNEL_LABELS = {
+    "web": N_("Web signing link"),
+    "sms": N_("SMS reply"),
+    "upload": N_("Uploaded signed PDF"),
+}
+_STATUS_LABELS = {
+    "pending": N_("Pending"),
+    "approved": N_("Approved"),
+    "declined": N_("Declined"),
+    "skipped": N_("Skipped"),
+    "expired": N_("Expired"),
+    "void": N_("Void"),
+    "waiting": N_("Waiting"),
+    "viewed": N_("Viewed"),
+    "partially_approved": N_("Partially approved"),
+}
 # Letters with no Unicode decomposition that Helvetica (WinAnsi) cannot show.
 _TRANSLITERATE = {
     "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i", "Ŧ": "T", "ŧ": "t",
@@ -219,6 +241,9 @@ def _markup(value: object, limit: int | None = None) -> str:
 
 
 def _kind_label(kind: str) -> str:
+    """The kind's name in the current locale."""
+    if kind in _KIND_LABELS:
+        return _(_KIND_LABELS[kind])
     if (kind or "").lower() in _KIND_ACRONYMS:
         return _KIND_ACRONYMS[kind.lower()]
     text = _one_line((kind or "document").replace("_", " "))
@@ -226,12 +251,15 @@ def _kind_label(kind: str) -> str:
 
 
 def _status_label(status: str) -> str:
+    if status in _STATUS_LABELS:
+        return _(_STATUS_LABELS[status])
     text = _one_line((status or "unknown").replace("_", " "))
     return text[:1].upper() + text[1:]
 
 
 def _long_date(day: date) -> str:
-    return f"{_MONTHS[day.month - 1]} {day.day}, {day.year}"
+    """'May 1, 2024', '1 mai 2024', '1 de mayo de 2024'."""
+    return babel_dates.format_date(day, "long", locale=i18n.babel_locale())
 
 
 def _utc(moment: datetime) -> datetime:
@@ -245,6 +273,29 @@ def _iso(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when(moment: datetime | None) -> str:
+    """The reader's local time, then the exact UTC moment: 'May 1, 2024, 10:00 AM EDT
+    (2024-05-01T14:00:00Z)'; an em dash for None."""
+    if moment is None:
+        return "—"
+    return f"{i18n.format_datetime(_utc(moment))} ({_iso(moment)})"
+
+
+def _head(text: str) -> str:
+    """Portico's own (translated) text, ready for a Paragraph."""
+    return escape(_clean(text))
+
+
+def _label(name: str) -> str:
+    """'Client:' / 'Client :' (French puts a space before the colon)."""
+    return _("%(label)s:", label=name)
+
+
+def _money(cents: int, currency: str) -> str:
+    """An amount for a Paragraph, in the current locale ('1 250,00 $' in fr-CA)."""
+    return escape(_clean(format_money(cents, currency)))
 
 
 def _short_utc(moment: datetime) -> str:
@@ -316,7 +367,8 @@ def _footer(left: str) -> Callable[[Canvas, Any], None]:
         while text and canvas.stringWidth(text, _FONT, 7.5) > room:
             text = text[:-2] + "…" if len(text) > 2 else ""
         canvas.drawString(doc.leftMargin, 8 * mm, text)
-        canvas.drawRightString(width - doc.rightMargin, 8 * mm, f"Page {canvas.getPageNumber()}")
+        page = _clean(_("Page %(number)s", number=canvas.getPageNumber()))
+        canvas.drawRightString(width - doc.rightMargin, 8 * mm, page)
         canvas.restoreState()
 
     return draw
@@ -357,11 +409,9 @@ def _quantity(value: object, index: int) -> Decimal:
 
 
 def _format_quantity(qty: Decimal) -> str:
-    text = format(qty.normalize(), "f")
-    if "." in text:
-        whole, frac = text.split(".")
-        return f"{int(whole):,}.{frac}" if whole not in ("", "-0") else text
-    return f"{int(text):,}"
+    """Every digit of the quantity, written for the current locale ('1,234.5', '1 234,5')."""
+    text = format_decimal(qty.normalize(), locale=i18n.babel_locale(), decimal_quantization=False)
+    return _clean(text)
 
 
 def _page_size_for(currency: str) -> tuple[float, float]:
@@ -380,20 +430,50 @@ def render_line_items_pdf(
     line_items: list[dict],
     issued_on: date,
     notes: str | None = None,
+    locale: str = i18n.DEFAULT_LOCALE,
 ) -> tuple[bytes, int]:
     """Render a quote/change order/invoice-like document; return (pdf bytes, total_cents).
 
     Each line item is ``{description, quantity, unit_price_cents}``; quantity may be an int,
-    float or decimal string, and every line total is rounded half-up to whole cents.
+    float or decimal string, and every line total is rounded half-up to whole cents. Labels,
+    money and the date are written for ``locale`` (the client's).
     Raises ValueError for a quantity that is not a number or a non-integer unit price.
     """
+    with i18n.use(locale):
+        return _line_items_pdf(
+            company_name=company_name,
+            kind=kind,
+            title=title,
+            number=number,
+            client_name=client_name,
+            project_name=project_name,
+            currency=currency,
+            line_items=line_items,
+            issued_on=issued_on,
+            notes=notes,
+        )
+
+
+def _line_items_pdf(
+    *,
+    company_name: str,
+    kind: str,
+    title: str,
+    number: str,
+    client_name: str,
+    project_name: str,
+    currency: str,
+    line_items: list[dict],
+    issued_on: date,
+    notes: str | None,
+) -> tuple[bytes, int]:
     styles = _styles()
     rows: list[list[Any]] = [
         [
-            Paragraph("Description", styles["head"]),
-            Paragraph("Qty", styles["head_right"]),
-            Paragraph("Unit price", styles["head_right"]),
-            Paragraph("Amount", styles["head_right"]),
+            Paragraph(_head(_("Description")), styles["head"]),
+            Paragraph(_head(_("Qty")), styles["head_right"]),
+            Paragraph(_head(_("Unit price")), styles["head_right"]),
+            Paragraph(_head(_("Amount")), styles["head_right"]),
         ]
     ]
     total = 0
@@ -411,18 +491,18 @@ def render_line_items_pdf(
                     styles["cell"],
                 ),
                 Paragraph(escape(_format_quantity(qty)), styles["cell_right"]),
-                Paragraph(escape(format_money(unit, currency)), styles["cell_right"]),
-                Paragraph(escape(format_money(amount, currency)), styles["cell_right"]),
+                Paragraph(_money(unit, currency), styles["cell_right"]),
+                Paragraph(_money(amount, currency), styles["cell_right"]),
             ]
         )
     if len(rows) == 1:
-        rows.append([Paragraph("No line items.", styles["muted"]), "", "", ""])
+        rows.append([Paragraph(_head(_("No line items.")), styles["muted"]), "", "", ""])
     rows.append(
         [
-            Paragraph("Total", styles["total"]),
+            Paragraph(_head(_("Total")), styles["total"]),
             "",
             "",
-            Paragraph(escape(format_money(total, currency)), styles["total"]),
+            Paragraph(_money(total, currency), styles["total"]),
         ]
     )
 
@@ -455,9 +535,9 @@ def render_line_items_pdf(
     label = _kind_label(kind)
     heading = f"{label} {_one_line(number, 200)}".strip()
     facts = [
-        ("Client", client_name),
-        ("Project", project_name),
-        ("Date", _long_date(issued_on)),
+        (_("Client"), client_name),
+        (_("Project"), project_name),
+        (_("Date"), _long_date(issued_on)),
     ]
     story: list[Flowable] = [
         Paragraph(_markup(_one_line(company_name, 300) or "Portico"), styles["company"]),
@@ -466,12 +546,13 @@ def render_line_items_pdf(
         Paragraph(_markup(_one_line(title, 1000)), styles["title"]),
     ]
     for name, value in facts:
-        story.append(Paragraph(f"<b>{name}:</b> {_markup(_one_line(value, 500))}", styles["base"]))
+        text = _markup(_one_line(value, 500))
+        story.append(Paragraph(f"<b>{_head(_label(name))}</b> {text}", styles["base"]))
     story += [Spacer(1, 10), table]
     if notes and notes.strip():
         story += [
             Spacer(1, 12),
-            Paragraph("<b>Notes</b>", styles["base"]),
+            Paragraph(f"<b>{_head(_('Notes'))}</b>", styles["base"]),
             Paragraph(_markup(notes.strip(), _MAX_FIELD_CHARS), styles["base"]),
         ]
     footer = f"{_one_line(company_name, 120)} — {heading}"
@@ -521,6 +602,10 @@ class Certificate:
     # Digital signatures the document of record already carries (a client signed it in
     # Acrobat): kept valid, so its pages are left as they are (no stamp), and shown as evidence.
     embedded_signatures: tuple[EmbeddedSignature, ...] = ()
+    # Who reads it (CONTRACT section 10): the certificate pages and the stamp are in this
+    # language, and local times in this IANA zone.
+    locale: str = i18n.DEFAULT_LOCALE
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -554,17 +639,30 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _request(cert: Certificate) -> str:
+    return _("Portico request #%(id)s", id=cert.approval_id)
+
+
+def _unnamed(name: str) -> str:
+    return _one_line(name, 120) or _("(unnamed signer)")
+
+
 def _stamp_text(cert: Certificate) -> str:
+    """The stamp on the document's last page, in the certificate's locale (times in UTC)."""
     approved = [s for s in cert.signers if s.status == "approved"]
     declined = [s for s in cert.signers if s.status == "declined"]
-    people, verb = (approved, "Approved") if approved else (declined, "Declined")
-    request = f"Portico request #{cert.approval_id}"
+    people = approved or declined
+    request = _request(cert)
     if not people:
         when = _short_utc(cert.completed_at)
-        return f"{_status_label(cert.status)} — {when} — {request}"
-    names = ", ".join(_one_line(s.name, 120) or "(unnamed signer)" for s in people)
+        return _clean(f"{_status_label(cert.status)} — {when} — {request}")
+    names = ", ".join(_unnamed(s.name) for s in people)
     dates = ", ".join(_unique(_short_utc(s.decided_at or cert.completed_at) for s in people))
-    return f"{verb} electronically by {names} — {dates} — {request}"
+    if approved:
+        said = _("Approved electronically by %(names)s", names=names)
+    else:
+        said = _("Declined electronically by %(names)s", names=names)
+    return _clean(f"{said} — {dates} — {request}")
 
 
 def _stamp_overlay(cert: Certificate, width: float, height: float) -> bytes:
@@ -587,7 +685,8 @@ def _stamp_overlay(cert: Certificate, width: float, height: float) -> bytes:
         images_width += size[0] + 6
     font_size = 7.0
     leading = 8.6
-    text = _stamp_text(cert)
+    with i18n.use(cert.locale, cert.timezone):
+        text = _stamp_text(cert)
     text_width = max(box_width - images_width - 12, 20.0)
     lines = simpleSplit(text, _FONT, font_size, text_width) or [""]
     if len(lines) == 1:  # shrink the box around a short stamp
@@ -633,43 +732,51 @@ def _stamp_overlay(cert: Certificate, width: float, height: float) -> bytes:
 
 def _field(styles: dict[str, ParagraphStyle], label: str, value: object, limit: int) -> Paragraph:
     text = _markup(value, limit) if value not in (None, "") else "—"
-    return Paragraph(f"<b>{escape(label)}:</b> {text}", styles["field"])
+    return Paragraph(f"<b>{_head(_label(label))}</b> {text}", styles["field"])
 
 
 def _signer_block(
     styles: dict[str, ParagraphStyle], index: int, signer: CertificateSigner
 ) -> list[Flowable]:
-    name = _one_line(signer.name, 300) or "(unnamed signer)"
-    channel = _CHANNEL_LABELS.get(signer.channel or "", signer.channel)
+    name = _one_line(signer.name, 300) or _("(unnamed signer)")
+    known = _CHANNEL_LABELS.get(signer.channel or "")
+    channel = _(known) if known else signer.channel
     if signer.portal_client_id is not None:
-        channel = f"{channel or 'Web'} via client portal (client #{signer.portal_client_id})"
-    decided_label = "Declined" if signer.status == "declined" else "Decided"
+        channel = _(
+            "%(channel)s via client portal (client #%(client)s)",
+            channel=channel or _("Web"),
+            client=signer.portal_client_id,
+        )
+    decided_label = _("Declined") if signer.status == "declined" else _("Decided")
     block: list[Flowable] = [
         Paragraph(f"{index}. {escape(name)}", styles["h3"]),
-        _field(styles, "Status", _status_label(signer.status), 100),
-        _field(styles, "Email", signer.email, 500),
-        _field(styles, "Phone", signer.phone, 100),
-        _field(styles, "Channel", channel, 100),
-        _field(styles, "Sent", _iso(signer.sent_at), 40),
-        _field(styles, "First viewed", _iso(signer.first_viewed_at), 40),
-        _field(styles, decided_label, _iso(signer.decided_at), 40),
-        _field(styles, "IP address", signer.ip, 200),
-        _field(styles, "User agent", signer.user_agent, 2000),
-        _field(styles, "Typed signature", signer.signature_name, 500),
+        _field(styles, _("Status"), _status_label(signer.status), 100),
+        _field(styles, _("Email"), signer.email, 500),
+        _field(styles, _("Phone"), signer.phone, 100),
+        _field(styles, _("Channel"), channel, 100),
+        _field(styles, _("Sent"), _when(signer.sent_at), 120),
+        _field(styles, _("First viewed"), _when(signer.first_viewed_at), 120),
+        _field(styles, decided_label, _when(signer.decided_at), 120),
+        _field(styles, _("IP address"), signer.ip, 200),
+        _field(styles, _("User agent"), signer.user_agent, 2000),
+        _field(styles, _("Typed signature"), signer.signature_name, 500),
     ]
     picture = _picture(signer.signature_png)
     if picture is not None:
         w, h = _fit(picture, 200.0, 60.0)
         image = Image(io.BytesIO(picture.data), width=w, height=h, mask="auto", hAlign="LEFT")
-        block += [Paragraph("<b>Drawn signature:</b>", styles["field"]), _Indented(image, 10)]
+        drawn = _head(_label(_("Drawn signature")))
+        block += [Paragraph(f"<b>{drawn}</b>", styles["field"]), _Indented(image, 10)]
     elif signer.signature_png:
-        block.append(_field(styles, "Drawn signature", "(image could not be read)", 100))
+        unreadable = _("(image could not be read)")
+        block.append(_field(styles, _("Drawn signature"), unreadable, 100))
     if signer.notes:
-        block.append(_field(styles, "Notes", signer.notes, _MAX_FIELD_CHARS))
+        block.append(_field(styles, _("Notes"), signer.notes, _MAX_FIELD_CHARS))
     if signer.decline_reason:
-        block.append(_field(styles, "Decline reason", signer.decline_reason, _MAX_FIELD_CHARS))
-    consent = "yes" if signer.consent else "no"
-    block.append(Paragraph(f"Consented to sign electronically: {consent}", styles["field"]))
+        block.append(_field(styles, _("Decline reason"), signer.decline_reason, _MAX_FIELD_CHARS))
+    consent = _("yes") if signer.consent else _("no")
+    consented = _("Consented to sign electronically: %(answer)s", answer=consent)
+    block.append(Paragraph(_head(consented), styles["field"]))
     return block
 
 
@@ -690,79 +797,89 @@ class _Indented(Flowable):
 
 
 def _certificate_pdf(cert: Certificate, pagesize: tuple[float, float]) -> bytes:
+    """The certificate-of-completion pages, in the certificate's locale and time zone."""
+    with i18n.use(cert.locale, cert.timezone):
+        return _certificate_pages(cert, pagesize)
+
+
+def _certificate_pages(cert: Certificate, pagesize: tuple[float, float]) -> bytes:
     styles = _styles()
-    request = f"Portico request #{cert.approval_id}"
+    request = _clean(_request(cert))
+    title = _("Certificate of completion")
     kind = _kind_label(cert.document_kind)
     sha = "".join(ch for ch in str(cert.document_sha256 or "") if ch.isalnum())[:128]
+    document_sha = _head(_label(_("Document SHA-256")))
     story: list[Flowable] = [
-        Paragraph("Certificate of completion", styles["h1"]),
+        Paragraph(_head(title), styles["h1"]),
         Paragraph(
             f"{escape(request)} — {_markup(_one_line(cert.company_name, 300))}", styles["muted"]
         ),
         Spacer(1, 8),
-        Paragraph("Document", styles["h2"]),
-        _field(styles, "Request", f"#{cert.approval_id}", 40),
-        _field(styles, "Kind", kind, 200),
-        _field(styles, "Number", _one_line(cert.document_number, 200), 200),
-        _field(styles, "Title", _one_line(cert.document_title, 1000), 1000),
-        _field(styles, "Amount", cert.amount, 100),
-        _field(styles, "Status", _status_label(cert.status), 100),
-        _field(styles, "Completed at", _iso(cert.completed_at), 40),
-        Paragraph("<b>Document SHA-256:</b>", styles["field"]),
+        Paragraph(_head(_("Document")), styles["h2"]),
+        _field(styles, _("Request"), f"#{cert.approval_id}", 40),
+        _field(styles, _("Kind"), kind, 200),
+        _field(styles, _("Number"), _one_line(cert.document_number, 200), 200),
+        _field(styles, _("Title"), _one_line(cert.document_title, 1000), 1000),
+        _field(styles, _("Amount"), cert.amount, 100),
+        _field(styles, _("Status"), _status_label(cert.status), 100),
+        _field(styles, _("Completed at"), _when(cert.completed_at), 120),
+        Paragraph(f"<b>{document_sha}</b>", styles["field"]),
         Paragraph(escape(sha) or "—", styles["mono"]),
     ]
     if cert.replaced_by_upload:
-        story.append(Paragraph(escape(UPLOAD_NOTICE), styles["notice"]))
+        story.append(Paragraph(_head(_(UPLOAD_NOTICE)), styles["notice"]))
     if cert.embedded_signatures:
         story += _embedded_signatures_block(styles, cert.embedded_signatures)
-    story.append(Paragraph(f"Signers ({len(cert.signers)})", styles["h2"]))
+    signers = _("Signers (%(count)s)", count=len(cert.signers))
+    story.append(Paragraph(_head(signers), styles["h2"]))
     if not cert.signers:
-        story.append(Paragraph("No signers were recorded.", styles["field"]))
+        story.append(Paragraph(_head(_("No signers were recorded.")), styles["field"]))
     for index, signer in enumerate(cert.signers, start=1):
         block = _signer_block(styles, index, signer)
         story += [KeepTogether(block[:4]), *block[4:]]
-    story += [
-        Spacer(1, 14),
-        Paragraph(
-            escape(
-                f"This file is digitally signed by {_one_line(cert.company_name, 300)}: any PDF "
-                "reader shows whether it was changed since. The SHA-256 of this final file and "
-                "the signing certificate's fingerprint are recorded in Portico's audit trail; "
-                f"verify with: portico audit verify {cert.approval_id}"
-            ),
-            styles["muted"],
-        ),
-    ]
-    footer = f"{request} — Certificate of completion"
-    return _build(story, pagesize, footer, f"Certificate of completion — {request}")
+    closing = _(
+        "This file is digitally signed by %(company)s: any PDF reader shows whether it was "
+        "changed since. The SHA-256 of this final file and the signing certificate's "
+        "fingerprint are recorded in Portico's audit trail; verify with: "
+        "portico audit verify %(id)s",
+        company=_one_line(cert.company_name, 300),
+        id=cert.approval_id,
+    )
+    story += [Spacer(1, 14), Paragraph(_head(closing), styles["muted"])]
+    footer = f"{request} — {_clean(title)}"
+    return _build(story, pagesize, footer, f"{title} — {request}")
 
 
 def _embedded_signatures_block(
     styles: dict[str, ParagraphStyle], signatures: tuple[EmbeddedSignature, ...]
 ) -> list[Flowable]:
+    heading = _("Digital signatures in the document of record (%(count)s)", count=len(signatures))
+    explained = _(
+        "The document of record was already digitally signed; Portico added its pages "
+        "and signature in an incremental update, so these signatures stay valid."
+    )
     block: list[Flowable] = [
-        Paragraph(
-            f"Digital signatures in the document of record ({len(signatures)})", styles["h2"]
-        ),
-        Paragraph(
-            escape(
-                "The document of record was already digitally signed; Portico added its pages "
-                "and signature in an incremental update, so these signatures stay valid."
-            ),
-            styles["field"],
-        ),
+        Paragraph(_head(heading), styles["h2"]),
+        Paragraph(_head(explained), styles["field"]),
     ]
+    certificate_sha = _head(_label(_("Certificate SHA-256")))
     for index, signature in enumerate(signatures, start=1):
-        integrity = "intact" if signature.intact else "NOT intact: the signed content was changed"
-        when = _iso(signature.signed_at)
+        if signature.intact:
+            integrity = _("intact")
+        else:
+            integrity = _("NOT intact: the signed content was changed")
+        when = _when(signature.signed_at)
         if signature.signed_at is not None:
-            when += " (timestamped)" if signature.timestamped else " (as claimed by the signer)"
+            if signature.timestamped:
+                when += " " + _("(timestamped)")
+            else:
+                when += " " + _("(as claimed by the signer)")
         block += [
             Paragraph(f"{index}. {_markup(_one_line(signature.signer, 300))}", styles["h3"]),
-            _field(styles, "Signature field", signature.field_name, 200),
-            _field(styles, "Signed at", when, 80),
-            _field(styles, "Integrity", integrity, 100),
-            Paragraph("<b>Certificate SHA-256:</b>", styles["field"]),
+            _field(styles, _("Signature field"), signature.field_name, 200),
+            _field(styles, _("Signed at"), when, 160),
+            _field(styles, _("Integrity"), integrity, 100),
+            Paragraph(f"<b>{certificate_sha}</b>", styles["field"]),
             Paragraph(escape(signature.certificate_sha256), styles["mono"]),
         ]
     return block
@@ -771,12 +888,12 @@ def _embedded_signatures_block(
 def signature_appearance_text(cert: Certificate) -> str:
     """The visible digital signature's text on the last certificate page (pyHanko interpolates
     the signing time for ``%(ts)s``)."""
-    company = _one_line(cert.company_name, 60) or "Portico"
-    return (
-        f"Digitally signed by {company.replace('%', '%%')}\n"
-        f"Portico request #{cert.approval_id}\n"
-        "Time: %(ts)s"
-    )
+    company = (_one_line(cert.company_name, 60) or "Portico").replace("%", "%%")
+    with i18n.use(cert.locale, cert.timezone):
+        signed = _clean(_("Digitally signed by %(company)s", company=company))
+        request = _clean(_request(cert)).replace("%", "%%")
+        time = _clean(_("Time:")).replace("%", "%%")
+    return f"{signed}\n{request}\n{time} %(ts)s"
 
 
 def _certificate_page_size(box: RectangleObject, rotation: int) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
-from portico import branding, pdf, pdf_sandbox, tokens
+from portico import branding, i18n, pdf, pdf_sandbox, tokens
 from portico.branding import Branding
 from portico.clock import utcnow
 from portico.errors import Conflict, Invalid, NotFound, NotReady, TooLarge, Unavailable
@@ -184,6 +184,7 @@ class Portico:
                 line_items=line_items,
                 issued_on=datetime.now(UTC).date(),
                 notes=meta.notes,
+                locale=i18n.resolve(client.locale, default=self.settings.default_locale),
             )
         elif file_bytes is None:
             raise Invalid("Send a PDF as `file`, or `line_items` to have one rendered.")

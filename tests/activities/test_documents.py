@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 from reportlab.pdfgen.canvas import Canvas
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
@@ -229,6 +230,44 @@ async def test_builds_signed_pdf_with_certificate(world: World) -> None:
     assert "Acme Renovations" in text
     assert "Kitchen remodel" in text
     assert pdf.UPLOAD_NOTICE[:40] not in text
+
+
+async def _client_reads(world: World, locale: str | None, timezone: str | None) -> None:
+    async with world.sessions() as session:
+        client = await session.scalar(select(Client))
+        assert client is not None
+        client.locale, client.timezone = locale, timezone
+        await session.commit()
+
+
+def _certificate_text(data: bytes) -> str:
+    reader = PdfReader(io.BytesIO(data))
+    return " ".join(" ".join(p.extract_text().split()) for p in reader.pages[1:])
+
+
+async def test_certificate_is_in_the_clients_language_and_time_zone(world: World) -> None:
+    await _client_reads(world, "fr", "America/Vancouver")
+    approval_id, _ = await world.approval()
+    result = await world.acts.build_signed_pdf(approval_id)
+    text = _certificate_text(world.store.read(result.path))
+    assert "Certificat d’achèvement" in text and "Certificate of completion" not in text
+    assert "Montant : 2 500,00 $ US" in text  # USD for a reader in fr-CA
+    # completed 16:00 UTC = 09:00 in Vancouver (PDT)
+    assert "Terminé le : 1 mai 2024, 09 h 00 PDT (2024-05-01T16:00:00Z)" in text
+    assert "A consenti à signer électroniquement : oui" in text
+
+
+async def test_first_approvers_language_wins_over_the_clients(world: World) -> None:
+    await _client_reads(world, "fr", None)
+    approval_id, _ = await world.approval(approvers=[{"locale": "es"}, {"locale": "en"}])
+    result = await world.acts.build_signed_pdf(approval_id)
+    text = _certificate_text(world.store.read(result.path))
+    assert "Certificado de finalización" in text
+    # no time zone on the client: PORTICO_DEFAULT_TIMEZONE (America/New_York)
+    assert "Finalizado el: 1 may 2024, 12:00 p.m. EDT (2024-05-01T16:00:00Z)" in text
+    assert "Aprobado electrónicamente por Signer 1, Signer 2" in pdf.pdf_text(
+        world.store.read(result.path)
+    )
 
 
 async def test_second_run_returns_the_same_file(world: World) -> None:

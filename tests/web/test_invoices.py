@@ -65,6 +65,39 @@ async def test_create_invoice_totals_pdf_and_pay_url(stack):
     await stack.api("GET", "/invoices/999999", 404)
 
 
+async def test_invoice_pdf_is_in_the_clients_language(stack):
+    client = await stack.api(
+        "POST",
+        "/clients",
+        201,
+        json={"name": "Élise Tremblay", "email": "elise@client.test", "locale": "fr"},
+    )
+    project = await stack.api(
+        "POST", "/projects", 201, json={"client_id": client["id"], "name": "Cuisine"}
+    )
+    created = await create_invoice(
+        stack,
+        project["id"],
+        number="F-2001",
+        currency="CAD",
+        due_date="2031-01-31",
+        tax_rate_percent="14.975",
+        retainage_percent="10",
+        line_items=[{"description": "Armoires", "quantity": 1, "unit_price_cents": 125000}],
+    )
+    response = await stack.http.get(
+        f"/api/v1/invoices/{created['id']}/invoice.pdf", headers=stack.auth
+    )
+    text = " ".join(pdf.pdf_text(await response.read()).split())
+    assert "Facture F-2001" in text and "Prix unitaire" in text
+    assert "Armoires 1 1 250,00 $ 1 250,00 $" in text
+    assert "Taxes (14,975 %) 1 187,19 $ 187,19 $" in text
+    assert "Total 1 437,19 $" in text
+    assert "Payable au plus tard le 31 janv. 2031." in text
+    assert "Retenue de garantie (10 %) : 143,72 $" in text and "1 293,47 $" in text
+    assert "Invoice" not in text and "Due by" not in text
+
+
 def invoice_body(project_id: int, number: str = "INV-1001") -> dict:
     return {
         "project_id": project_id,

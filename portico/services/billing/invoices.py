@@ -10,14 +10,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from babel.numbers import format_decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDReusePolicy
 
-from portico import pdf, tokens
+from portico import i18n, pdf, tokens
 from portico.errors import Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
+from portico.i18n import gettext as _
 from portico.ledger import overdue_at, retainage_cents
 from portico.models import Approval, Client, Document, Invoice, Payment, Project, StripeEvent
 from portico.money import format_money, totals
@@ -49,6 +51,11 @@ class Rendered:
 
 def percent_text(value: Decimal) -> str:
     return format(value.normalize(), "f")
+
+
+def local_percent(value: Decimal) -> str:
+    """A rate as the current locale writes it ('7.5', '7,5')."""
+    return format_decimal(value.normalize(), locale=i18n.babel_locale())
 
 
 class Invoices:
@@ -109,6 +116,10 @@ class Invoices:
         await self.start_workflow(invoice, data.notify_client)
         return invoice_out(self.settings, invoice, [])
 
+    def reader_locale(self, client: Client) -> str:
+        """The language of the client's PDFs: theirs, else PORTICO_DEFAULT_LOCALE."""
+        return i18n.resolve(client.locale, default=self.settings.default_locale)
+
     def render(
         self,
         project: Project,
@@ -122,33 +133,44 @@ class Invoices:
         retainage_percent: Decimal | None,
         notes: str | None,
     ) -> Rendered:
-        """Totals, retainage and the stored PDF of an invoice to be."""
+        """Totals, retainage and the stored PDF of an invoice to be, the PDF in the client's
+        language (its locale, else PORTICO_DEFAULT_LOCALE)."""
         subtotal, tax, total = totals(items, tax_rate)
         if total <= 0:
             raise Invalid("The invoice total must be more than zero.")
         retainage = retainage_cents(total, retainage_percent)
+        locale = self.reader_locale(client)
         pdf_items = list(items)
-        if tax:
-            assert tax_rate is not None
-            rate = percent_text(tax_rate)
-            pdf_items.append(
-                {"description": f"Tax ({rate}%)", "quantity": 1, "unit_price_cents": tax}
-            )
         issued = datetime.now(UTC).date()
-        lines = [f"Due by {due_date.strftime('%B %d, %Y')}."]
-        if retainage:
-            assert retainage_percent is not None
-            held = format_money(retainage, currency)
-            due = format_money(total - retainage, currency)
-            lines.append(
-                f"Retainage held ({percent_text(retainage_percent)}%): {held}, billed when "
-                f"released. Due now: {due}."
-            )
+        with i18n.use(locale):
+            if tax:
+                assert tax_rate is not None
+                rate = local_percent(tax_rate)
+                pdf_items.append(
+                    {
+                        "description": _("Tax (%(rate)s%%)", rate=rate),
+                        "quantity": 1,
+                        "unit_price_cents": tax,
+                    }
+                )
+            lines = [_("Due by %(date)s.", date=i18n.format_date(due_date))]
+            if retainage:
+                assert retainage_percent is not None
+                lines.append(
+                    _(
+                        "Retainage held (%(rate)s%%): %(held)s, billed when released. "
+                        "Due now: %(due)s.",
+                        rate=local_percent(retainage_percent),
+                        held=format_money(retainage, currency),
+                        due=format_money(total - retainage, currency),
+                    )
+                )
+            title = _("Invoice %(number)s", number=number)
         try:
             pdf_bytes, pdf_total = pdf.render_line_items_pdf(
                 company_name=self.settings.company_name,
                 kind="invoice",
-                title=f"Invoice {number}",
+                title=title,
                 number=number,
                 client_name=client.company or client.name,
                 project_name=project.name,
@@ -156,6 +178,7 @@ class Invoices:
                 line_items=pdf_items,
                 issued_on=issued,
                 notes="\n".join(part for part in [*lines, notes] if part),
+                locale=locale,
             )
         except ValueError as err:
             raise Invalid(str(err)) from err

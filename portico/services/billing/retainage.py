@@ -16,7 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from portico import i18n
 from portico.errors import Conflict, NotFound
+from portico.i18n import gettext as _
 from portico.models import Client, Invoice, Project
 from portico.portal_schemas import (
     InvoiceOut,
@@ -120,6 +122,8 @@ class Retainage:
                 claimed.sort(key=lambda row: row.id)
                 currency = claimed[0].currency
                 number = data.number or f"RET-{project_id}-{claimed[-1].id}"
+                with i18n.use(self.invoices.reader_locale(client)):
+                    note = _("Retainage held on earlier invoices of this project, now due.")
                 rendered = self.invoices.render(
                     project,
                     client,
@@ -132,7 +136,7 @@ class Retainage:
                     ],
                     tax_rate=None,
                     retainage_percent=None,
-                    notes="Retainage held on earlier invoices of this project, now due.",
+                    notes=note,
                 )
                 invoice = await self.invoices.insert(
                     session,
