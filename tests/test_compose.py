@@ -285,7 +285,10 @@ def test_worker_metrics_port_is_exposed(compose):
 def test_dockerfile(compose):
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
-    assert re.search(r"^RUN pip install \.$", text, re.M)
+    # the image compiles the message catalogues (the .mo files are not committed), then installs
+    assert re.search(
+        r"^RUN .*pybabel compile -D messages -d portico/locale && pip install \.$", text, re.M
+    )
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and user[-1] not in ("root", "0")
     assert re.search(r'^CMD \["portico", "web"\]$', text, re.M)
