@@ -27,7 +27,7 @@ async def test_add_a_client_with_a_language_then_a_project(stack):
     browser = await staff_sign_in(stack)
     try:
         status, html, _ = await browser.get("/staff/clients")
-        for label in ("Name", "Email", "Phone", "Company", "Language"):
+        for label in ("Name", "Email", "Phone", "Company", "Language", "Time zone"):
             assert f">{label}</label>" in html, label
         assert ">Add client</button>" in html
         status, html = await post_form(
@@ -40,12 +40,15 @@ async def test_add_a_client_with_a_language_then_a_project(stack):
                 "phone": "+33612345678",
                 "company": "Labo",
                 "locale": "fr",
+                "timezone": "Europe/Paris",
             },
         )
         assert status == 200 and "<h1>Marie Curie</h1>" in html and "Français" in html
+        assert "Europe/Paris" in html
         async with stack.sessions() as session:
             client = await session.scalar(select(Client).where(Client.email == "marie@labo.test"))
-        assert client.locale == "fr" and client.company == "Labo"
+        assert client.locale == "fr" and client.timezone == "Europe/Paris"
+        assert client.company == "Labo"
 
         page = f"/staff/clients/{client.id}"
         assert '<label for="project-name">Project name</label>' in html
@@ -65,10 +68,16 @@ async def test_bad_client_input_is_shown_beside_the_field_and_saves_nothing(stac
             browser,
             "/staff/clients",
             "/staff/clients",
-            {"name": "Zed", "email": "not-an-email", "phone": "12", "locale": "de"},
+            {
+                "name": "Zed",
+                "email": "not-an-email",
+                "phone": "12",
+                "locale": "de",
+                "timezone": "Mars/Olympus",
+            },
         )
         assert status == 422
-        for field in ("email", "phone", "locale"):
+        for field in ("email", "phone", "locale", "timezone"):
             assert f'id="err-{field}"' in html and f'aria-describedby="err-{field}"' in html
         assert 'value="Zed"' in html
         assert await count(stack, Client) == 0

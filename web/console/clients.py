@@ -24,8 +24,9 @@ from web.http.keys import SERVICE
 from web.http.portal_keys import BILLING, MESSAGES, STORE
 
 routes = web.RouteTableDef()
-CLIENT_FIELDS = ("name", "email", "phone", "company", "locale")
+CLIENT_FIELDS = ("name", "email", "phone", "company", "locale", "timezone")
 LANGUAGES = tuple(i18n.LANGUAGE_NAMES.items())  # the "Language" field (CONTRACT section 10)
+ZONES = tuple(sorted(i18n.TIMEZONES))  # the "Time zone" field's suggestions
 METHODS = (("check", "Check"), ("cash", "Cash"), ("bank_transfer", "Bank transfer"))
 INVITE_DAYS = 7
 MESSAGE_KEY = re.compile(r"[0-9a-f]{32}")
@@ -45,6 +46,7 @@ async def clients_page(
             "form": form,
             "errors": errors,
             "languages": LANGUAGES,
+            "zones": ZONES,
         },
         status=status,
     )
