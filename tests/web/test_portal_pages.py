@@ -353,3 +353,22 @@ async def test_share_links_open_without_sign_in(stack):
     finally:
         await browser.close()
         await anonymous.close()
+
+
+async def test_a_form_mistake_is_told_in_the_clients_language(stack):
+    """CONTRACT section 10: a French client's portal says what is wrong with a form in French."""
+    client, _ = await seed_client(stack, "Luc Roy", "luc@client.test")
+    browser = await sign_in(stack, "luc@client.test")
+    await stack.api("PATCH", f"/clients/{client['id']}", 200, json={"locale": "fr"})
+    try:
+        csrf = await browser.csrf("/portal/contact")
+        status, html, _ = await browser.post(
+            "/portal/contact", {"csrf": csrf, "name": "", "phone": "pas un numéro"}
+        )
+        assert status == 422
+        assert "Nom : ce champ est obligatoire." in html
+        assert "Téléphone : la valeur n&#39;est pas valide." in html or (
+            "Téléphone : la valeur n'est pas valide." in html
+        )
+    finally:
+        await browser.close()

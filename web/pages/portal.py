@@ -22,7 +22,7 @@ from portico.i18n import gettext as _
 from portico.models import BookingPhoto
 from portico.money import format_money
 from portico.portal_schemas import ContactIn, ServiceRequestIn
-from portico.schemas import describe_errors, known_id, parse_id
+from portico.schemas import known_id, parse_id
 from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
 from portico.services.approvals import signed_pdf_path
 from portico.services.billing.links import pay_token
@@ -111,13 +111,49 @@ def status_label(status: str) -> str:
     return _(english) if english else status.replace("_", " ").capitalize()
 
 
+FIELD_LABELS = {
+    "name": N_("Name"),
+    "email": N_("Email"),
+    "phone": N_("Phone"),
+    "company": N_("Company"),
+    "address": N_("Address"),
+    "description": N_("What do you need?"),
+    "preferred_date": N_("Preferred date"),
+    "project_id": N_("Project"),
+}
+
+
+def form_errors(err: ValidationError) -> str:
+    """The form's mistakes as sentences in the reader's language (pydantic writes English)."""
+    sentences = []
+    for error in err.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = _(FIELD_LABELS[name]) if name in FIELD_LABELS else name
+        kind, limits = error["type"], error.get("ctx") or {}
+        if kind in ("missing", "string_too_short"):
+            sentences.append(_("%(field)s is required.", field=field))
+        elif kind == "string_too_long":
+            sentences.append(
+                _(
+                    "%(field)s is too long (at most %(limit)s characters).",
+                    field=field,
+                    limit=limits.get("max_length", ""),
+                )
+            )
+        elif kind.startswith("date"):
+            sentences.append(_("%(field)s is not a valid date.", field=field))
+        else:
+            sentences.append(_("%(field)s is not valid.", field=field))
+    return " ".join(sentences)
+
+
 def validated(model: type[BaseModel], form: dict[str, Any]) -> tuple[Any, str | None]:
     """(model or None, error sentence): empty form fields count as not given."""
     data = {k: v for k, v in form.items() if v != "" and k != "csrf"}
     try:
         return model.model_validate(data), None
     except ValidationError as err:
-        return None, describe_errors(err)
+        return None, form_errors(err)
 
 
 # --- sign-in --------------------------------------------------------------------------------
