@@ -245,3 +245,12 @@ async def test_portal_turned_off_refuses_sign_in_but_keeps_data(stack):
         await again.close()
     finally:
         await browser.close()
+
+
+async def test_a_used_sign_in_link_is_explained_in_the_browsers_language(stack):
+    """CONTRACT section 10: nobody is signed in yet, so the answer follows Accept-Language."""
+    response = await stack.http.get(
+        "/portal/link/" + "x" * 43, headers={"Accept-Language": "fr-CA,fr;q=0.9"}
+    )
+    assert response.status == 404
+    assert "Ce lien de connexion a expiré ou a déjà été utilisé" in await response.text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from portico.errors import NotFound
+from portico.i18n import gettext as _
 from portico.services.portal_auth import RateLimited
 from portico.services.staff import ABSOLUTE_TIMEOUT
 from web.console import board
@@ -49,9 +50,9 @@ async def request_link(request: web.Request) -> web.Response:
     every address alike, the link minted at delivery, so the timing tells nothing either)."""
     sent = await FORM.submitted(request)
     if not sent.fresh:
-        return await sign_in_page(request, 400, sign_in.EXPIRED_FORM, email=sent.email)
+        return await sign_in_page(request, 400, _(sign_in.EXPIRED_FORM), email=sent.email)
     if not sent.valid_email:
-        return await sign_in_page(request, 422, sign_in.INVALID_EMAIL, sent.email)
+        return await sign_in_page(request, 422, _(sign_in.INVALID_EMAIL), sent.email)
     try:
         await request.app[AUTH].request_staff_sign_in(
             sent.email, sign_in.client_ip(request), request.app[SETTINGS].company_name

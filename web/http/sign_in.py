@@ -17,13 +17,16 @@ from aiohttp import web
 
 from portico import tokens
 from portico.errors import BadRequest, PorticoError
+from portico.i18n import N_
+from portico.i18n import gettext as _
 from portico.portal_schemas import EMAIL_PATTERN
 from web.http import cookies
 from web.http.keys import SETTINGS
 
 Render = Callable[[web.Request, str, dict[str, Any], int], Awaitable[web.Response]]
-EXPIRED_FORM = "This form has expired. Please try again."
-INVALID_EMAIL = "Please enter a valid email address."
+# Marked for the catalogues; shown through `_()`, in the reader's language (staff: English).
+EXPIRED_FORM = N_("This form has expired. Please try again.")
+INVALID_EMAIL = N_("Please enter a valid email address.")
 PRE_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -132,7 +135,7 @@ async def use_link(
     form = await request.post()
     secret = request.app[SETTINGS].secret_key
     if not tokens.csrf_valid(secret, tokens.hash_token(token), str(form.get("csrf", ""))):
-        raise BadRequest("This form has expired. Please open the link from your email again.")
+        raise BadRequest(_("This form has expired. Please open the link from your email again."))
     session_id = await consume(token, client_ip(request), request.headers.get("User-Agent"))
     if session_id is None:
         raise invalid()

@@ -192,11 +192,11 @@ async def sign_in_page(
 async def request_link(request: web.Request) -> web.Response:
     sent = await SIGN_IN_FORM.submitted(request)
     if not sent.fresh:
-        return await sign_in_page(request, 400, sign_in.EXPIRED_FORM, email=sent.email)
+        return await sign_in_page(request, 400, _(sign_in.EXPIRED_FORM), email=sent.email)
     if not await request.app[AUTH].enabled():
         return await sign_in_page(request, 409)
     if not sent.valid_email:
-        return await sign_in_page(request, 422, sign_in.INVALID_EMAIL, sent.email)
+        return await sign_in_page(request, 422, _(sign_in.INVALID_EMAIL), sent.email)
     try:
         await request.app[AUTH].request_sign_in(sent.email, sign_in.client_ip(request))
     except RateLimited as err:
@@ -208,8 +208,10 @@ async def request_link(request: web.Request) -> web.Response:
 
 def invalid_link_page() -> NotFound:
     return NotFound(
-        "This sign-in link has expired or has already been used. "
-        "Please request a new one from the sign-in page."
+        _(
+            "This sign-in link has expired or has already been used. "
+            "Please request a new one from the sign-in page."
+        )
     )
 
 
