@@ -25,6 +25,7 @@ from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
+from portico import pdf_sandbox
 from portico.db import create_engine, session_maker
 from portico.sandbox import share_workflow_code
 from portico.services.agreements import Agreements
@@ -93,6 +94,8 @@ class Workers:
         self._sweeps: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Workers:
+        # The PDF jobs' fork server, up before an approval completes (portico/pdf_sandbox.py).
+        await asyncio.to_thread(pdf_sandbox.warm_up)
         try:
             for worker in self.workers:
                 await worker.__aenter__()

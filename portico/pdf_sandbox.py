@@ -1,24 +1,41 @@
 """PDF work on files Portico did not make, in a child process.
 
 Parsing a PDF is CPU-bound and a hostile one can take seconds or gigabytes: on the web event
-loop it froze every request. Here each job runs in a fresh `python -m portico.pdf_sandbox`
-with a wall-clock timeout (the child is killed when it passes), a CPU-time limit and a memory
-ceiling, and at most a few run at once per process. The caller awaits; the loop stays free.
+loop it froze every request. Here each job runs in a fresh child process with a wall-clock
+timeout (the child is killed when it passes), a CPU-time limit and a memory ceiling, and at most
+a few run at once per process. The caller awaits; the loop stays free.
 
-The parent sends the job pickled on stdin; the child answers one JSON line, then the PDF's bytes
-(never a pickle: the child has parsed hostile input, the parent does not unpickle its output).
+Each job's process is forked from a small fork server (`python -m portico.pdf_sandbox`, started
+once per process) that has imported the PDF and signing libraries and never sees a job: every
+job still gets a process of its own, without the ~0.6 s of CPU that starting Python and
+importing pyHanko cost (paid once per completed approval, it slowed the next approvals down:
+docs/benchmarks.md, "Issue 11 before and after"). The server only forks: the parent hands it
+one end of a fresh socket pair per job, and talks to the job's process over it directly.
+
+On that socket the child sends its pid (so the parent can kill it), the parent sends the job
+pickled, and the child answers with one length-prefixed message: a JSON line, then the PDF's
+bytes (never a pickle: the child has parsed hostile input, the parent does not unpickle its
+output). An answer cut short (the child died, hit a limit or was killed) is a refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import logging
 import math
 import os
 import pickle
 import resource
+import signal
+import socket
+import struct
+import subprocess
 import sys
+import threading
+import traceback
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +56,7 @@ __all__ = [
     "build_signed_pdf",
     "check_pdf",
     "limits_for",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +65,12 @@ CONCURRENCY = max(1, min(4, os.cpu_count() or 1))
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
+# The signed PDF is built after the decision, in the worker: on a busy machine it yields the CPU
+# to the requests people are waiting on (an upload's check is one of those: not lowered).
+BACKGROUND_JOBS = frozenset({"build"})
+BACKGROUND_NICENESS = 10
+PID = struct.Struct("!I")
+SIZE = struct.Struct("!Q")
 
 
 class PdfTimeout(InvalidPdf):
@@ -131,47 +155,149 @@ async def _run(
         slots.release()
 
 
+class _ForkServer:
+    """The parent's handle on its fork server: launched on first use, relaunched if it died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+
+    def submit(self) -> socket.socket:
+        """A socket connected to a freshly forked job process (blocking)."""
+        with self._lock:
+            try:
+                return self._fork()
+            except OSError:  # the server is gone (killed, or hit a limit): start another
+                self._stop()
+                return self._fork()
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            self._ensure_running()
+
+    def close(self) -> None:
+        """Stop the server (at exit): it ends when its socket closes; jobs finish on their own."""
+        with self._lock:
+            self._stop()
+
+    def _fork(self) -> socket.socket:
+        control = self._ensure_running()
+        mine, theirs = socket.socketpair()
+        try:
+            socket.send_fds(control, [b"job"], [theirs.fileno()])
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine
+
+    def _ensure_running(self) -> socket.socket:
+        if self._process is not None and self._control is not None:
+            if self._process.poll() is None:
+                return self._control
+            self._stop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "portico.pdf_sandbox", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            theirs.close()
+        self._control = ours
+        atexit.register(self.close)
+        if ours.recv(16) != b"ready":  # its libraries are imported
+            self._stop()
+            raise OSError("the PDF fork server did not start")
+        return ours
+
+    def _stop(self) -> None:
+        if self._control is not None:
+            self._control.close()  # the server exits when it reads the end of its socket
+            atexit.unregister(self.close)
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = self._control = None
+
+
+_server = _ForkServer()
+
+
+def warm_up() -> None:
+    """Launch the fork server now (blocking, ~0.6 s) rather than on the first job."""
+    _server.ensure_running()
+
+
 async def _run_child(
     job: str, args: tuple[Any, ...], limits: PdfLimits, timeout: float
 ) -> tuple[dict[str, Any], bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     request = pickle.dumps((job, args, _memory_ceiling(limits), math.ceil(timeout) + 1))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portico.pdf_sandbox",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    pidfd: int | None = None
+    done = False
+    writer: asyncio.StreamWriter | None = None
     try:
-        out, err = await asyncio.wait_for(proc.communicate(request), timeout)
+        async with asyncio.timeout(timeout):
+            sock = await asyncio.to_thread(_server.submit)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            (pid,) = PID.unpack(await reader.readexactly(PID.size))
+            pidfd = os.pidfd_open(pid)  # alive: it waits for the job; race-free kill below
+            writer.write(SIZE.pack(len(request)) + request)
+            await writer.drain()
+            out = await _answer(reader, _answer_limit(limits))
+            done = True
     except TimeoutError as exc:
         raise PdfTimeout(
             "The PDF took too long to process; it may be damaged or too complex. "
             "Please upload a simpler copy."
         ) from exc
     finally:
-        if proc.returncode is None:  # timed out or cancelled: the child must not live on
-            proc.kill()
-            await proc.wait()
-    line, _, body = out.partition(b"\n")
+        if pidfd is not None:
+            if not done:  # timed out, cancelled or cut short: the child must not live on
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
+        if writer is not None:
+            writer.close()
+    line, _, body = (out or b"").partition(b"\n")
     try:
         head = json.loads(line)
     except ValueError:
         head = None
-    if proc.returncode != 0 or not isinstance(head, dict):
-        log.warning(
-            "PDF %s job ended with code %s: %s", job, proc.returncode, err[-2000:].decode("replace")
-        )
+    if not isinstance(head, dict):
+        log.warning("PDF %s job ended without an answer", job)
         raise InvalidPdf("The PDF is too complex to process safely; please upload a simpler copy.")
     if head.get("status") == "timestamp_unavailable":
         raise TimestampUnavailable(str(head.get("message")))
     if head.get("status") != "ok":
         raise InvalidPdf(str(head.get("message") or "The PDF could not be read."))
     return head, body
+
+
+async def _answer(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """The child's answer, or None when it died without a whole one (or sent too much)."""
+    try:
+        (size,) = SIZE.unpack(await reader.readexactly(SIZE.size))
+        if size > limit:
+            return None
+        return await reader.readexactly(size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+def _answer_limit(limits: PdfLimits) -> int:
+    """The largest answer a child may send: the signed copy of the largest document allowed
+    (its certificate pages and signature add well under a few MiB)."""
+    return 2 * limits.max_bytes + 16 * MIB
 
 
 # --------------------------------------------------------------------------- in the child
@@ -208,8 +334,15 @@ JOBS: dict[str, Callable[..., tuple[dict[str, Any], bytes]]] = {
 }
 
 
-def _child_main() -> None:
-    job, args, memory, cpu_seconds = pickle.load(sys.stdin.buffer)
+def _child_main(sock: socket.socket) -> None:
+    """In a forked job process: say who we are, take one job, run it under the limits and
+    answer with bytes."""
+    sock.sendall(PID.pack(os.getpid()))
+    stream = sock.makefile("rb")
+    (size,) = SIZE.unpack(stream.read(SIZE.size))
+    job, args, memory, cpu_seconds = pickle.loads(stream.read(size))  # from the parent
+    if job in BACKGROUND_JOBS:  # nobody waits on it: clients' requests go first
+        os.nice(BACKGROUND_NICENESS)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
@@ -222,9 +355,40 @@ def _child_main() -> None:
     except MemoryError:
         head = {"status": "invalid", "message": "The PDF is too large to process safely."}
         body = b""
-    sys.stdout.buffer.write(json.dumps(head).encode() + b"\n" + body)
-    sys.stdout.buffer.flush()
+    answer = json.dumps(head).encode() + b"\n" + body
+    sock.sendall(SIZE.pack(len(answer)) + answer)
+
+
+def _serve(control_fd: int) -> None:
+    """The fork server: import what jobs need, then fork one process per job handed over."""
+    from portico import pades  # noqa: F401, PLC0415 - imported once here, used by every build
+
+    control = socket.socket(fileno=control_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished jobs
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
+    control.sendall(b"ready")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except OSError:
+            return
+        if not message:  # the parent is gone
+            return
+        if not fds:
+            continue
+        if os.fork() == 0:
+            code = 1
+            try:
+                control.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _child_main(socket.socket(fileno=fds[0]))
+                code = 0
+            except BaseException:  # noqa: BLE001 - shown on stderr, then the job is refused
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(fds[0])
 
 
 if __name__ == "__main__":
-    _child_main()
+    _serve(int(sys.argv[1]))

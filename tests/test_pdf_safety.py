@@ -175,9 +175,29 @@ async def test_a_job_past_its_timeout_is_killed() -> None:
         await pdf_sandbox.check_pdf(heavy, relaxed, timeout=1.0)
     assert time.monotonic() - started < 5.0
     await asyncio.sleep(0)
-    sandboxes = [
+    servers = [
         child
         for child in psutil.Process().children(recursive=True)
         if "portico.pdf_sandbox" in " ".join(child.cmdline())
     ]
-    assert sandboxes == []  # the child did not live on
+    assert len(servers) == 1  # the fork server the jobs are forked from stays ...
+    for _ in range(50):  # ... but the job's process did not live on (the kernel reaps it)
+        if not servers[0].children():
+            break
+        await asyncio.sleep(0.1)
+    assert servers[0].children() == []
+    checked = await pdf_sandbox.check_pdf(sample_pdf("Next"), DEFAULT_LIMITS, timeout=60)
+    assert checked.pages == 1  # and the next job runs as usual
+
+
+async def test_a_dead_fork_server_is_replaced() -> None:
+    await pdf_sandbox.check_pdf(sample_pdf("First"), DEFAULT_LIMITS, timeout=60)
+    (server,) = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if "portico.pdf_sandbox" in " ".join(child.cmdline())
+    ]
+    server.kill()
+    server.wait(5)
+    checked = await pdf_sandbox.check_pdf(sample_pdf("After"), DEFAULT_LIMITS, timeout=60)
+    assert checked.pages == 1
