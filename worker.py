@@ -10,6 +10,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 from types import TracebackType
 from typing import Protocol
 
@@ -95,7 +96,7 @@ class Workers:
 
     async def __aenter__(self) -> Workers:
         # The PDF jobs' fork server, up before an approval completes (portico/pdf_sandbox.py).
-        await asyncio.to_thread(pdf_sandbox.warm_up)
+        await asyncio.to_thread(partial(pdf_sandbox.warm_up, background=True))
         try:
             for worker in self.workers:
                 await worker.__aenter__()

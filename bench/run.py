@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ import psutil
 import temporalio
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
@@ -505,6 +507,55 @@ async def start_bare(
     return ids
 
 
+async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | None:
+    """Where the approve update's time went inside Temporal, from the approval's history:
+    the update's workflow task waiting and running, its `sync_approval` activity waiting for a
+    worker and running, and the workflow task that completes the update."""
+    history = await stack.temporal.get_workflow_handle(f"approval-{approval_id}").fetch_history()
+    events = list(history.events)
+    kind = EventType
+
+    def at(i: int) -> float:
+        return events[i].event_time.ToDatetime().timestamp() * 1000
+
+    accepted = next(
+        (
+            i
+            for i, e in enumerate(events)
+            if e.event_type == kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        ),
+        None,
+    )
+    if accepted is None:
+        return None
+    # The workflow task that accepted the update ran just before the acceptance.
+    task_scheduled = max(
+        i
+        for i in range(accepted)
+        if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+    )
+    task_started, task_completed = task_scheduled + 1, task_scheduled + 2
+    started = next(
+        i
+        for i in range(accepted, len(events))
+        if events[i].event_type == kind.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    )
+    scheduled = events[started].activity_task_started_event_attributes.scheduled_event_id - 1
+    completed = started + 1
+    done = next(
+        i
+        for i in range(completed, len(events))
+        if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
+    )
+    return {
+        "task waiting": at(task_started) - at(task_scheduled),
+        "task running": at(task_completed) - at(task_started),
+        "activity waiting": at(started) - at(scheduled),
+        "activity running": at(completed) - at(started),
+        "completing task": at(done) - at(completed),
+    }
+
+
 async def bench_round_trip(stack: Stack, plan: Plan, report: Report) -> None:
     n = plan.round_trips
     log(f"2. approve round trip: {n} approvals, each a first decision, beside bare updates")
@@ -549,10 +600,15 @@ async def bench_round_trip(stack: Stack, plan: Plan, report: Report) -> None:
         return failures
 
     cpu_before = stack.cpu()
-    async with profiling(stack, stack.worker, "worker-round-trip", plan.profile):
+    async with (
+        profiling(stack, stack.worker, "worker-round-trip", plan.profile),
+        profiling(stack, stack.web, "web-round-trip", plan.profile),
+    ):
         failures = await approve_all()
         await stack.quiet()  # the completion work of the last ones, counted in the CPU below
     cpu_line = stack.cpu_per(cpu_before, n)
+    found = [await approve_stages(stack, approval_id) for approval_id, _ in pairs]
+    stages = [f for f in found if f is not None]
     approve, bare = latency_summary(approve_ms), latency_summary(bare_ms)
     via_activity = latency_summary(activity_ms)
 
@@ -568,6 +624,14 @@ async def bench_round_trip(stack: Stack, plan: Plan, report: Report) -> None:
     report.add("2", "bare execute_update, p50 / p99 / max", trio(bare))
     report.add("2", "update awaiting 1 no-op activity, p50 / p99 / max", trio(via_activity))
     report.add("2", "CPU per approval, decision to settled (incl. the bare updates)", cpu_line)
+    if stages:
+        medians = {k: statistics.median(x[k] for x in stages) for k in stages[0]}
+        report.add(
+            "2",
+            "inside Temporal, p50 of: " + ", ".join(medians),
+            " / ".join(ms(v) for v in medians.values()),
+        )
+        report.data["round_trip_stages_p50_ms"] = medians
     report.add("2", "approve p99", ms(approve["p99_ms"]), "< 150 ms", approve["p99_ms"] < 150)
     for q in ("p50", "p99"):
         ratio = approve[f"{q}_ms"] / bare[f"{q}_ms"]

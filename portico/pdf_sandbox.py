@@ -65,10 +65,13 @@ CONCURRENCY = max(1, min(4, os.cpu_count() or 1))
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
-# The signed PDF is built after the decision, in the worker: on a busy machine it yields the CPU
-# to the requests people are waiting on (an upload's check is one of those: not lowered).
-BACKGROUND_JOBS = frozenset({"build"})
-BACKGROUND_NICENESS = 10
+# The worker's jobs (signed PDFs, built after the decision) run at this niceness, in a session of
+# their own: on a busy machine they yield the CPU to the requests people are waiting on. (Under
+# Linux's autogroup scheduling, a process's niceness only counts within its session; jobs in
+# the worker's session were charged to the worker and slowed the next approvals down:
+# docs/benchmarks.md, "Issue 11 before and after".) The web's jobs, upload checks someone is
+# waiting for, keep the normal priority.
+BACKGROUND_NICENESS = 15
 PID = struct.Struct("!I")
 SIZE = struct.Struct("!Q")
 
@@ -159,6 +162,7 @@ class _ForkServer:
     """The parent's handle on its fork server: launched on first use, relaunched if it died."""
 
     def __init__(self) -> None:
+        self.niceness = 0  # of the server and so of its jobs; set before it starts
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
@@ -203,10 +207,12 @@ class _ForkServer:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "portico.pdf_sandbox", str(theirs.fileno())],
+                [sys.executable, "-m", "portico.pdf_sandbox", str(theirs.fileno())]
+                + [str(self.niceness)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=env,
+                start_new_session=True,  # its own scheduling group (and no terminal signals)
             )
         finally:
             theirs.close()
@@ -233,8 +239,11 @@ class _ForkServer:
 _server = _ForkServer()
 
 
-def warm_up() -> None:
-    """Launch the fork server now (blocking, ~0.6 s) rather than on the first job."""
+def warm_up(*, background: bool = False) -> None:
+    """Launch the fork server now (blocking, ~0.6 s) rather than on the first job; with
+    `background`, its jobs run at BACKGROUND_NICENESS (the worker's: nobody waits on them)."""
+    if background:
+        _server.niceness = BACKGROUND_NICENESS
     _server.ensure_running()
 
 
@@ -341,8 +350,6 @@ def _child_main(sock: socket.socket) -> None:
     stream = sock.makefile("rb")
     (size,) = SIZE.unpack(stream.read(SIZE.size))
     job, args, memory, cpu_seconds = pickle.loads(stream.read(size))  # from the parent
-    if job in BACKGROUND_JOBS:  # nobody waits on it: clients' requests go first
-        os.nice(BACKGROUND_NICENESS)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
@@ -359,10 +366,15 @@ def _child_main(sock: socket.socket) -> None:
     sock.sendall(SIZE.pack(len(answer)) + answer)
 
 
-def _serve(control_fd: int) -> None:
+def _serve(control_fd: int, niceness: int) -> None:
     """The fork server: import what jobs need, then fork one process per job handed over."""
     from portico import pades  # noqa: F401, PLC0415 - imported once here, used by every build
 
+    if niceness:
+        os.nice(niceness)
+        # Where the kernel groups processes by session, the group's niceness is what counts.
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+            group.write(str(niceness))
     control = socket.socket(fileno=control_fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished jobs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
@@ -391,4 +403,4 @@ def _serve(control_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
