@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from dataclasses import replace
@@ -167,6 +168,16 @@ async def test_the_check_runs_in_a_child_process_with_the_same_answers() -> None
     assert problems == []
 
 
+def fork_servers() -> list[psutil.Process]:
+    """This process's PDF fork servers (other tests' children may be exiting meanwhile)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "portico.pdf_sandbox" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
+
+
 async def test_a_job_past_its_timeout_is_killed() -> None:
     relaxed = replace(DEFAULT_LIMITS, max_pages=10**6, max_objects=10**6, max_bytes=100 * MB)
     heavy = many_pages(90_000)  # many seconds of parsing
@@ -175,11 +186,7 @@ async def test_a_job_past_its_timeout_is_killed() -> None:
         await pdf_sandbox.check_pdf(heavy, relaxed, timeout=1.0)
     assert time.monotonic() - started < 5.0
     await asyncio.sleep(0)
-    servers = [
-        child
-        for child in psutil.Process().children(recursive=True)
-        if "portico.pdf_sandbox" in " ".join(child.cmdline())
-    ]
+    servers = fork_servers()
     assert len(servers) == 1  # the fork server the jobs are forked from stays ...
     for _ in range(50):  # ... but the job's process did not live on (the kernel reaps it)
         if not servers[0].children():
@@ -192,11 +199,7 @@ async def test_a_job_past_its_timeout_is_killed() -> None:
 
 async def test_a_dead_fork_server_is_replaced() -> None:
     await pdf_sandbox.check_pdf(sample_pdf("First"), DEFAULT_LIMITS, timeout=60)
-    (server,) = [
-        child
-        for child in psutil.Process().children(recursive=True)
-        if "portico.pdf_sandbox" in " ".join(child.cmdline())
-    ]
+    (server,) = fork_servers()
     server.kill()
     server.wait(5)
     checked = await pdf_sandbox.check_pdf(sample_pdf("After"), DEFAULT_LIMITS, timeout=60)
