@@ -29,6 +29,9 @@ from babel import Locale as BabelLocale
 from babel import dates as babel_dates
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 __all__ = [
     "DEFAULT_LOCALE",
@@ -204,12 +207,33 @@ def raw_ngettext(singular: str, plural: str, n: int) -> str:
     return translations(current()).ngettext(singular, plural, n)
 
 
+@pass_eval_context
+def _template_gettext(eval_ctx: EvalContext, message: str, **variables: Any) -> str:
+    """Jinja2's newstyle gettext (escaped placeholders in an autoescaped template), without
+    its `pass_context` wrapper: inside a block with `{% set %}` variables that wrapper copied
+    the whole template context on every `_()` call (~30 a page, most of a render's time)."""
+    text = raw_gettext(message)
+    return (Markup(text) if eval_ctx.autoescape else text) % variables
+
+
+@pass_eval_context
+def _template_ngettext(
+    eval_ctx: EvalContext, singular: str, plural: str, num: int, **variables: Any
+) -> str:
+    variables.setdefault("num", num)
+    text = raw_ngettext(singular, plural, num)
+    return (Markup(text) if eval_ctx.autoescape else text) % variables
+
+
 def install(env: Any) -> None:
     """Give a Jinja2 environment (with the i18n extension) the current locale's catalogue and
     its formatters: `_()`, `{% trans %}`, `money(cents, currency)`, `when(moment)`, `day(d)`."""
     env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_callables(raw_gettext, raw_ngettext, newstyle=True)
     env.globals.update(
+        _=_template_gettext,
+        gettext=_template_gettext,
+        ngettext=_template_ngettext,
         current_locale=current,
         language_names=LANGUAGE_NAMES,
         when=format_datetime,

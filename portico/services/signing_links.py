@@ -31,6 +31,18 @@ class PortalOrigin:
     session_id: int | None
 
 
+@dataclass(frozen=True)
+class OpenedLink:
+    """What a signing token opens: its approver (with request, document and fellow
+    approvers), the portal session it was minted from if it was, and the language and time zone
+    of the client the request is for (how the page reads to them)."""
+
+    approver: Approver
+    portal: PortalOrigin | None
+    client_locale: str | None
+    client_timezone: str | None
+
+
 async def approver_for_portal_token(
     session: AsyncSession, token_hash: str
 ) -> tuple[Approver, PortalOrigin] | None:
@@ -59,19 +71,30 @@ async def approver_for_portal_token(
 
 
 # What a signing page needs, in one statement: the link's approver ("me"), its request and
-# document, and one row per approver of that request. Plain Core rows made into transient ORM
-# objects cost a fraction of ORM loading (the signing page is the busiest read path,
-# docs/benchmarks.md section 1).
+# document, one row per approver of that request, and the client's language. Plain Core rows
+# made into transient ORM objects cost a fraction of ORM loading (the signing page is the
+# busiest read path, docs/benchmarks.md section 1).
 _ME = Approver.__table__.alias("me")
 _EVERYONE = Approver.__table__.alias("everyone")
 _APPROVALS = Approval.__table__
 _DOCUMENTS = Document.__table__
+_PROJECTS = cast(Table, Project.__table__)
+_CLIENTS = cast(Table, Client.__table__)
 LINK_QUERY = (
-    select(_ME.c.id.label("me_id"), _APPROVALS, _DOCUMENTS, _EVERYONE)
+    select(
+        _ME.c.id.label("me_id"),
+        _CLIENTS.c.locale.label("client_locale"),
+        _CLIENTS.c.timezone.label("client_timezone"),
+        _APPROVALS,
+        _DOCUMENTS,
+        _EVERYONE,
+    )
     .select_from(
         _ME.join(_APPROVALS, _APPROVALS.c.id == _ME.c.approval_id)
         .join(_DOCUMENTS, _DOCUMENTS.c.id == _APPROVALS.c.document_id)
         .join(_EVERYONE, _EVERYONE.c.approval_id == _APPROVALS.c.id)
+        .outerjoin(_PROJECTS, _PROJECTS.c.id == _DOCUMENTS.c.project_id)
+        .outerjoin(_CLIENTS, _CLIENTS.c.id == _PROJECTS.c.client_id)
     )
     .where(_ME.c.token_hash == bindparam("token_hash"))
     .order_by(_EVERYONE.c.position)
@@ -97,19 +120,21 @@ def _build(model: type[T], columns: list[tuple[str, Any]], row: Any) -> T:
     return obj
 
 
-async def load_link(
-    sessions: async_sessionmaker[AsyncSession], token: str
-) -> tuple[Approver, PortalOrigin | None] | None:
-    """The approver a signing token opens, with its request, document and fellow approvers
-    (transient objects: read them, never add them to a session), and the portal session the
-    token was minted from, if it was."""
+async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> OpenedLink | None:
+    """What a signing token opens; its approver, request, document and fellow approvers are
+    transient objects (read them, never add them to a session)."""
     token_hash = tokens.hash_token(token)
     async with read_connection(sessions) as conn:
         result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
         rows = [r._mapping for r in result]
     if not rows:  # a short-lived token minted from the client portal
         async with sessions() as session:
-            return await approver_for_portal_token(session, token_hash)
+            found = await approver_for_portal_token(session, token_hash)
+        if found is None:
+            return None
+        approver, portal = found
+        locale, timezone = await client_language(sessions, approver.approval.document.project_id)
+        return OpenedLink(approver, portal, locale, timezone)
     approval = _build(Approval, _APPROVAL_COLUMNS, rows[0])
     approvers = [_build(Approver, _APPROVER_COLUMNS, row) for row in rows]
     approval.__dict__.update(
@@ -117,7 +142,8 @@ async def load_link(
     )
     for approver in approvers:
         approver.__dict__["approval"] = approval
-    return next(a for a in approvers if a.id == rows[0]["me_id"]), None
+    me = next(a for a in approvers if a.id == rows[0]["me_id"])
+    return OpenedLink(me, None, rows[0]["client_locale"], rows[0]["client_timezone"])
 
 
 def link_expired(approver: Approver) -> bool:
@@ -126,15 +152,13 @@ def link_expired(approver: Approver) -> bool:
     return approver.token_expires_at <= utcnow()
 
 
-async def open_link(
-    sessions: async_sessionmaker[AsyncSession], token: str
-) -> tuple[Approver, PortalOrigin | None] | None:
+async def open_link(sessions: async_sessionmaker[AsyncSession], token: str) -> OpenedLink | None:
     """What a signing token opens while it is valid: `load_link`, and nothing for a token of
     the wrong length or one that has expired."""
     if not 16 <= len(token) <= 64:
         return None
     found = await load_link(sessions, token)
-    if found is None or link_expired(found[0]):
+    if found is None or link_expired(found.approver):
         return None
     return found
 

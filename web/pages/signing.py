@@ -37,7 +37,6 @@ from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
 from portico.services.approvals import approver_json, check_upload, signed_pdf_path
 from portico.services.signing_links import (
     PortalOrigin,
-    client_language,
     count_view,
     link_expired,
     load_link,
@@ -122,12 +121,10 @@ async def open_link(request: web.Request) -> Link:
     found = await load_link(request.app[SESSIONS], token)
     if found is None:
         raise NotFound(_(INVALID_LINK))
-    approver, portal = found
+    approver, portal = found.approver, found.portal
     if link_expired(approver):
         raise NotFound(_("This signing link has expired. Please ask the sender for a new one."))
-    locale, timezone = await client_language(
-        request.app[SESSIONS], approver.approval.document.project_id
-    )
+    locale, timezone = found.client_locale, found.client_timezone
     language.for_person(request, approver.locale, locale, timezone=timezone)
     new_version = None
     if new_id := approver.approval.superseded_by_document_id:

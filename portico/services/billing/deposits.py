@@ -21,7 +21,7 @@ async def deposit_url_for_signing_token(
     found = await open_link(sessions, token)
     if found is None:
         return None
-    approval = found[0].approval
+    approval = found.approver.approval
     if approval.status != "approved":
         return None
     async with sessions() as session:
