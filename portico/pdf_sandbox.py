@@ -150,7 +150,8 @@ async def _run(
 ) -> tuple[dict[str, Any], bytes]:
     slots = _slots_here()
     try:
-        await asyncio.wait_for(slots.acquire(), timeout)
+        async with asyncio.timeout(timeout):  # (3.11's wait_for can swallow a cancellation)
+            await slots.acquire()
     except TimeoutError as exc:
         raise PdfBusy("Too many PDFs are being checked right now; try again shortly.") from exc
     try:
@@ -259,10 +260,11 @@ async def _run_child(
     request = pickle.dumps((job, args, _memory_ceiling(limits), math.ceil(timeout) + 1))
     pidfd: int | None = None
     done = False
+    sock: socket.socket | None = None
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            sock = await asyncio.to_thread(_server.submit)
+            sock = await _submit()
             reader, writer = await asyncio.open_unix_connection(sock=sock)
             (pid,) = PID.unpack(await reader.readexactly(PID.size))
             pidfd = os.pidfd_open(pid)  # alive: it waits for the job; race-free kill below
@@ -283,6 +285,8 @@ async def _run_child(
             os.close(pidfd)
         if writer is not None:
             writer.close()
+        elif sock is not None:
+            sock.close()
     line, _, body = (out or b"").partition(b"\n")
     try:
         head = json.loads(line)
@@ -296,6 +300,22 @@ async def _run_child(
     if head.get("status") != "ok":
         raise InvalidPdf(str(head.get("message") or "The PDF could not be read."))
     return head, body
+
+
+async def _submit() -> socket.socket:
+    """`_server.submit` in a thread; if the caller is cancelled meanwhile, the socket it would
+    have had is closed (its job process then ends at once)."""
+    future = asyncio.get_running_loop().run_in_executor(None, _server.submit)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(future: asyncio.Future[socket.socket]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 async def _answer(reader: asyncio.StreamReader, limit: int) -> bytes | None:
@@ -351,11 +371,20 @@ JOBS: dict[str, Callable[..., tuple[dict[str, Any], bytes]]] = {
 
 def _child_main(sock: socket.socket) -> None:
     """In a forked job process: say who we are, take one job, run it under the limits and
-    answer with bytes."""
-    sock.sendall(PID.pack(os.getpid()))
-    stream = sock.makefile("rb")
-    (size,) = SIZE.unpack(stream.read(SIZE.size))
-    job, args, memory, cpu_seconds = pickle.loads(stream.read(size))  # from the parent
+    answer with bytes. A parent that gave up (timed out, cancelled) just ends it."""
+    try:
+        sock.sendall(PID.pack(os.getpid()))
+        stream = sock.makefile("rb")
+        header = stream.read(SIZE.size)
+        if len(header) < SIZE.size:
+            return
+        (size,) = SIZE.unpack(header)
+        request = stream.read(size)
+    except OSError:
+        return
+    if len(request) < size:
+        return
+    job, args, memory, cpu_seconds = pickle.loads(request)  # from the parent
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
@@ -369,7 +398,8 @@ def _child_main(sock: socket.socket) -> None:
         head = {"status": "invalid", "message": "The PDF is too large to process safely."}
         body = b""
     answer = json.dumps(head).encode() + b"\n" + body
-    sock.sendall(SIZE.pack(len(answer)) + answer)
+    with contextlib.suppress(OSError):  # the parent stopped waiting
+        sock.sendall(SIZE.pack(len(answer)) + answer)
 
 
 def _reap_jobs(_signum: int, _frame: object) -> None:

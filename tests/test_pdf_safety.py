@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import time
 from dataclasses import replace
@@ -204,3 +205,23 @@ async def test_a_dead_fork_server_is_replaced() -> None:
     server.wait(5)
     checked = await pdf_sandbox.check_pdf(sample_pdf("After"), DEFAULT_LIMITS, timeout=60)
     assert checked.pages == 1
+
+
+async def test_a_cancelled_job_leaves_nothing_behind() -> None:
+    """An activity or request cancelled mid-job: its process ends, no socket is left open
+    (a leaked one would fail this test as an unraisable ResourceWarning)."""
+    relaxed = replace(DEFAULT_LIMITS, max_pages=10**6, max_objects=10**6, max_bytes=100 * MB)
+    for delay in (0.0, 0.3):  # while the job is handed over, and while it runs
+        job = asyncio.create_task(pdf_sandbox.check_pdf(many_pages(90_000), relaxed, timeout=60))
+        await asyncio.sleep(delay)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+    await asyncio.sleep(0.5)  # a hand-over finishing in its thread closes what it opened
+    gc.collect()
+    (server,) = fork_servers()
+    for _ in range(50):
+        if not server.children():
+            break
+        await asyncio.sleep(0.1)
+    assert server.children() == []
