@@ -1,7 +1,7 @@
 """The values of the signed PDF's digital signature (portico/pades.py), without pyHanko.
 
-Kept apart so that the PDF child process (activities/pdf_sandbox.py), which checks every
-upload, starts without importing pyHanko; only the signing job loads it.
+Kept apart so that importing portico/pdf_sandbox.py (every web and worker process does) does
+not load pyHanko; only the PDF fork server does, once.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Each job's process is forked from a small fork server (`python -m portico.pdf_sa
 once per process) that has imported the PDF and signing libraries and never sees a job: every
 job still gets a process of its own, without the ~0.6 s of CPU that starting Python and
 importing pyHanko cost (paid once per completed approval, it slowed the next approvals down:
-docs/benchmarks.md, "Issue 11 before and after"). The server only forks: the parent hands it
+docs/benchmarks.md, "Issue 11: the approve round trip"). The server only forks: the parent hands it
 one end of a fresh socket pair per job, and talks to the job's process over it directly.
 
 On that socket the child sends its pid (so the parent can kill it), the parent sends the job
@@ -46,7 +46,7 @@ from portico import pdf
 from portico.pades_values import SignRequest, TimestampUnavailable
 from portico.pdf_safety import DEFAULT_LIMITS, MIB, InvalidPdf, PdfLimits
 
-if TYPE_CHECKING:  # the child process starts faster without pydantic
+if TYPE_CHECKING:  # the fork server starts faster without pydantic
     from portico.settings import Settings
 
 __all__ = [
@@ -70,7 +70,7 @@ _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 # their own: on a busy machine they yield the CPU to the requests people are waiting on. (Under
 # Linux's autogroup scheduling, a process's niceness only counts within its session; jobs in
 # the worker's session were charged to the worker and slowed the next approvals down:
-# docs/benchmarks.md, "Issue 11 before and after".) The web's jobs, upload checks someone is
+# docs/benchmarks.md, "Issue 11: the approve round trip".) The web's jobs, upload checks someone is
 # waiting for, keep the normal priority.
 BACKGROUND_NICENESS = 15
 PID = struct.Struct("!I")
@@ -346,7 +346,8 @@ def _check_job(data: bytes, limits: PdfLimits) -> tuple[dict[str, Any], bytes]:
 def _build_job(
     record: bytes, certificate: pdf.Certificate, signing: SignRequest, limits: PdfLimits
 ) -> tuple[dict[str, Any], bytes]:
-    # Imported by the one job that signs: the upload check starts ~0.5 s faster without pyHanko.
+    # Not at the top: the processes that import this module need no pyHanko; the fork server
+    # has it loaded already (_rehearse), so this costs a job nothing.
     from portico import pades  # noqa: PLC0415
 
     already_signed = tuple(pades.embedded_signatures(record))
