@@ -139,17 +139,17 @@ def build_worker(
     client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> Workers:
     """The workers with their activity objects, clients injected."""
-    notify = NotifyActivities(settings, sessions)
+    hooks = Webhooks(settings, sessions, TemporalGateway(settings, client))
+    hooks.attach()  # events recorded by sync_approval are handed off right after their commit
+    records = RecordActivities(sessions, hooks.record_approval_event)
+    notify = NotifyActivities(settings, sessions, record=records.apply)
     documents = DocumentActivities(settings, sessions)
     payments = PaymentActivities(settings, sessions, notify)
     outbox = Outbox(settings, sessions, TemporalGateway(settings, client))
     delivery = OutboxActivities(
         settings, sessions, notify, PortalAuth(settings, sessions, outbox), StaffAuth(sessions)
     )
-    hooks = Webhooks(settings, sessions, TemporalGateway(settings, client))
-    hooks.attach()  # events recorded by sync_approval are handed off right after their commit
     hook_delivery = WebhookActivities(settings, sessions)
-    records = RecordActivities(sessions, hooks.record_approval_event)
     agreements = AgreementActivities(sessions)
     # completed bookings whose visit was never told (docs/agreements.md)
     visits = Agreements(settings, sessions, TemporalGateway(settings, client))

@@ -20,10 +20,11 @@ from sqlalchemy.orm import selectinload
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from portico import i18n, pades, pdf, pdf_sandbox
+from portico import i18n, pdf_sandbox, pdf_values, signing_keys
 from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent, Client, Project
 from portico.money import format_money
+from portico.pades_values import SigningKey, SignRequest, TimestampUnavailable
 from portico.settings import Settings, read_or_create_bytes
 from workflows.types import APPROVED, SignedPdfResult
 
@@ -35,18 +36,18 @@ TSA_ATTEMPTS = 3
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def load_signing_key(settings: Settings) -> pades.SigningKey:
+def load_signing_key(settings: Settings) -> SigningKey:
     """PORTICO_SIGNING_CERT (+ PORTICO_SIGNING_CERT_PASSWORD), else var/signing.p12, a
     self-signed certificate for PORTICO_COMPANY_NAME made once (like var/secret.key)."""
     if settings.signing_cert is not None:
         password = settings.signing_cert_password
         data = settings.signing_cert.read_bytes()
-        return pades.signing_key(data, password.encode() if password else None)
+        return signing_keys.signing_key(data, password.encode() if password else None)
     data = read_or_create_bytes(
         settings.var_dir / GENERATED_SIGNING_KEY,
-        lambda: pades.new_self_signed_pkcs12(settings.company_name),
+        lambda: signing_keys.new_self_signed_pkcs12(settings.company_name),
     )
-    return pades.signing_key(data, None)
+    return signing_keys.signing_key(data, None)
 
 
 def last_timestamp_attempt() -> bool:
@@ -91,9 +92,9 @@ class DocumentActivities:
         self.settings = settings
         self.sessions = sessions
         self.files = FileStore(settings.files_dir)
-        self._signing_key: pades.SigningKey | None = None
+        self._signing_key: SigningKey | None = None
 
-    async def signing_key(self) -> pades.SigningKey:
+    async def signing_key(self) -> SigningKey:
         """The business's signing key, read (or made) once."""
         if self._signing_key is None:
             try:
@@ -144,7 +145,7 @@ class DocumentActivities:
             uploader = _upload_of_record(approvers)
             if uploader is not None and uploader.uploaded_pdf:
                 record = await asyncio.to_thread(self.files.read, uploader.uploaded_pdf)
-                record_sha = pdf.sha256_hex(record)
+                record_sha = pdf_values.sha256_hex(record)
             else:
                 record = await asyncio.to_thread(self.files.read, document.file_path)
                 record_sha = document.sha256
@@ -155,7 +156,7 @@ class DocumentActivities:
                 max(signed_times) if signed_times else approval.created_at
             )
             locale, zone = await self._reader(session, approvers, document.project_id)
-            certificate = pdf.Certificate(
+            certificate = pdf_values.Certificate(
                 approval_id=approval.id,
                 document_kind=document.kind,
                 document_title=document.title,
@@ -170,9 +171,8 @@ class DocumentActivities:
                 locale=locale,
                 timezone=zone,
             )
-            signing = pades.SignRequest(
+            signing = SignRequest(
                 key=await self.signing_key(),
-                appearance_text=pdf.signature_appearance_text(certificate),
                 tsa_url=self.settings.tsa_url,
                 timestamp_optional=last_timestamp_attempt(),
             )
@@ -184,7 +184,7 @@ class DocumentActivities:
                     pdf_sandbox.limits_for(self.settings),
                     self.settings.pdf_timeout_seconds,
                 )
-            except pades.TimestampUnavailable as exc:  # retried; the last attempt signs anyway
+            except TimestampUnavailable as exc:  # retried; the last attempt signs anyway
                 raise ApplicationError(str(exc), type="TimestampUnavailable") from exc
             except pdf_sandbox.PdfTimeout as exc:  # perhaps a busy machine: worth a retry
                 raise ApplicationError(
@@ -194,7 +194,7 @@ class DocumentActivities:
                 ) from exc
             except pdf_sandbox.PdfBusy as exc:
                 raise ApplicationError(str(exc), type="PdfBusy") from exc
-            except pdf.InvalidPdf as exc:
+            except pdf_values.InvalidPdf as exc:
                 raise ApplicationError(
                     f"the document of record is unusable: {exc}",
                     type="InvalidPdf",
@@ -202,7 +202,7 @@ class DocumentActivities:
                 ) from exc
 
             path = await asyncio.to_thread(self.files.save, SIGNED_FOLDER, built.data, ".pdf")
-            digest = pdf.sha256_hex(built.data)
+            digest = pdf_values.sha256_hex(built.data)
             approval.signed_pdf_path = path
             approval.signed_pdf_sha256 = digest
             await session.commit()
@@ -235,13 +235,17 @@ class DocumentActivities:
 
     def _existing(self, approval: Approval) -> SignedPdfResult | None:
         """The already-recorded signed PDF, if its file is still there with the same hash."""
+        # Only a retried or repeated build gets here: the PDF libraries load then, not with
+        # the worker (they cost every worker process ~30 MiB; the fork server does the work).
+        from portico import pades, pdf  # noqa: PLC0415
+
         if not (approval.signed_pdf_path and approval.signed_pdf_sha256):
             return None
         try:
             data = self.files.read(approval.signed_pdf_path)
         except (OSError, ValueError):
             return None
-        if pdf.sha256_hex(data) != approval.signed_pdf_sha256:
+        if pdf_values.sha256_hex(data) != approval.signed_pdf_sha256:
             return None
         try:
             pages = pdf.page_count(data)
@@ -270,8 +274,10 @@ class DocumentActivities:
         except (OSError, ValueError):
             return None
 
-    def _signer(self, approver: Approver, events: Sequence[AuditEvent]) -> pdf.CertificateSigner:
-        return pdf.CertificateSigner(
+    def _signer(
+        self, approver: Approver, events: Sequence[AuditEvent]
+    ) -> pdf_values.CertificateSigner:
+        return pdf_values.CertificateSigner(
             name=approver.name,
             email=approver.email,
             phone=approver.phone,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage as MimeMessage
@@ -36,9 +36,12 @@ from portico.files import FileStore
 from portico.models import Approval, Approver, Client, Document, OutboundMessage, Project, SmsOptOut
 from portico.phones import bare_phone
 from portico.settings import Settings
-from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
+from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage, SyncApprovalInput
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+# Writes a read-model snapshot and its audit event (RecordActivities.apply, idempotent).
+RecordSnapshot = Callable[[SyncApprovalInput], Awaitable[None]]
 
 
 def email_environment() -> Environment:
@@ -111,10 +114,12 @@ class NotifyActivities:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        record: RecordSnapshot | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.clock = clock  # injectable so quiet hours test with fixed times
+        self.record = record  # for a request email's `record_sent`
         self.quiet_hours = quiet_hours.parse_quiet_hours(settings.quiet_hours)
         self.default_zone = ZoneInfo(settings.default_timezone)
         self.env = email_environment()
@@ -122,11 +127,23 @@ class NotifyActivities:
         self._twilio: Any = None
 
     async def _already_sent(self, dedupe_key: str) -> bool:
+        return await self._sent_at(dedupe_key) is not None
+
+    async def _sent_at(self, dedupe_key: str) -> datetime | None:
         async with self.sessions() as session:
-            found = await session.scalar(
-                select(OutboundMessage.id).where(OutboundMessage.dedupe_key == dedupe_key)
+            return await session.scalar(
+                select(OutboundMessage.created_at).where(OutboundMessage.dedupe_key == dedupe_key)
             )
-            return found is not None
+
+    async def _record_sent(self, message: EmailMessage, sent_at: datetime) -> datetime | None:
+        """Write the request's `sent` snapshot as of `sent_at` (a retry rewrites nothing: the
+        event's key is in the chain, and the time is the recorded send's)."""
+        snapshot = message.record_sent
+        if snapshot is None:
+            return None
+        assert self.record is not None  # checked before sending
+        await self.record(snapshot.sent_at(message.approver_id, sent_at))
+        return sent_at
 
     async def _approver_secrets(self, approver_id: int | None) -> ApproverSecrets | None:
         if approver_id is None:
@@ -197,9 +214,17 @@ class NotifyActivities:
         # an IntegrityError here means a concurrent attempt recorded it first: fine
 
     @activity.defn(name="send_email")
-    async def send_email(self, message: EmailMessage) -> None:
-        if await self._already_sent(message.dedupe_key):
-            return
+    async def send_email(self, message: EmailMessage) -> datetime | None:
+        """Send one email once; returns when it went out if it carries `record_sent`."""
+        if message.record_sent is not None and self.record is None:
+            raise ApplicationError(
+                "This worker cannot record a request's `sent` event (no recorder given).",
+                type="Misconfigured",
+                non_retryable=True,
+            )
+        sent_at = await self._sent_at(message.dedupe_key)
+        if sent_at is not None:  # a retry: it went out, but its record may not have
+            return await self._record_sent(message, sent_at)
         if "@" not in message.to:
             raise ApplicationError(f"Not an email address: {message.to}", type="InvalidRecipient")
         secrets = await self._approver_secrets(message.approver_id)
@@ -235,7 +260,8 @@ class NotifyActivities:
             )
             transport = "smtp"
         full = self._keeps_full_text(transport)
-        with contextlib.suppress(IntegrityError):
+        sent_at = self.clock()
+        try:
             await self._record(
                 dedupe_key=message.dedupe_key,
                 channel="email",
@@ -245,7 +271,11 @@ class NotifyActivities:
                 html=html if full else self._stored(html, secrets),
                 transport=transport,
                 provider_id=mime["Message-ID"],
+                created_at=sent_at,
             )
+        except IntegrityError:  # a concurrent attempt recorded it first: its time stands
+            sent_at = await self._sent_at(message.dedupe_key) or sent_at
+        return await self._record_sent(message, sent_at)
 
     async def _attach_signed_pdf(self, mime: MimeMessage, approval_id: int) -> None:
         async with self.sessions() as session:

@@ -47,6 +47,10 @@ class RecordActivities:
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
         """Mirror the workflow's state into SQL and append its audit event (idempotent)."""
+        await self.apply(snapshot)
+
+    async def apply(self, snapshot: SyncApprovalInput) -> None:
+        """sync_approval's work, also done by a request email's activity (`record_sent`)."""
         for attempt in range(5):
             try:
                 await self._sync_once(snapshot)

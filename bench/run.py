@@ -51,6 +51,7 @@ from temporalio.testing import WorkflowEnvironment
 from bench.load import LoadResult, percentile, run_load, wrk_available
 from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow
 from portico import tokens
+from portico.audit import append_event
 from portico.branding import Branding, absolute
 from portico.db import create_engine, session_maker
 from portico.devserver import temporal_binary
@@ -60,7 +61,13 @@ from portico.settings import Settings
 from portico.temporal import data_converter
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
-from workflows.types import ApprovalInput, ApproverInput, DocumentInfo, StaffContact
+from workflows.types import (
+    ApprovalInput,
+    ApproverInput,
+    DocumentInfo,
+    StaffContact,
+    created_event,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STAFF_KEY = "bench-staff-key-" + "k" * 16
@@ -510,7 +517,8 @@ async def start_bare(
 async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | None:
     """Where the approve update's time went inside Temporal, from the approval's history:
     the update's workflow task waiting and running, its `sync_approval` activity waiting for a
-    worker and running, and the workflow task that completes the update."""
+    worker and running, and the workflow task that completes the update (from the activity's
+    completion until it starts, and running)."""
     history = await stack.temporal.get_workflow_handle(f"approval-{approval_id}").fetch_history()
     events = list(history.events)
     kind = EventType
@@ -547,12 +555,19 @@ async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | N
         for i in range(completed, len(events))
         if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
     )
+    # The workflow task that completes the update: scheduled by the activity's completion.
+    last_started = max(
+        i
+        for i in range(completed, done)
+        if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    )
     return {
         "task waiting": at(task_started) - at(task_scheduled),
         "task running": at(task_completed) - at(task_started),
         "activity waiting": at(started) - at(scheduled),
         "activity running": at(completed) - at(started),
-        "completing task": at(done) - at(completed),
+        "second task waiting": at(last_started) - at(completed),
+        "second task running": at(done) - at(last_started),
     }
 
 
@@ -780,8 +795,10 @@ async def insert_open_approvals(
                     ],
                 )
             )
-        for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
-            out.append((a, p, token, code))
+            for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
+                out.append((a, p, token, code))
+                inp = approval_input(stack, a, p, token, code, created_at)
+                await append_event(session, a, created_event(inp))  # as the API writes it
     return out
 
 
@@ -821,6 +838,7 @@ def approval_input(
         sms_task_queue=settings.sms_task_queue,
         logo_url=absolute(Branding.from_settings(settings).logo_for(None), settings.public_url),
         accent=settings.accent_color,
+        created_recorded=True,
     )
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portico import pades
 from portico.files import FileStore
 from portico.models import Approval, AuditEvent, InvoiceAuditEvent
 from workflows.types import AuditEventInput
@@ -104,6 +103,9 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
             if recorded and recorded[-1] != actual:
                 problems.append("the signed PDF does not match the SHA-256 in the audit trail")
             if certificate:  # signed PDFs built before PAdES signing carry no signature
+                # pyHanko loads on the first check, not with every process that appends events
+                from portico import pades  # noqa: PLC0415
+
                 problems += await asyncio.to_thread(pades.signature_problems, data, certificate)
     elif approval.status == "approved" and recorded:
         problems.append("the signed PDF is recorded in the audit trail but missing")

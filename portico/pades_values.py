@@ -28,7 +28,9 @@ class SigningKey:
 @dataclass(frozen=True)
 class SignRequest:
     key: SigningKey
-    appearance_text: str  # the visible signature's text; "%(ts)s" is the signing time
+    # The visible signature's text ("%(ts)s" is the signing time); the PDF job sets it from
+    # the certificate (portico/pdf_sandbox.py).
+    appearance_text: str = ""
     tsa_url: str | None = None
     # After its retry budget the signing activity signs without a timestamp rather than never.
     timestamp_optional: bool = False

@@ -12,7 +12,6 @@ the values, not in context variables). Times keep their exact UTC form beside th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -50,14 +49,16 @@ from portico.i18n import N_
 from portico.i18n import gettext as _
 from portico.money import format_money, line_total
 from portico.pades_values import EmbeddedSignature
-from portico.pdf_safety import (
+from portico.pdf_safety import limits_config, open_checked, strip_active_content
+from portico.pdf_values import (
     DEFAULT_LIMITS,
+    Certificate,
+    CertificateSigner,
+    CheckedPdf,
     InvalidPdf,
     PdfLimits,
-    limits_config,
-    open_checked,
+    sha256_hex,
     size_label,
-    strip_active_content,
 )
 
 __all__ = [
@@ -127,20 +128,6 @@ _TRANSLITERATE = {
 
 
 # --------------------------------------------------------------------------- basics
-
-
-def sha256_hex(data: bytes) -> str:
-    """Hex SHA-256 of ``data`` (64 lowercase characters)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class CheckedPdf:
-    """An accepted PDF: the bytes to store (without active content) and what was removed."""
-
-    data: bytes
-    pages: int
-    removed: tuple[str, ...] = ()
 
 
 def check_pdf(data: bytes, limits: PdfLimits) -> CheckedPdf:
@@ -560,52 +547,6 @@ def _line_items_pdf(
 
 
 # --------------------------------------------------------------------------- certificate
-
-
-@dataclass(frozen=True)
-class CertificateSigner:
-    """One signer's evidence as shown on the certificate of completion."""
-
-    name: str
-    email: str | None
-    phone: str | None
-    status: str  # approved / declined / skipped / ...
-    channel: str | None  # 'web' | 'sms' | 'upload' | None
-    sent_at: datetime | None
-    first_viewed_at: datetime | None
-    decided_at: datetime | None
-    ip: str | None
-    user_agent: str | None
-    signature_name: str | None
-    signature_png: bytes | None
-    notes: str | None
-    consent: bool
-    decline_reason: str | None = None
-    portal_client_id: int | None = None  # decided in a client portal session of this client
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """Everything the certificate pages and the signature stamp show."""
-
-    approval_id: int
-    document_kind: str
-    document_title: str
-    document_number: str
-    document_sha256: str
-    amount: str
-    status: str
-    completed_at: datetime
-    company_name: str
-    signers: list[CertificateSigner]
-    replaced_by_upload: bool = False  # the signer's uploaded PDF is the document of record
-    # Digital signatures the document of record already carries (a client signed it in
-    # Acrobat): kept valid, so its pages are left as they are (no stamp), and shown as evidence.
-    embedded_signatures: tuple[EmbeddedSignature, ...] = ()
-    # Who reads it (CONTRACT section 10): the certificate pages and the stamp are in this
-    # language, and local times in this IANA zone.
-    locale: str = i18n.DEFAULT_LOCALE
-    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from pypdf import PdfReader, PdfWriter, apply_configuration
@@ -26,6 +25,8 @@ from pypdf.generic import (
     StreamObject,
 )
 
+from portico.pdf_values import DEFAULT_LIMITS, InvalidPdf, PdfLimits, size_label
+
 __all__ = [
     "DEFAULT_LIMITS",
     "InvalidPdf",
@@ -35,7 +36,6 @@ __all__ = [
     "strip_active_content",
 ]
 
-MIB = 1024 * 1024
 # Actions a viewer may follow from a link or an outline entry: they only move within the
 # document or open an ordinary web or mail address. Every other action type runs something.
 _SAFE_ACTIONS = {"/GoTo", "/Named", "/URI"}
@@ -43,33 +43,6 @@ _SAFE_URI_SCHEMES = ("http://", "https://", "mailto:")
 # Annotations that carry files or play media: dropped from pages altogether.
 _ACTIVE_ANNOTATIONS = {"/FileAttachment", "/Screen", "/Movie", "/Sound", "/RichMedia", "/3D"}
 _MAX_TREE_DEPTH = 64
-
-
-class InvalidPdf(ValueError):
-    """The bytes are not a PDF Portico can use; the message is a sentence for the user."""
-
-
-@dataclass(frozen=True)
-class PdfLimits:
-    """How big a PDF Portico accepts (PORTICO_MAX_UPLOAD_BYTES, PORTICO_PDF_MAX_*)."""
-
-    max_bytes: int = 20 * MIB
-    max_pages: int = 500
-    max_objects: int = 100_000
-    max_decompressed_bytes: int = 50 * MIB  # all streams together, once inflated
-
-
-DEFAULT_LIMITS = PdfLimits()
-
-
-def size_label(n: int) -> str:
-    """`20 MB`, `1.5 MB`, `700 KB`: a size as people read it."""
-    if n >= MIB:
-        value = n / MIB
-        return f"{value:.0f} MB" if n % MIB == 0 else f"{value:.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.0f} KB"
-    return f"{n} bytes"
 
 
 @contextmanager

@@ -42,9 +42,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from portico import pdf
 from portico.pades_values import SignRequest, TimestampUnavailable
-from portico.pdf_safety import DEFAULT_LIMITS, MIB, InvalidPdf, PdfLimits
+from portico.pdf_values import DEFAULT_LIMITS, MIB, Certificate, CheckedPdf, InvalidPdf, PdfLimits
 
 if TYPE_CHECKING:  # the fork server starts faster without pydantic
     from portico.settings import Settings
@@ -94,10 +93,10 @@ def limits_for(settings: Settings) -> PdfLimits:
     )
 
 
-async def check_pdf(data: bytes, limits: PdfLimits, timeout: float) -> pdf.CheckedPdf:
+async def check_pdf(data: bytes, limits: PdfLimits, timeout: float) -> CheckedPdf:
     """`pdf.check_pdf` in a child process: InvalidPdf (PdfTimeout when it took too long)."""
     head, body = await _run("check", (data, limits), limits, timeout)
-    return pdf.CheckedPdf(data=body, pages=int(head["pages"]), removed=tuple(head["removed"]))
+    return CheckedPdf(data=body, pages=int(head["pages"]), removed=tuple(head["removed"]))
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ class BuiltPdf:
 
 async def build_signed_pdf(
     record: bytes,
-    certificate: pdf.Certificate,
+    certificate: Certificate,
     signing: SignRequest,
     limits: PdfLimits,
     timeout: float,
@@ -338,23 +337,31 @@ def _answer_limit(limits: PdfLimits) -> int:
 # --------------------------------------------------------------------------- in the child
 
 
+# The jobs import the PDF libraries where they run, not at the top: the processes that import
+# this module need none of them; the fork server has them loaded already (_rehearse), so this
+# costs a job nothing.
+
+
 def _check_job(data: bytes, limits: PdfLimits) -> tuple[dict[str, Any], bytes]:
+    from portico import pdf  # noqa: PLC0415
+
     checked = pdf.check_pdf(data, limits)
     return {"pages": checked.pages, "removed": list(checked.removed)}, checked.data
 
 
 def _build_job(
-    record: bytes, certificate: pdf.Certificate, signing: SignRequest, limits: PdfLimits
+    record: bytes, certificate: Certificate, signing: SignRequest, limits: PdfLimits
 ) -> tuple[dict[str, Any], bytes]:
-    # Not at the top: the processes that import this module need no pyHanko; the fork server
-    # has it loaded already (_rehearse), so this costs a job nothing.
-    from portico import pades  # noqa: PLC0415
+    from portico import pades, pdf  # noqa: PLC0415
 
     already_signed = tuple(pades.embedded_signatures(record))
     certificate = replace(certificate, embedded_signatures=already_signed)
     data = pdf.build_signed_pdf(record, certificate, limits)
-    # A certification signature must be the first one in a document.
-    signed = pades.sign_pdf(data, replace(signing, certify=not already_signed))
+    # A certification signature must be the first one in a document; the visible signature's
+    # text is the certificate's.
+    appearance = pdf.signature_appearance_text(certificate)
+    signing = replace(signing, certify=not already_signed, appearance_text=appearance)
+    signed = pades.sign_pdf(data, signing)
     head = {
         "pages": pdf.page_count(signed.data),
         "certificate_sha256": signed.certificate_sha256,
@@ -419,7 +426,7 @@ def _rehearse() -> None:
 
     from reportlab.pdfgen.canvas import Canvas  # noqa: PLC0415
 
-    from portico import pades  # noqa: PLC0415 - imported here once, used by every build
+    from portico import pades, pdf  # noqa: PLC0415 - imported here once, used by every job
 
     buf = io.BytesIO()
     canvas = Canvas(buf, invariant=1)
@@ -438,7 +445,7 @@ def _rehearse() -> None:
         completed_at=now, company_name="Portico", signers=[signer],
     )  # fmt: skip
     key = pades.signing_key(pades.new_self_signed_pkcs12("Portico"), None)
-    request = SignRequest(key=key, appearance_text=pdf.signature_appearance_text(certificate))
+    request = SignRequest(key=key)
     _check_job(buf.getvalue(), DEFAULT_LIMITS)
     _build_job(buf.getvalue(), certificate, request, DEFAULT_LIMITS)
 

@@ -71,6 +71,7 @@ from workflows.types import (
     SyncApprovalInput,
     ViewedSignal,
     VoidRequest,
+    created_event,
 )
 
 RECORD_RETRY = RetryPolicy(
@@ -91,6 +92,9 @@ LOCALIZED_SMS_PATCH = "localized-approver-sms"
 # A request or reminder queued before a decision, skip or void is dropped, not sent.
 STALE_PROMPT_PATCH = "skip-stale-prompts"
 PROMPTS = ("request", "reminder", "expiry_warning")
+# A request's first email records its `sent` event itself, once it is out (one activity and
+# one workflow task fewer before a request is on its way); runs before it sync it afterwards.
+SENT_WITH_EMAIL_PATCH = "sent-recorded-with-email"
 # The signed PDF is built in bounded attempts (a hostile or broken document must not retry
 # forever with the request `approved` and no evidence); when it fails staff are told.
 BOUNDED_SIGNED_PDF_PATCH = "bounded-signed-pdf"
@@ -162,16 +166,10 @@ class ApprovalWorkflow:
         async with self._lock:
             self._started = True
             first = self._first_approvers(inp)
-            await self._sync(
-                "created",
-                inp.created_by,
-                {
-                    "routing": inp.routing,
-                    "document_sha256": None,
-                    "approvers": [a.name for a in inp.approvers],
-                    "expires_at": self._iso(self._expires_at),
-                },
-            )
+            if inp.created_recorded:
+                self._seq += 1  # the API wrote `created` (seq 1) with the request's rows
+            else:
+                await self._sync("created", inp.created_by, created_event(inp).data)
             for approver in first:
                 self._todo.append(("request", {"approver_id": approver.id}))
 
@@ -505,12 +503,30 @@ class ApprovalWorkflow:
 
     async def _sync(self, event_type: str, actor: str, data: dict[str, Any]) -> None:
         """Mirror the state into SQL with one audit event, and keep search attributes current."""
+        snapshot = self._snapshot(event_type, actor, data)
+        # A regular activity, never a local one: a local activity writes SQL and the audit
+        # chain before the workflow task commits, and a task that then fails (a timeout, a
+        # crash, or the server refusing it) would leave them describing a state the workflow
+        # never reached (docs/benchmarks.md, section 2).
+        await workflow.execute_activity(
+            "sync_approval",
+            snapshot,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+        )
+
+    def _snapshot(
+        self, event_type: str, actor: str, data: dict[str, Any], status_changed: bool = True
+    ) -> SyncApprovalInput:
+        """The state to mirror with its next audit event (takes the event's seq).
+        `status_changed=False`: the status is the one already shown, no search-attribute
+        upsert (only for paths that never upserted one; an upsert is a command)."""
         self._drop_stale_sms()
         self._seq += 1
         now = workflow.now()
         final = self._status in FINAL_STATUSES
         token_expiry = now if final else (self._expires_at or now + timedelta(days=MAX_EXPIRY_DAYS))
-        if workflow.info().typed_search_attributes.get(sa.STATUS) is not None:
+        if status_changed and workflow.info().typed_search_attributes.get(sa.STATUS) is not None:
             # Started with Portico's attributes (always, by the API): keep the status current.
             workflow.upsert_search_attributes([sa.STATUS.value_set(self._status)])
         snapshot = SyncApprovalInput(
@@ -529,16 +545,7 @@ class ApprovalWorkflow:
             completed_at=now if final else None,
             token_expires_at=token_expiry + LINK_GRACE,
         )
-        # A regular activity, never a local one: a local activity writes SQL and the audit
-        # chain before the workflow task commits, and a task that then fails (a timeout, a
-        # crash, or the server refusing it) would leave them describing a state the workflow
-        # never reached (docs/benchmarks.md, section 2).
-        await workflow.execute_activity(
-            "sync_approval",
-            snapshot,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RECORD_RETRY,
-        )
+        return snapshot
 
     def _queue_for_active(self, template: str) -> None:
         for approver in self._inp.approvers:
@@ -568,6 +575,8 @@ class ApprovalWorkflow:
         self._seq += 1
         key = f"{workflow.info().workflow_id}:{self._seq}:{approver.id}"
         channels = self._inp.channels
+        record = self._records[approver.id]
+        first_request = template == "request" and record.notified_at is None
         sent = False
         if "email" in channels and approver.email:
             email = EmailMessage(
@@ -586,7 +595,17 @@ class ApprovalWorkflow:
                 ),
                 approver_id=approver.id,
             )
-            sent = await self._try_notify("send_email", email)
+            if first_request and workflow.patched(SENT_WITH_EMAIL_PATCH):
+                sent_data = {"approver": approver.name, "channels": channels}
+                email.record_sent = self._snapshot("sent", "system", sent_data, False)
+                failure, sent_at = await self._deliver("send_email", email, result_type=datetime)
+                if failure is not None:
+                    await self._record_failure(email, failure)
+                elif sent_at is not None:  # its `sent` is written: none below
+                    record.notified_at = sent_at
+                sent = failure is None
+            else:
+                sent = await self._try_notify("send_email", email)
         if "sms" in channels and approver.phone:
             sms = SmsMessage(
                 dedupe_key=f"{key}:sms",
@@ -602,8 +621,7 @@ class ApprovalWorkflow:
                 self._send_later(approver.id, sms)
             else:
                 sent = await self._try_notify("send_sms", sms) or sent
-        record = self._records[approver.id]
-        if sent and template == "request" and record.notified_at is None:
+        if sent and first_request and record.notified_at is None:
             record.notified_at = workflow.now()
             await self._sync("sent", "system", {"approver": approver.name, "channels": channels})
 
@@ -634,34 +652,41 @@ class ApprovalWorkflow:
 
     async def _try_notify(self, activity: str, message: EmailMessage | SmsMessage) -> bool:
         """Send one message; a permanently undeliverable one is recorded, not fatal."""
-        failure = await self._deliver(activity, message)
+        failure, _ = await self._deliver(activity, message)
         if failure is not None:
-            await self._sync("delivery_failed", "system", {"to": message.to, "reason": failure})
+            await self._record_failure(message, failure)
         return failure is None
 
-    async def _deliver(self, activity: str, message: EmailMessage | SmsMessage) -> str | None:
-        """Run one send activity; returns why it failed for good (None: sent, or called off).
+    async def _record_failure(self, message: EmailMessage | SmsMessage, failure: str) -> None:
+        await self._sync("delivery_failed", "system", {"to": message.to, "reason": failure})
+
+    async def _deliver(
+        self, activity: str, message: EmailMessage | SmsMessage, result_type: type | None = None
+    ) -> tuple[str | None, Any]:
+        """Run one send activity; returns why it failed for good (None: sent, or called off)
+        and its result.
 
         SMS go to the rate-limited SMS task queue when the request names one.
         """
         sms = activity == "send_sms"
         try:
-            await workflow.execute_activity(
+            result = await workflow.execute_activity(
                 activity,
                 message,
                 task_queue=(self._inp.sms_task_queue or None) if sms else None,
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=SMS_SEND_WINDOW if sms else timedelta(days=1),
                 retry_policy=NOTIFY_RETRY,
+                result_type=result_type,
             )
-            return None
+            return None, result
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, CancelledError):
-                return None
+                return None, None
             reason = str(cause.message if isinstance(cause, ApplicationError) else cause)
             workflow.logger.warning("could not deliver %s to %s: %s", activity, message.to, reason)
-            return reason
+            return reason, None
 
     def _send_later(self, approver_id: int, sms: SmsMessage) -> None:
         """Send a non-urgent SMS (reminder, expiry warning) without holding the lock.
@@ -675,7 +700,7 @@ class ApprovalWorkflow:
         task.add_done_callback(lambda done: self._later_sms.pop(done, None))
 
     async def _deliver_later(self, sms: SmsMessage) -> None:
-        failure = await self._deliver("send_sms", sms)
+        failure, _ = await self._deliver("send_sms", sms)
         if failure is not None:
             self._todo.append(("delivery_failed", {"to": sms.to, "reason": failure}))
 

@@ -3,6 +3,7 @@ fields with defaults (histories of running approvals must keep decoding)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -136,6 +137,29 @@ class ApprovalInput:
     # Who sent it, as the audit trail names staff actors (CONTRACT section 9); older histories
     # (no field) said "staff".
     created_by: str = "staff"
+    # The API wrote the `created` audit event (seq 1, `created_event`) with the request's rows,
+    # so the workflow's first task goes straight to the request; older histories (no field)
+    # and direct starts have the workflow write it.
+    created_recorded: bool = False
+
+
+def created_event(inp: ApprovalInput) -> AuditEventInput:
+    """A request's first audit event, as whoever records it writes it (event key seq 1)."""
+    expires_at = (
+        inp.created_at + timedelta(days=inp.expires_in_days) if inp.expires_in_days else None
+    )
+    return AuditEventInput(
+        event_key=f"{approval_workflow_id(inp.approval_id)}:1",
+        at=inp.created_at,
+        type="created",
+        actor=inp.created_by,
+        data={
+            "routing": inp.routing,
+            "document_sha256": None,
+            "approvers": [a.name for a in inp.approvers],
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
 
 
 @dataclass
@@ -270,6 +294,15 @@ class SyncApprovalInput:
     completed_at: datetime | None = None
     token_expires_at: datetime | None = None
 
+    def sent_at(self, approver_id: int | None, at: datetime) -> SyncApprovalInput:
+        """This `sent` snapshot as of the moment its email went out (EmailMessage.record_sent)."""
+        approvers = [
+            dataclasses.replace(a, notified_at=at) if a.id == approver_id else a
+            for a in self.approvers
+        ]
+        event = dataclasses.replace(self.event, at=at) if self.event else None
+        return dataclasses.replace(self, approvers=approvers, event=event)
+
 
 @dataclass
 class Supersession:
@@ -321,6 +354,10 @@ class EmailMessage:
     # templates (`staff_*`) are English.
     locale: str | None = None
     timezone: str | None = None
+    # A request's first email: once it is out, the activity writes this snapshot (its `sent`
+    # audit event) with the approver's `notified_at` and the event's time set to when it went
+    # out, and returns that time. None: nothing to record (the activity returns None).
+    record_sent: SyncApprovalInput | None = None
 
 
 @dataclass

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
-from portico import branding, i18n, pdf, pdf_sandbox, tokens
+from portico import branding, i18n, pdf_sandbox, pdf_values, tokens
+from portico.audit import append_event
 from portico.branding import Branding
 from portico.clock import utcnow
 from portico.errors import Conflict, Invalid, NotFound, NotReady, TooLarge, Unavailable
@@ -68,6 +69,7 @@ from workflows.types import (
     Supersession,
     VoidRequest,
     approval_workflow_id,
+    created_event,
 )
 
 # When to ask again for a signed PDF still being built (seconds; usually ready in one or two).
@@ -93,18 +95,19 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-async def check_upload(settings: Settings, data: bytes) -> pdf.CheckedPdf:
+async def check_upload(settings: Settings, data: bytes) -> pdf_values.CheckedPdf:
     """Check an uploaded PDF off the event loop, within the PORTICO_PDF_* limits; what to store
     is the copy without active content. Refusals are 413/422 with a sentence for the user."""
     if len(data) > settings.max_upload_bytes:
-        raise TooLarge(f"The PDF is larger than {pdf.size_label(settings.max_upload_bytes)}.")
+        limit = pdf_values.size_label(settings.max_upload_bytes)
+        raise TooLarge(f"The PDF is larger than {limit}.")
     try:
         return await pdf_sandbox.check_pdf(
             data, pdf_sandbox.limits_for(settings), settings.pdf_timeout_seconds
         )
     except pdf_sandbox.PdfBusy as err:
         raise Unavailable(str(err)) from err
-    except pdf.InvalidPdf as err:
+    except pdf_values.InvalidPdf as err:
         raise Invalid(str(err), code="invalid_pdf") from err
 
 
@@ -172,6 +175,9 @@ class Portico:
             client = await session.get(Client, project.client_id)
         assert client is not None
         if isinstance(meta, DocumentFromItems):
+            # reportlab loads with the first rendered document, not with every process
+            from portico import pdf  # noqa: PLC0415
+
             line_items = [item.model_dump(mode="json") for item in meta.line_items]
             file_bytes, amount = pdf.render_line_items_pdf(
                 company_name=self.settings.company_name,
@@ -196,7 +202,7 @@ class Portico:
         return dict(
             fields,
             file_path=path,
-            sha256=pdf.sha256_hex(file_bytes),
+            sha256=pdf_values.sha256_hex(file_bytes),
             size_bytes=len(file_bytes),
             line_items=line_items,
         )
@@ -410,39 +416,43 @@ class Portico:
             ]
             for approver, token in zip(approvers, signing_tokens, strict=True):
                 approver.token_hash = tokens.hash_token(token)
-        inp = ApprovalInput(
-            created_by=actor,
-            approval_id=approval.id,
-            document=DocumentInfo(
-                id=document.id,
-                kind=document.kind,
-                title=document.title,
-                number=document.number,
-                amount_cents=document.amount_cents,
-                currency=document.currency,
-                client_name=client.company or client.name,
-                project_name=project.name,
-            ),
-            # No link or reply code: the worker derives them (CONTRACT section 8).
-            approvers=[
-                ApproverInput(id=a.id, name=a.name, email=a.email, phone=a.phone) for a in approvers
-            ],
-            routing=data.routing,
-            created_at=now,
-            expires_in_days=data.expires_in_days,
-            remind_every_days=data.remind_every_days,
-            message=data.message,
-            channels=list(data.channels),
-            division=data.division,
-            notify_staff=staff,
-            company_name=self.settings.company_name,
-            sms_task_queue=self.settings.sms_task_queue,
-            logo_url=branding.absolute(
-                Branding.from_settings(self.settings).logo_for(data.division),
-                self.settings.public_url,
-            ),
-            accent=self.settings.accent_color,
-        )
+            inp = ApprovalInput(
+                created_by=actor,
+                approval_id=approval.id,
+                document=DocumentInfo(
+                    id=document.id,
+                    kind=document.kind,
+                    title=document.title,
+                    number=document.number,
+                    amount_cents=document.amount_cents,
+                    currency=document.currency,
+                    client_name=client.company or client.name,
+                    project_name=project.name,
+                ),
+                # No link or reply code: the worker derives them (CONTRACT section 8).
+                approvers=[
+                    ApproverInput(id=a.id, name=a.name, email=a.email, phone=a.phone)
+                    for a in approvers
+                ],
+                routing=data.routing,
+                created_at=now,
+                expires_in_days=data.expires_in_days,
+                remind_every_days=data.remind_every_days,
+                message=data.message,
+                channels=list(data.channels),
+                division=data.division,
+                notify_staff=staff,
+                company_name=self.settings.company_name,
+                sms_task_queue=self.settings.sms_task_queue,
+                logo_url=branding.absolute(
+                    Branding.from_settings(self.settings).logo_for(data.division),
+                    self.settings.public_url,
+                ),
+                accent=self.settings.accent_color,
+                created_recorded=True,
+            )
+            # seq 1 of the trail, with the rows (_forget removes it if the workflow won't start)
+            await append_event(session, approval.id, created_event(inp))
         approval_id = approval.id
         await self.temporal.start_new(
             APPROVAL_WORKFLOW,
@@ -484,6 +494,7 @@ class Portico:
     async def _forget(self, approval_id: int) -> None:
         """Undo a request whose workflow could not start, so nothing half-made is left."""
         async with self.sessions() as session, session.begin():
+            await session.execute(delete(AuditEvent).where(AuditEvent.approval_id == approval_id))
             for approver in await session.scalars(
                 select(Approver).where(Approver.approval_id == approval_id)
             ):

@@ -62,6 +62,8 @@ class Scenario:
     remind_every_days: int | None = None
     # An update delivered with the start (update-with-start: in the workflow's first task).
     with_start: Callable[[ApprovalInput], tuple[Any, Any]] | None = None
+    # Started as the API starts it since issue 17: `created` already written.
+    created_recorded: bool = False
 
 
 def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
@@ -94,6 +96,7 @@ def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -
         message="Please sign by Friday",
         notify_staff=[StaffContact(email="office@firm.test", phone="+15559990000")],
         company_name="Acme Builders",
+        created_recorded=scenario.created_recorded,
     )
 
 
@@ -169,6 +172,11 @@ async def superseded_approved(env: WorkflowEnvironment, h: WorkflowHandle, inp: 
     )
 
 
+async def in_turn(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    for index in range(len(inp.approvers)):
+        await h.execute_update(ApprovalWorkflow.approve, approve(inp, index))
+
+
 SCENARIOS = [
     Scenario("sequential_approved", "3 approvers in turn, a view, notes", "sequential", 3,
              sequential_approved),
@@ -189,6 +197,9 @@ SCENARIOS = [
                  ApprovalWorkflow.void, VoidRequest(reason="Sent by mistake", notify_client=True))),
     Scenario("superseded_approved", "a newer version is signalled while open and while the "
              "approved request finishes", "any", 1, superseded_approved),
+    Scenario("api_created_in_turn", "started as the API starts it (`created` written, the "
+             "request emails record `sent`), 2 approve in turn", "sequential", 2, in_turn,
+             created_recorded=True),
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -39,10 +40,15 @@ class Recorder:
         return True
 
     @activity.defn(name="send_email")
-    async def send_email(self, message: EmailMessage) -> None:
+    async def send_email(self, message: EmailMessage) -> datetime | None:
         if message.to in self.undeliverable:
             raise ApplicationError("mailbox does not exist", type="InvalidRecipient")
         self.emails.append(message)
+        if message.record_sent is None:
+            return None
+        at = activity.info().current_attempt_scheduled_time  # the server's (skipped) clock
+        self.syncs.append(message.record_sent.sent_at(message.approver_id, at))
+        return at
 
     @activity.defn(name="send_sms")
     async def send_sms(self, message: SmsMessage) -> None:

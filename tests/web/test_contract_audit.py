@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 
 from aiohttp import FormData
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from portico.files import FileStore
-from portico.models import Approval
+from portico.models import Approval, AuditEvent
 from portico.schemas import MAX_ID
 from portico.settings import Settings, _read_or_create
 from tests.support.fake_twilio import STAFF_PHONE, post_sms, running_fake, stack_with_fake
@@ -200,6 +200,11 @@ async def test_a_workflow_id_temporal_already_has_is_409_and_leaves_nothing(stac
         assert error["error"]["code"] == "workflow_exists"
         items = (await stack.api("GET", "/approvals", 200))["items"]
         assert [item["id"] for item in items] == [first["id"]]
+        async with stack.sessions() as session:  # nor its `created` event, written with it
+            left = await session.scalars(
+                select(AuditEvent.approval_id).where(AuditEvent.approval_id != first["id"])
+            )
+            assert list(left) == []
     finally:
         await squatter.terminate()
 

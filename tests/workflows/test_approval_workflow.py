@@ -366,6 +366,44 @@ async def test_undeliverable_email_is_recorded_not_fatal(time_env):
         assert (await run.handle.result()).status == "approved"
 
 
+async def test_a_request_email_records_its_own_sent_event(time_env):
+    """The request's first email writes `sent` itself (no sync_approval of its own), as of when
+    it went out; an email that failed leaves it to the SMS that reached them."""
+    async with started(time_env, "all", n=2, undeliverable={"a1@client.test"}) as run:
+        await wait_for(lambda: run.rec.events().count("sent") == 2)
+        first, second = run.inp.approvers
+        synced = [s for s in run.rec.syncs if s.event is not None]
+        assert [s.event.type for s in synced] == ["created", "delivery_failed", "sent", "sent"]
+        by_sms, by_email = synced[2], synced[3]
+        assert by_sms.event.data == {"approver": first.name, "channels": ["email", "sms"]}
+        assert by_email.event.data == {"approver": second.name, "channels": ["email", "sms"]}
+        sent_email = run.rec.emails_to(second.email, "request")[0]
+        assert sent_email.record_sent is not None  # what the real activity writes, see fakes
+        assert run.rec.emails_to(first.email, "request") == []  # undeliverable: never sent
+        notified = {a.id: a.notified_at for a in (await run.state()).approvers}
+        stamped = next(a for a in by_email.approvers if a.id == second.id)
+        assert notified[second.id] == stamped.notified_at == by_email.event.at
+        assert notified[first.id] is not None
+        keys = [s.event.event_key for s in synced]
+        assert len(set(keys)) == len(keys)  # every event its own key
+
+
+async def test_a_request_whose_created_event_the_api_wrote_starts_with_the_email(time_env):
+    async with started(time_env, "any", n=1, created_recorded=True, channels=["email"]) as run:
+        await wait_for(lambda: run.rec.emails)
+        assert run.rec.events() == ["sent"]
+        # seq 1 is the API's `created`; 2 names the email, 3 is its `sent`
+        assert run.rec.syncs[0].event.event_key == f"approval-{run.inp.approval_id}:3"
+        history = await run.handle.fetch_history()
+        before_timer = []
+        for event in history.events:
+            if event.HasField("timer_started_event_attributes"):
+                break
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                before_timer.append(event.activity_task_scheduled_event_attributes.activity_type)
+        assert [a.name for a in before_timer] == ["send_email"]
+
+
 async def test_a_failed_signed_pdf_does_not_undo_the_approval(time_env):
     async with started(time_env, "any", n=1, pdf_fails=True) as run:
         assert await run.approve(run.inp.approvers[0].id) == "approved"

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.common import WorkflowIDReusePolicy
 
-from portico import i18n, pdf, tokens
+from portico import i18n, pdf_values, tokens
 from portico.errors import Conflict, Invalid, NotFound, Unavailable
 from portico.files import FileStore
 from portico.i18n import gettext as _
@@ -166,6 +166,8 @@ class Invoices:
                     )
                 )
             title = _("Invoice %(number)s", number=number)
+        from portico import pdf  # noqa: PLC0415 - reportlab loads with the first invoice
+
         try:
             pdf_bytes, pdf_total = pdf.render_line_items_pdf(
                 company_name=self.settings.company_name,
@@ -186,7 +188,7 @@ class Invoices:
             raise Invalid("The invoice lines do not add up; nothing was created.")
         path = self.files.save("invoices", pdf_bytes, ".pdf")
         return Rendered(
-            items, subtotal, tax, total, retainage, issued, path, pdf.sha256_hex(pdf_bytes)
+            items, subtotal, tax, total, retainage, issued, path, pdf_values.sha256_hex(pdf_bytes)
         )
 
     async def insert(
