@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,7 @@ from workflows.types import (
     VIEWED,
     VOID,
     WAITING,
+    ApprovalCarry,
     ApprovalInput,
     ApprovalState,
     ApproveRequest,
@@ -95,6 +96,9 @@ PROMPTS = ("request", "reminder", "expiry_warning")
 # A request's first email records its `sent` event itself, once it is out (one activity and
 # one workflow task fewer before a request is on its way); runs before it sync it afterwards.
 SENT_WITH_EMAIL_PATCH = "sent-recorded-with-email"
+# A long-lived request (daily reminders for months) continues as new past
+# `ApprovalInput.history_limit` events, so a replay after an eviction stays short.
+CONTINUE_PATCH = "continue-as-new-when-long"
 # The signed PDF is built in bounded attempts (a hostile or broken document must not retry
 # forever with the request `approved` and no evidence); when it fails staff are told.
 BOUNDED_SIGNED_PDF_PATCH = "bounded-signed-pdf"
@@ -157,6 +161,8 @@ class ApprovalWorkflow:
         self._later_sms: dict[asyncio.Task[None], int] = {}  # held-back SMS -> approver id
         self._started = False  # `run` has begun (handlers wait for it, see _exclusive)
         self._superseded_by: set[int] = set()  # documents whose `superseded` is recorded
+        if inp.carried is not None:  # a continuation: the state as the last run left it
+            self._restore(inp.carried)
 
     # --- run --------------------------------------------------------------------------------
 
@@ -165,16 +171,18 @@ class ApprovalWorkflow:
         self._check_input(inp)
         async with self._lock:
             self._started = True
-            first = self._first_approvers(inp)
-            if inp.created_recorded:
-                self._seq += 1  # the API wrote `created` (seq 1) with the request's rows
-            else:
-                await self._sync("created", inp.created_by, created_event(inp).data)
-            for approver in first:
-                self._todo.append(("request", {"approver_id": approver.id}))
+            if inp.carried is None:
+                if inp.created_recorded:
+                    self._seq += 1  # the API wrote `created` (seq 1) with the request's rows
+                else:
+                    await self._sync("created", inp.created_by, created_event(inp).data)
+                for approver in self._first_approvers(inp):
+                    self._todo.append(("request", {"approver_id": approver.id}))
 
         while True:
             await self._wait_for_work()
+            if self._may_continue():  # the continuation fires what is due now
+                workflow.continue_as_new(self._carried_over())
             async with self._lock:
                 await self._drain_todo()
                 if self._status in FINAL_STATUSES:
@@ -190,6 +198,42 @@ class ApprovalWorkflow:
         if workflow.patched(SUPERSEDED_PATCH):
             await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
+
+    def _may_continue(self) -> bool:
+        """Continue as new once the history is long, at a moment nothing is in flight: no
+        queued work, no held-back SMS, no handler running (an update would be lost)."""
+        if self._todo or self._later_sms or self._status in FINAL_STATUSES:
+            return False
+        info = workflow.info()
+        long = (
+            info.get_current_history_length() > self._inp.history_limit
+            or info.is_continue_as_new_suggested()
+        )
+        # patched() last: its marker is written only by a run that does continue
+        return long and workflow.all_handlers_finished() and workflow.patched(CONTINUE_PATCH)
+
+    def _carried_over(self) -> ApprovalInput:
+        carry = ApprovalCarry(
+            status=self._status,
+            records=list(self._records.values()),
+            expires_at=self._expires_at,
+            next_reminder_at=self._next_reminder_at,
+            warned_for=self._warned_for,
+            seq=self._seq,
+            viewed=sorted(self._viewed),
+            superseded_by=sorted(self._superseded_by),
+        )
+        return replace(self._inp, carried=carry)
+
+    def _restore(self, carry: ApprovalCarry) -> None:
+        self._status = carry.status
+        self._records = {r.id: r for r in carry.records}
+        self._expires_at = carry.expires_at
+        self._next_reminder_at = carry.next_reminder_at
+        self._warned_for = carry.warned_for
+        self._seq = carry.seq
+        self._viewed = set(carry.viewed)
+        self._superseded_by = set(carry.superseded_by)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:

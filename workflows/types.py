@@ -141,6 +141,26 @@ class ApprovalInput:
     # so the workflow's first task goes straight to the request; older histories (no field)
     # and direct starts have the workflow write it.
     created_recorded: bool = False
+    # A run continues as new past this many history events (a daily reminder adds ~11 with
+    # email, ~17 with SMS: 180 days would be ~3 000), handing its state on in `carried`, so a
+    # replay after an eviction walks at most about this many.
+    history_limit: int = 500
+    carried: ApprovalCarry | None = None
+
+
+@dataclass
+class ApprovalCarry:
+    """What a run of ApprovalWorkflow hands to its continuation: the state its input does not
+    give. Taken when nothing is queued, sending or running (see ApprovalWorkflow)."""
+
+    status: str
+    records: list[ApproverRecord]
+    expires_at: datetime | None
+    next_reminder_at: datetime | None
+    warned_for: datetime | None
+    seq: int
+    viewed: list[int] = field(default_factory=list)
+    superseded_by: list[int] = field(default_factory=list)
 
 
 def created_event(inp: ApprovalInput) -> AuditEventInput:

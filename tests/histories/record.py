@@ -64,6 +64,7 @@ class Scenario:
     with_start: Callable[[ApprovalInput], tuple[Any, Any]] | None = None
     # Started as the API starts it since issue 17: `created` already written.
     created_recorded: bool = False
+    history_limit: int = 2000  # a small one makes the run continue as new
 
 
 def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
@@ -97,6 +98,7 @@ def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -
         notify_staff=[StaffContact(email="office@firm.test", phone="+15559990000")],
         company_name="Acme Builders",
         created_recorded=scenario.created_recorded,
+        history_limit=scenario.history_limit,
     )
 
 
@@ -177,6 +179,13 @@ async def in_turn(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInpu
         await h.execute_update(ApprovalWorkflow.approve, approve(inp, index))
 
 
+async def continued_then_approved(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0))
+    await env.sleep(timedelta(days=6, hours=12))  # daily reminders: it continues as new
+    latest = env.client.get_workflow_handle(h.id)  # the handle names the first run
+    await latest.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
+
+
 SCENARIOS = [
     Scenario("sequential_approved", "3 approvers in turn, a view, notes", "sequential", 3,
              sequential_approved),
@@ -200,6 +209,9 @@ SCENARIOS = [
     Scenario("api_created_in_turn", "started as the API starts it (`created` written, the "
              "request emails record `sent`), 2 approve in turn", "sequential", 2, in_turn,
              created_recorded=True),
+    Scenario("continued_then_approved", "daily reminders past a small history limit: the last "
+             "of the runs (carried state), approved in it", "all", 2, continued_then_approved,
+             expires_in_days=12, remind_every_days=1, created_recorded=True, history_limit=60),
 ]  # fmt: skip
 
 
@@ -246,7 +258,8 @@ async def record(env: WorkflowEnvironment, scenario: Scenario, approval_id: int)
         await asyncio.sleep(0.5)  # let the first notifications go out, as in real life
         await scenario.drive(env, handle, inp)
         result = await handle.result()
-    history = await handle.fetch_history()
+    # the last run's (a run that continued as new ends with that, not a completion)
+    history = await client.get_workflow_handle(handle.id).fetch_history()
     print(f"{scenario.name}: {result.status}, {len(history.events)} events")
     return history.to_json()
 

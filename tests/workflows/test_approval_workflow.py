@@ -266,6 +266,41 @@ async def test_reminders_follow_the_cadence_and_warn_before_expiry(time_env):
         assert (await run.handle.result()).status == "expired"
 
 
+async def test_a_long_lived_request_continues_as_new_and_loses_nothing(time_env):
+    """Past its history limit a run hands its state to a new run, at a quiet moment: daily
+    reminders keep their cadence (none twice, none lost), a view and a decision made before or
+    after it count, events keep their keys, and the request ends as one."""
+    async with started(
+        time_env, "all", n=2, expires_in_days=12, remind_every_days=1, history_limit=60
+    ) as run:
+        first, second = run.inp.approvers
+        latest = client(time_env).get_workflow_handle(run.handle.id)
+        await latest.signal(ApprovalWorkflow.viewed, ViewedSignal(approver_id=first.id))
+        await latest.execute_update(
+            ApprovalWorkflow.approve, approve_request(first.id, signature_name="A One")
+        )
+        await time_env.sleep(timedelta(days=6, hours=12))
+        description = await latest.describe()
+        assert description.run_id != run.handle.result_run_id  # it has continued
+        reminders = run.rec.emails_to(second.email, "reminder")
+        assert len(reminders) == 6  # days 1 to 6, to the one still to sign
+        assert run.rec.emails_to(first.email, "reminder") == []  # their approval carried over
+        state = await latest.query(ApprovalWorkflow.status)
+        assert [a.status for a in state.approvers] == ["approved", "pending"]
+        result = await latest.execute_update(
+            ApprovalWorkflow.approve, approve_request(second.id, signature_name="A Two")
+        )
+        assert result.approval_status == "approved"
+        assert (await run.handle.result()).status == "approved"  # follows the runs
+        emails = [e.dedupe_key for e in run.rec.emails]
+        assert len(set(emails)) == len(emails)
+        events = [s.event for s in run.rec.syncs if s.event is not None]
+        keys = [e.event_key for e in events]
+        assert len(set(keys)) == len(keys)
+        assert [e.type for e in events].count("viewed") == 1
+        assert "signed_pdf" in [e.type for e in events]
+
+
 async def test_extend_rearms_the_timer_and_keeps_signatures(time_env):
     async with started(time_env, "sequential", n=2, expires_in_days=2) as run:
         assert await run.approve(run.inp.approvers[0].id) == "partially_approved"
