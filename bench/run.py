@@ -798,7 +798,7 @@ async def insert_open_approvals(
             for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
                 out.append((a, p, token, code))
                 inp = approval_input(stack, a, p, token, code, created_at)
-                await append_event(session, a, created_event(inp))  # as the API writes it
+                await append_event(session, a, created_event(inp), new_chain=True)  # as the API
     return out
 
 
@@ -839,6 +839,7 @@ def approval_input(
         logo_url=absolute(Branding.from_settings(settings).logo_for(None), settings.public_url),
         accent=settings.accent_color,
         created_recorded=True,
+        sent_with_email=True,
     )
 
 

@@ -112,10 +112,13 @@ async def verify_approval(sessions: Any, files_dir: Any, approval_id: int) -> li
     return problems
 
 
-async def append_event(session: AsyncSession, approval_id: int, event: AuditEventInput) -> bool:
+async def append_event(
+    session: AsyncSession, approval_id: int, event: AuditEventInput, new_chain: bool = False
+) -> bool:
     """Append one event to an approval's chain unless its key is already there. Returns True
-    if added."""
-    return await append_link(session, AuditEvent, "approval_id", approval_id, event)
+    if added. `new_chain`: the approval was inserted in this transaction, so its chain is
+    empty and nothing needs looking up (its first event)."""
+    return await append_link(session, AuditEvent, "approval_id", approval_id, event, new_chain)
 
 
 async def append_link(
@@ -124,24 +127,29 @@ async def append_link(
     scope: str,
     owner_id: int,
     event: AuditEventInput,
+    new_chain: bool = False,
 ) -> bool:
     """Append one event to the chain of `model` whose `scope` column (approval_id,
-    invoice_id) is `owner_id`, unless its key is already there. Returns True if added."""
+    invoice_id) is `owner_id`, unless its key is already there. Returns True if added.
+    `new_chain`: the owner is new in this transaction, its chain empty (no lookups)."""
     owner = getattr(model, scope)
-    existing = await session.scalar(
-        select(model.id).where(owner == owner_id, model.event_key == event.event_key)
-    )
-    if existing is not None:
-        return False
-    last = (
-        await session.execute(
-            select(model.seq, model.hash)
-            .where(owner == owner_id)
-            .order_by(model.seq.desc())
-            .limit(1)
+    seq, prev = 1, GENESIS
+    if not new_chain:
+        existing = await session.scalar(
+            select(model.id).where(owner == owner_id, model.event_key == event.event_key)
         )
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        if existing is not None:
+            return False
+        last = (
+            await session.execute(
+                select(model.seq, model.hash)
+                .where(owner == owner_id)
+                .order_by(model.seq.desc())
+                .limit(1)
+            )
+        ).first()
+        if last:
+            seq, prev = last[0] + 1, last[1]
     payload = event_payload(
         seq=seq,
         event_key=event.event_key,

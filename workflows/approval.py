@@ -93,9 +93,6 @@ LOCALIZED_SMS_PATCH = "localized-approver-sms"
 # A request or reminder queued before a decision, skip or void is dropped, not sent.
 STALE_PROMPT_PATCH = "skip-stale-prompts"
 PROMPTS = ("request", "reminder", "expiry_warning")
-# A request's first email records its `sent` event itself, once it is out (one activity and
-# one workflow task fewer before a request is on its way); runs before it sync it afterwards.
-SENT_WITH_EMAIL_PATCH = "sent-recorded-with-email"
 # A long-lived request (daily reminders for months) continues as new past
 # `ApprovalInput.history_limit` events, so a replay after an eviction stays short.
 CONTINUE_PATCH = "continue-as-new-when-long"
@@ -639,7 +636,7 @@ class ApprovalWorkflow:
                 ),
                 approver_id=approver.id,
             )
-            if first_request and workflow.patched(SENT_WITH_EMAIL_PATCH):
+            if first_request and self._inp.sent_with_email:  # the input decides: no patch
                 sent_data = {"approver": approver.name, "channels": channels}
                 email.record_sent = self._snapshot("sent", "system", sent_data, False)
                 failure, sent_at = await self._deliver("send_email", email, result_type=datetime)

@@ -141,6 +141,9 @@ class ApprovalInput:
     # so the workflow's first task goes straight to the request; older histories (no field)
     # and direct starts have the workflow write it.
     created_recorded: bool = False
+    # A request's first email records its `sent` event itself once it is out (one activity and
+    # one workflow task fewer per approver); runs started without it sync `sent` afterwards.
+    sent_with_email: bool = False
     # A run continues as new past this many history events (a daily reminder adds ~11 with
     # email, ~17 with SMS: 180 days would be ~3 000), handing its state on in `carried`, so a
     # replay after an eviction walks at most about this many.

@@ -450,9 +450,10 @@ class Portico:
                 ),
                 accent=self.settings.accent_color,
                 created_recorded=True,
+                sent_with_email=True,
             )
             # seq 1 of the trail, with the rows (_forget removes it if the workflow won't start)
-            await append_event(session, approval.id, created_event(inp))
+            await append_event(session, approval.id, created_event(inp), new_chain=True)
         approval_id = approval.id
         await self.temporal.start_new(
             APPROVAL_WORKFLOW,

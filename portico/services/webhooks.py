@@ -261,21 +261,33 @@ def wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
     return ALL_EVENTS in endpoint.events or event_type in endpoint.events
 
 
-async def record(
-    session: AsyncSession, event_type: str, data: dict[str, Any], key: str
-) -> WebhookEvent | None:
-    """Record `event_type` for every endpoint that wants it, in the session's transaction;
-    delivered once that commits. `key` names the occurrence: recording it again is a no-op
-    (None), as is an event no endpoint wants."""
+async def subscribers(session: AsyncSession, event_type: str, key: str) -> list[WebhookEndpoint]:
+    """The endpoints an occurrence `key` of `event_type` is still to be recorded for: none if
+    it was recorded already or no endpoint wants it (then its payload need not be built)."""
     if await session.scalar(select(WebhookEvent.id).where(WebhookEvent.key == key)):
-        return None
-    endpoints = [
+        return []
+    return [
         e
         for e in await session.scalars(
             select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))
         )
         if wants(e, event_type)
     ]
+
+
+async def record(
+    session: AsyncSession,
+    event_type: str,
+    data: dict[str, Any],
+    key: str,
+    endpoints: list[WebhookEndpoint] | None = None,
+) -> WebhookEvent | None:
+    """Record `event_type` for every endpoint that wants it (`endpoints`, as `subscribers`
+    found them, else looked up), in the session's transaction; delivered once that commits.
+    `key` names the occurrence: recording it again is a no-op (None), as is an event no
+    endpoint wants."""
+    if endpoints is None:
+        endpoints = await subscribers(session, event_type, key)
     if not endpoints:
         return None
     row = WebhookEvent(
@@ -568,17 +580,23 @@ async def record_approval_event(
     signed PDF (its SHA-256 and URL are part of it), or for the news that it failed."""
     event_type: str | None = APPROVAL_EVENTS.get(audit.type)
     key = f"{audit.event_key}:webhook"
-    if audit.type == "sent" and await _first_of_its_kind(session, approval_id, "sent"):
-        event_type = "approval.sent"
-    elif audit.type == "viewed" and await _first_of_its_kind(
-        session, approval_id, "viewed", audit.actor
-    ):
-        event_type = "approval.viewed"
+    first_of: str | None = None  # only the first such event makes one
+    if audit.type == "sent":
+        event_type, first_of = "approval.sent", "sent"
+    elif audit.type == "viewed":
+        event_type, first_of = "approval.viewed", "viewed"
     elif audit.type == "approved" and status == "partially_approved":
         event_type = "approval.partially_approved"
     elif audit.type in ("signed_pdf", "signed_pdf_failed") and status == "approved":
         event_type, key = "approval.approved", f"approval-{approval_id}:approved"
     if event_type is None:
+        return None
+    # Who wants it, before anything else is read: with no subscriber, nothing is built.
+    endpoints = await subscribers(session, event_type, key)
+    if not endpoints:
+        return None
+    actor = audit.actor if first_of == "viewed" else None
+    if first_of and not await _first_of_its_kind(session, approval_id, first_of, actor):
         return None
     await session.flush()
     approval = await session.scalar(
@@ -600,7 +618,7 @@ async def record_approval_event(
             if approval.signed_pdf_path
             else None
         )
-    return await record(session, event_type, data, key)
+    return await record(session, event_type, data, key, endpoints)
 
 
 async def forget(session: AsyncSession, key: str) -> None:

@@ -98,6 +98,7 @@ def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -
         notify_staff=[StaffContact(email="office@firm.test", phone="+15559990000")],
         company_name="Acme Builders",
         created_recorded=scenario.created_recorded,
+        sent_with_email=scenario.created_recorded,  # the API sets both
         history_limit=scenario.history_limit,
     )
 

@@ -404,7 +404,9 @@ async def test_undeliverable_email_is_recorded_not_fatal(time_env):
 async def test_a_request_email_records_its_own_sent_event(time_env):
     """The request's first email writes `sent` itself (no sync_approval of its own), as of when
     it went out; an email that failed leaves it to the SMS that reached them."""
-    async with started(time_env, "all", n=2, undeliverable={"a1@client.test"}) as run:
+    async with started(
+        time_env, "all", n=2, undeliverable={"a1@client.test"}, sent_with_email=True
+    ) as run:
         await wait_for(lambda: run.rec.events().count("sent") == 2)
         first, second = run.inp.approvers
         synced = [s for s in run.rec.syncs if s.event is not None]
@@ -424,7 +426,9 @@ async def test_a_request_email_records_its_own_sent_event(time_env):
 
 
 async def test_a_request_whose_created_event_the_api_wrote_starts_with_the_email(time_env):
-    async with started(time_env, "any", n=1, created_recorded=True, channels=["email"]) as run:
+    async with started(
+        time_env, "any", n=1, created_recorded=True, sent_with_email=True, channels=["email"]
+    ) as run:
         await wait_for(lambda: run.rec.emails)
         assert run.rec.events() == ["sent"]
         # seq 1 is the API's `created`; 2 names the email, 3 is its `sent`
