@@ -49,7 +49,12 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from bench.load import LoadResult, percentile, run_load, wrk_available
-from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow
+from bench.workflows import (
+    BARE_TASK_QUEUE_SUFFIX,
+    TIMER_TASK_QUEUE_SUFFIX,
+    BareWorkflow,
+    TimerWorkflow,
+)
 from portico import tokens
 from portico.audit import append_event
 from portico.branding import Branding, absolute
@@ -313,6 +318,7 @@ class Stack:
     worker: Child
     temporal_ps: psutil.Process | None
     workdir: Path
+    worker_env: dict[str, str] = field(default_factory=dict)  # to start another worker
     document: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -339,22 +345,29 @@ class Stack:
         approval = await self.api("POST", "/approvals", body, 201)
         return approval["id"], approval["approvers"][0]["sign_url"].rsplit("/s/", 1)[1]
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by the web, worker and Temporal server processes."""
-        used = {"web": self.web.cpu_seconds(), "worker": self.worker.cpu_seconds()}
+    def cpu(self, worker: Child | None = None) -> dict[str, float]:
+        """CPU seconds used so far by the web, worker (Portico's, or `worker`) and Temporal
+        server processes."""
+        used = {"web": self.web.cpu_seconds(), "worker": (worker or self.worker).cpu_seconds()}
         if self.temporal_ps is not None:
             times = self.temporal_ps.cpu_times()
             used["temporal"] = times.user + times.system
         return used
 
-    def cpu_ms(self, before: dict[str, float], count: int, names: Iterable[str]) -> float:
+    def cpu_ms(
+        self,
+        before: dict[str, float],
+        count: int,
+        names: Iterable[str],
+        worker: Child | None = None,
+    ) -> float:
         """CPU milliseconds per item since `before`, summed over the `names` processes."""
-        now = self.cpu()
+        now = self.cpu(worker)
         return sum(now[k] - before[k] for k in names if k in now) / count * 1000
 
-    def cpu_per(self, before: dict[str, float], count: int) -> str:
+    def cpu_per(self, before: dict[str, float], count: int, worker: Child | None = None) -> str:
         """CPU milliseconds per item by process since `before`."""
-        now = self.cpu()
+        now = self.cpu(worker)
         return ", ".join(f"{k} {(now[k] - before[k]) / count * 1000:.0f}" for k in now) + " ms"
 
     async def scalar(self, query: Any) -> Any:
@@ -897,7 +910,17 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
     """Section 4's baseline, in the same run and at the same open count: N `TimerWorkflow`s
     whose one timer falls due at one moment, each then running one no-op activity that marks
     its time in a file (as Portico's reminder writes its outbox row). They complete, so the
-    server and the cache are back to where they were for Portico's part."""
+    server is back to where it was for Portico's part. Their worker is a process of its own,
+    stopped after: Portico's worker RSS holds nothing of theirs."""
+    timers = Child("timer-worker", ["bench.worker_proc", "timers"], stack.worker_env, stack.workdir)
+    try:
+        await timers.ready()
+        return await _timer_baseline(stack, plan, report, timers)
+    finally:
+        timers.stop()
+
+
+async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Child) -> Burst:
     n = plan.open_approvals
     lead = 30 + n * 0.02
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
@@ -905,28 +928,28 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
     marks.touch()
     prefix = f"bench-timer-{uuid.uuid4().hex[:8]}"
     log(f"4a. baseline: {n} TimerWorkflows, timers all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
-    rss_before = stack.worker.rss_mib()
+    rss_before = timers.rss_mib()
 
     async def start(i: int) -> None:
         await stack.temporal.start_workflow(
             TimerWorkflow.run,
             args=[due.isoformat(), str(marks)],
             id=f"{prefix}-{i}",
-            task_queue=stack.bare_queue,
+            task_queue=stack.settings.task_queue + TIMER_TASK_QUEUE_SUFFIX,
         )
 
     started = time.perf_counter()
     await limited(plan.start_concurrency, [partial(start, i) for i in range(n)])
     start_s = time.perf_counter() - started
     await asyncio.sleep(3)  # their first workflow task (the timer)
-    rss_settled = stack.worker.rss_mib()
+    rss_settled = timers.rss_mib()
     before_due = datetime.now(UTC) < due
     log(
         f"  {n} started in {start_s:.0f} s ({n / start_s:.0f}/s); worker RSS "
         f"{rss_before:.0f} → {rss_settled:.0f} MiB"
     )
     await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
-    cpu_due = stack.cpu()
+    cpu_due = stack.cpu(timers)
     deadline = time.monotonic() + 300 + n * 0.05
 
     def count() -> int:
@@ -934,8 +957,8 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
 
     while count() < n and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-    cpu = stack.cpu_per(cpu_due, n)
-    cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"))
+    cpu = stack.cpu_per(cpu_due, n, timers)
+    cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"), timers)
     events = await history_length(stack, f"{prefix}-0")
     late = [float(line) - due.timestamp() for line in marks.read_text().split()]
     burst = Burst(
@@ -951,7 +974,7 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
     cached = min(n, cache)  # the bare worker gets the same cache size
     report.add(
         "4",
-        "baseline TimerWorkflow: worker RSS before / with them open",
+        "baseline TimerWorkflow: its worker's RSS before / with them open",
         f"{rss_before:.0f} / {rss_settled:.0f} MiB "
         f"({(rss_settled - rss_before) / cached * 1024:.0f} KiB per cached workflow)",
     )
@@ -1220,6 +1243,7 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                     worker,
                     temporal_ps,
                     workdir,
+                    worker_env,
                 )
                 await seed(stack)
                 sections = {

@@ -1,5 +1,6 @@
 """The benchmark's worker process: Portico's own `build_worker` (as `portico worker` runs it)
-plus a worker for the baselines `BareWorkflow` and `TimerWorkflow`, until SIGTERM.
+plus a worker for the baseline `BareWorkflow`, until SIGTERM. `python -m bench.worker_proc
+timers` is instead section 4's baseline worker, `TimerWorkflow` alone, in a process of its own.
 
 Settings come from the environment, like production. `BENCH_WORKER_OPTIONS` (JSON) passes
 extra `temporalio.worker.Worker` keyword arguments (max_cached_workflows, ...) to every worker
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from temporalio.runtime import (
@@ -31,7 +33,14 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import worker as portico_worker
-from bench.workflows import BARE_TASK_QUEUE_SUFFIX, BareWorkflow, TimerWorkflow, mark, noop
+from bench.workflows import (
+    BARE_TASK_QUEUE_SUFFIX,
+    TIMER_TASK_QUEUE_SUFFIX,
+    BareWorkflow,
+    TimerWorkflow,
+    mark,
+    noop,
+)
 from portico.db import create_engine, session_maker
 from portico.settings import load_settings
 from portico.temporal import connect
@@ -87,12 +96,24 @@ async def main() -> None:
         settings=settings,
         runtime=bench_runtime(),
     )
+    if sys.argv[1:] == ["timers"]:
+        timers = Worker(
+            client,
+            task_queue=settings.task_queue + TIMER_TASK_QUEUE_SUFFIX,
+            workflows=[TimerWorkflow],
+            activities=[mark],
+            **bare_options,
+        )
+        async with timers:
+            print("READY", flush=True)
+            await stop.wait()
+        return
     engine = create_engine(settings.database_url)
     bare = Worker(
         client,
         task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,
-        workflows=[BareWorkflow, TimerWorkflow],
-        activities=[noop, mark],
+        workflows=[BareWorkflow],
+        activities=[noop],
         **bare_options,
     )
     try:

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from temporalio import activity, workflow
 
 BARE_TASK_QUEUE_SUFFIX = "-bench-bare"
+# Section 4's TimerWorkflow baseline: served by a worker process of its own (`bench.worker_proc
+# timers`), so that Portico's worker RSS holds nothing of the baseline's.
+TIMER_TASK_QUEUE_SUFFIX = "-bench-timers"
 
 
 @activity.defn(name="bench_noop")
