@@ -83,11 +83,11 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     options = worker_options()
-    bare_options: dict[str, Any] = {}
     if "max_cached_workflows" in options:  # Portico's own setting (PORTICO_WORKER_CACHE_SIZE)
         size = int(options.pop("max_cached_workflows"))
         settings = settings.model_copy(update={"worker_cache_size": size})
-        bare_options["max_cached_workflows"] = size  # the baselines see the same cache
+    # the baselines see the same cache as Portico's worker
+    bare_options: dict[str, Any] = {"max_cached_workflows": settings.worker_cache_size}
     if options:
         portico_worker.Worker = functools.partial(Worker, **options)  # type: ignore[misc,assignment]
     client = await connect(

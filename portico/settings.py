@@ -134,9 +134,11 @@ class Settings(BaseSettings):
     payload_keys_old_value: str = Field("", alias="PORTICO_PAYLOAD_KEYS_OLD")
     codec_cors_origin: str | None = Field(None, alias="PORTICO_CODEC_CORS_ORIGIN")
     worker_metrics_address: str | None = Field(None, alias="PORTICO_WORKER_METRICS_ADDRESS")
-    # Workflows the worker keeps in memory (~0.3 MiB each); evicted ones are replayed from
-    # history when they next wake up (docs/benchmarks.md, section 4).
-    worker_cache_size: int = Field(1000, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
+    # Workflows the worker keeps in memory (~0.15-0.2 MiB each); evicted ones are replayed
+    # from history when they next wake up, cheap since a request's history is short (11 events
+    # once sent; docs/benchmarks.md, section 4, fifth pass: 600 keeps a worker under 300 MiB
+    # with 10 000 open requests, at ~10 % of the reminder burst).
+    worker_cache_size: int = Field(600, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
     # How long a workflow task waits on a worker's sticky queue before any worker may take it
     # (the SDK's default is 10 s): after a worker dies, the next decision on each of its cached
     # workflows waits this long (docs/operations.md, "When a worker dies").

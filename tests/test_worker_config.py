@@ -22,7 +22,7 @@ async def test_the_workflow_cache_size_comes_from_settings(tmp_path, dev_env):
     main, sms, hooks = build_worker(client, settings, session_maker(engine)).workers
     assert main.config()["max_cached_workflows"] == 400
     assert hooks.task_queue == settings.webhook_task_queue  # slow receivers wait apart
-    assert Settings(PORTICO_VAR_DIR=str(tmp_path)).worker_cache_size == 1000
+    assert Settings(PORTICO_VAR_DIR=str(tmp_path)).worker_cache_size == 600
     await engine.dispose()
 
 
