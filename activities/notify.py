@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from email.utils import make_msgid
 from html import unescape
@@ -121,6 +121,7 @@ class NotifyActivities:
         self.clock = clock  # injectable so quiet hours test with fixed times
         self.record = record  # for a request email's `record_sent`
         self.quiet_hours = quiet_hours.parse_quiet_hours(settings.quiet_hours)
+        self.quiet_spread = timedelta(minutes=settings.quiet_hours_spread_minutes)
         self.default_zone = ZoneInfo(settings.default_timezone)
         self.env = email_environment()
         self.files = FileStore(settings.files_dir)
@@ -306,7 +307,7 @@ class NotifyActivities:
                 category=ApplicationErrorCategory.BENIGN,
             )
         if not message.urgent:
-            self._hold_for_quiet_hours(message.to)
+            self._hold_for_quiet_hours(message.to, message.dedupe_key)
         body = await self._sms_body(message)
         body = secrets.fill(body) if secrets else body
         transport, provider_id = "outbox", None
@@ -346,8 +347,9 @@ class NotifyActivities:
             )
         return bool(found)
 
-    def _hold_for_quiet_hours(self, to: str) -> None:
-        """Fail this attempt with a retry at the end of the recipient's night.
+    def _hold_for_quiet_hours(self, to: str, key: str) -> None:
+        """Fail this attempt with a retry at the end of the recipient's night, at the text's
+        own moment within PORTICO_QUIET_HOURS_SPREAD_MINUTES (`quiet_hours.release_offset`).
 
         Quiet hours depend on time zone data and the wall clock, which a workflow must not read
         (replays would decide differently), so the activity decides: it raises a *retryable*
@@ -358,6 +360,7 @@ class NotifyActivities:
         zone = quiet_hours.zone_for(to, self.default_zone)
         delay = quiet_hours.delay_until_allowed(self.clock(), zone, self.quiet_hours)
         if delay is not None:
+            delay += quiet_hours.release_offset(key, self.quiet_spread)
             raise ApplicationError(
                 f"Quiet hours in {zone.key}; sending in {delay}.",
                 type="QuietHours",

@@ -7,6 +7,7 @@ the configured default. Pure functions with the clock passed in, so they test wi
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -106,3 +107,14 @@ def delay_until_allowed(
         ends = datetime.combine(local.date() + timedelta(days=1), quiet.end, tzinfo=zone)
     # Subtract in UTC: aware datetimes sharing a tzinfo subtract as wall-clock times (DST!).
     return ends.astimezone(UTC) - now.astimezone(UTC)
+
+
+def release_offset(key: str, spread: timedelta) -> timedelta:
+    """Where in the morning's `spread` a held message goes out: derived from its key, so the
+    same message always gets the same moment (a retry does not move it) and a night's texts
+    leave over the spread instead of in one burst."""
+    seconds = int(spread.total_seconds())
+    if seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(key.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)

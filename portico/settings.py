@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # night ("21-8" = 21:00 to 08:00 local; "off" disables); the zone comes from the number's
     # country code, else this default. Outbound SMS are throttled per task queue.
     quiet_hours: str = Field("21-8", alias="PORTICO_QUIET_HOURS")
+    # Texts held overnight go out over this many minutes after the night ends, each at its own
+    # stable moment, not all at once (0: all at the end of the night).
+    quiet_hours_spread_minutes: int = Field(
+        30, ge=0, le=240, alias="PORTICO_QUIET_HOURS_SPREAD_MINUTES"
+    )
     default_timezone: str = Field("America/New_York", alias="PORTICO_DEFAULT_TIMEZONE")
     # The language of a client (or approver) with no `locale` of their own (CONTRACT section 10).
     default_locale: str = Field("en", alias="PORTICO_DEFAULT_LOCALE")

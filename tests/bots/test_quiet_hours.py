@@ -6,13 +6,21 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import NotifyActivities
 from portico.models import SmsOptOut
 from portico.phones import bare_phone
-from portico.quiet_hours import QuietHours, delay_until_allowed, parse_quiet_hours, zone_for
+from portico.quiet_hours import (
+    QuietHours,
+    delay_until_allowed,
+    parse_quiet_hours,
+    release_offset,
+    zone_for,
+)
 from tests.support.helpers import outbox
 from workflows.types import SmsMessage
 
@@ -89,6 +97,7 @@ async def test_send_sms_holds_non_urgent_texts_at_night_in_the_recipients_zone(s
 
     # 03:00 UTC = 22:00 in New York, but 03:00 in London and 14:00 in Sydney.
     clock = at("2026-01-16T03:00:00+00:00")
+    settings = settings.model_copy(update={"quiet_hours_spread_minutes": 0})  # exact ends
     notify = NotifyActivities(settings, sessions, clock=lambda: clock)
     env = ActivityEnvironment()
 
@@ -110,6 +119,34 @@ async def test_send_sms_holds_non_urgent_texts_at_night_in_the_recipients_zone(s
     daytime = NotifyActivities(settings, sessions, clock=lambda: at("2026-01-16T15:00:00+00:00"))
     await env.run(daytime.send_sms, reminder("+15550100001", "k1"))  # the retry, at 10:00
     assert [m.dedupe_key for m in await outbox(sessions)] == ["k3", "k4", "k1"]
+
+
+async def test_a_nights_texts_go_out_over_the_morning_not_at_once(settings, sessions):
+    """Held texts are released over PORTICO_QUIET_HOURS_SPREAD_MINUTES after the night ends,
+    each at a moment of its own that a retry does not move; released, they are sent."""
+    night = at("2026-01-16T03:00:00+00:00")  # 22:00 in New York: the night ends in 10 hours
+    notify = NotifyActivities(settings, sessions, clock=lambda: night)
+    assert settings.quiet_hours_spread_minutes == 30
+    env = ActivityEnvironment()
+
+    async def held_for(key: str) -> timedelta:
+        with pytest.raises(ApplicationError) as held:
+            await env.run(notify.send_sms, reminder("+15550100001", key))
+        assert held.value.type == "QuietHours"
+        delay = held.value.next_retry_delay
+        assert delay is not None
+        return delay
+
+    delays = {key: await held_for(key) for key in (f"spread-{i}" for i in range(40))}
+    assert all(timedelta(hours=10) <= d < timedelta(hours=10, minutes=30) for d in delays.values())
+    assert len(set(delays.values())) > 30  # spread, not one burst at 08:00
+    assert max(delays.values()) - min(delays.values()) > timedelta(minutes=20)
+    assert await held_for("spread-7") == delays["spread-7"]  # a retry keeps its moment
+
+    key, delay = "spread-7", delays["spread-7"]
+    released = NotifyActivities(settings, sessions, clock=lambda: night + delay)
+    await env.run(released.send_sms, reminder("+15550100001", key))
+    assert [m.dedupe_key for m in await outbox(sessions)] == [key]
 
 
 async def test_send_sms_skips_opted_out_numbers_and_records_it(settings, sessions):
@@ -135,3 +172,11 @@ async def test_send_sms_skips_opted_out_numbers_and_records_it(settings, session
 def test_bad_quiet_hours_setting_fails_at_startup(settings, sessions):
     with pytest.raises(ValueError, match="PORTICO_QUIET_HOURS"):
         NotifyActivities(settings.model_copy(update={"quiet_hours": "late"}), sessions)
+
+
+@given(st.text(max_size=80), st.integers(min_value=0, max_value=240 * 60))
+def test_a_release_offset_is_within_the_spread_and_stable(key: str, seconds: int):
+    spread = timedelta(seconds=seconds)
+    offset = release_offset(key, spread)
+    assert offset == release_offset(key, spread)
+    assert offset == timedelta(0) if seconds == 0 else timedelta(0) <= offset < spread
