@@ -142,9 +142,7 @@ class ApprovalWorkflow:
             a.id: ApproverRecord(id=a.id, status=PENDING if a.id in first else WAITING)
             for a in inp.approvers
         }
-        self._expires_at: datetime | None = (
-            inp.created_at + timedelta(days=inp.expires_in_days) if inp.expires_in_days else None
-        )
+        self._expires_at: datetime | None = inp.first_expiry()
         self._next_reminder_at: datetime | None = (
             inp.created_at + timedelta(days=inp.remind_every_days)
             if inp.remind_every_days

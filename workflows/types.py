@@ -150,6 +150,12 @@ class ApprovalInput:
     history_limit: int = 500
     carried: ApprovalCarry | None = None
 
+    def first_expiry(self) -> datetime | None:
+        """When the request expires unless extended (None: never)."""
+        if not self.expires_in_days:
+            return None
+        return self.created_at + timedelta(days=self.expires_in_days)
+
 
 @dataclass
 class ApprovalCarry:
@@ -168,9 +174,7 @@ class ApprovalCarry:
 
 def created_event(inp: ApprovalInput) -> AuditEventInput:
     """A request's first audit event, as whoever records it writes it (event key seq 1)."""
-    expires_at = (
-        inp.created_at + timedelta(days=inp.expires_in_days) if inp.expires_in_days else None
-    )
+    expires_at = inp.first_expiry()
     return AuditEventInput(
         event_key=f"{approval_workflow_id(inp.approval_id)}:1",
         at=inp.created_at,
