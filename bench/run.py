@@ -528,10 +528,11 @@ async def start_bare(
 
 
 async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | None:
-    """Where the approve update's time went inside Temporal, from the approval's history:
-    the update's workflow task waiting and running, its `sync_approval` activity waiting for a
-    worker and running, and the workflow task that completes the update (from the activity's
-    completion until it starts, and running)."""
+    """Where the approve update's time went inside Temporal, from the approval's history: the
+    update's workflow task waiting and running. Runs before `decision-answered-before-sync`
+    answered after a `sync_approval` activity (waiting for a worker, running) and a second
+    workflow task (from the activity's completion until it starts, and running); those stages
+    are shown when the update awaited them."""
     history = await stack.temporal.get_workflow_handle(f"approval-{approval_id}").fetch_history()
     events = list(history.events)
     kind = EventType
@@ -539,15 +540,13 @@ async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | N
     def at(i: int) -> float:
         return events[i].event_time.ToDatetime().timestamp() * 1000
 
-    accepted = next(
-        (
-            i
-            for i, e in enumerate(events)
-            if e.event_type == kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
-        ),
-        None,
-    )
-    if accepted is None:
+    def first(event_type: int, start: int, end: int | None = None) -> int | None:
+        stop = len(events) if end is None else end
+        return next((i for i in range(start, stop) if events[i].event_type == event_type), None)
+
+    accepted = first(kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, 0)
+    done = first(kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED, (accepted or 0) + 1)
+    if accepted is None or done is None:
         return None
     # The workflow task that accepted the update ran just before the acceptance.
     task_scheduled = max(
@@ -556,27 +555,22 @@ async def approve_stages(stack: Stack, approval_id: int) -> dict[str, float] | N
         if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
     )
     task_started, task_completed = task_scheduled + 1, task_scheduled + 2
-    started = next(
-        i
-        for i in range(accepted, len(events))
-        if events[i].event_type == kind.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    )
+    stages = {
+        "task waiting": at(task_started) - at(task_scheduled),
+        "task running": at(task_completed) - at(task_started),
+    }
+    started = first(kind.EVENT_TYPE_ACTIVITY_TASK_STARTED, accepted, done)
+    if started is None:  # answered in the task that accepted it
+        return stages
     scheduled = events[started].activity_task_started_event_attributes.scheduled_event_id - 1
     completed = started + 1
-    done = next(
-        i
-        for i in range(completed, len(events))
-        if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
-    )
     # The workflow task that completes the update: scheduled by the activity's completion.
     last_started = max(
         i
         for i in range(completed, done)
         if events[i].event_type == kind.EVENT_TYPE_WORKFLOW_TASK_STARTED
     )
-    return {
-        "task waiting": at(task_started) - at(task_scheduled),
-        "task running": at(task_completed) - at(task_started),
+    return stages | {
         "activity waiting": at(started) - at(scheduled),
         "activity running": at(completed) - at(started),
         "second task waiting": at(last_started) - at(completed),
@@ -853,6 +847,7 @@ def approval_input(
         accent=settings.accent_color,
         created_recorded=True,
         sent_with_email=True,
+        decisions_answered_first=True,
     )
 
 

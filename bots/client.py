@@ -1,7 +1,7 @@
 """The client's side of the SMS conversation: YES/NO replies, HELP, STOP/START.
 
 A reply decides through the same workflow update the signing page uses (`approve` /
-`decline` via the gateway), so validation, routing and the audit trail are identical; the
+`decline`, through `Portico.decide`), so validation, routing and the audit trail are identical; the
 evidence records the channel, the sender, the message sid and the text. A code only counts
 from the phone number it was sent to, and a refusal never says which part was wrong, so a
 stranger learns nothing about other requests. Codes are only 4 digits: after a few wrong ones
@@ -267,7 +267,6 @@ async def decide(
     # The reply as evidence, but its code masked: it goes into Temporal history (CONTRACT §8).
     reply = mask_values(text[:1600], [command.code])
     evidence = Evidence(channel="sms", phone=sender, message_sid=sid, text=reply)
-    gateway = service.temporal
     try:
         if isinstance(command, Approve):
             req = ApproveRequest(
@@ -277,12 +276,12 @@ async def decide(
                 consent=True,
                 evidence=evidence,
             )
-            result = await gateway.decide(approval.id, APPROVE, req)
+            result = await service.decide(approval.id, APPROVE, req)
         else:
             decline = DeclineRequest(
                 approver_id=approver.id, reason=command.reason or "", evidence=evidence
             )
-            result = await gateway.decide(approval.id, DECLINE, decline)
+            result = await service.decide(approval.id, DECLINE, decline)
     except Unavailable:
         return unavailable_text(company)
     except PorticoError as err:  # the workflow's own words: not your turn, closed, expired ...

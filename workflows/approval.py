@@ -151,6 +151,8 @@ class ApprovalWorkflow:
         self._warned_for: datetime | None = None
         self._seq = 0
         self._todo: list[tuple[str, dict[str, Any]]] = []
+        # Decisions answered before their sync (ANSWER_FIRST_PATCH): written before anything else.
+        self._unsynced: list[SyncApprovalInput] = []
         self._viewed: set[int] = set()
         self._void_reason: str | None = None
         self._later_sms: dict[asyncio.Task[None], int] = {}  # held-back SMS -> approver id
@@ -197,7 +199,7 @@ class ApprovalWorkflow:
     def _may_continue(self) -> bool:
         """Continue as new once the history is long, at a moment nothing is in flight: no
         queued work, no held-back SMS, no handler running (an update would be lost)."""
-        if self._todo or self._later_sms or self._status in FINAL_STATUSES:
+        if self._todo or self._unsynced or self._later_sms or self._status in FINAL_STATUSES:
             return False
         info = workflow.info()
         long = (
@@ -253,7 +255,7 @@ class ApprovalWorkflow:
 
     async def _wait_for_work(self) -> None:
         deadline = self._next_deadline()
-        condition = lambda: bool(self._todo) or self._status in FINAL_STATUSES  # noqa: E731
+        condition = lambda: bool(self._todo or self._unsynced) or self._status in FINAL_STATUSES  # noqa: E731
         if deadline is None:
             await workflow.wait_condition(condition)
             return
@@ -313,7 +315,7 @@ class ApprovalWorkflow:
             record.consent = req.consent
             self._set_evidence(record, req.evidence, "upload" if req.uploaded_pdf else None)
             activated, skipped = self._advance()
-            await self._sync(
+            snapshot = await self._decided(
                 "approved",
                 self._actor(req.approver_id),
                 {
@@ -329,7 +331,7 @@ class ApprovalWorkflow:
                 self._todo.append(("request", {"approver_id": approver_id}))
             for approver_id in skipped:
                 self._todo.append(("no_longer_needed", {"approver_id": approver_id}))
-            return DecisionResult(self._status, record.status)
+            return DecisionResult(self._status, record.status, snapshot)
 
     @approve.validator
     def _validate_approve(self, req: ApproveRequest) -> None:
@@ -352,12 +354,12 @@ class ApprovalWorkflow:
             self._set_evidence(record, req.evidence, None)
             self._status = DECLINED
             self._close_undecided()
-            await self._sync(
+            snapshot = await self._decided(
                 "declined",
                 self._actor(req.approver_id),
                 {"reason": record.decline_reason, "evidence": asdict(req.evidence)},
             )
-            return DecisionResult(self._status, record.status)
+            return DecisionResult(self._status, record.status, snapshot)
 
     @decline.validator
     def _validate_decline(self, req: DeclineRequest) -> None:
@@ -390,6 +392,7 @@ class ApprovalWorkflow:
             if change.document_id in self._superseded_by:
                 return
             self._superseded_by.add(change.document_id)
+            await self._flush()
             await workflow.execute_activity(
                 APPEND_AUDIT_EVENT,
                 AuditAppend(self._inp.approval_id, change.event(workflow.now())),
@@ -540,9 +543,34 @@ class ApprovalWorkflow:
 
     # --- side effects -----------------------------------------------------------------------
 
+    async def _decided(
+        self, event_type: str, actor: str, data: dict[str, Any]
+    ) -> SyncApprovalInput | None:
+        """Record a client's decision. With `decisions_answered_first` (the input decides: no
+        patch) the update answers at once with the snapshot, which the web writes before its
+        303, and the sync is the run's next write. The answer is only seen once this task has
+        committed, so the web never writes a state the workflow did not reach (unlike a local
+        activity, docs/benchmarks.md)."""
+        if not self._inp.decisions_answered_first:
+            await self._sync(event_type, actor, data)
+            return None
+        await self._flush()  # an earlier decision's, first: the web writes in order too
+        snapshot = self._snapshot(event_type, actor, data)
+        self._unsynced.append(snapshot)
+        return snapshot
+
+    async def _flush(self) -> None:
+        """Sync the decisions answered before their sync, in order, before any other write."""
+        while self._unsynced:
+            await self._run_sync(self._unsynced[0])
+            self._unsynced.pop(0)
+
     async def _sync(self, event_type: str, actor: str, data: dict[str, Any]) -> None:
         """Mirror the state into SQL with one audit event, and keep search attributes current."""
-        snapshot = self._snapshot(event_type, actor, data)
+        await self._flush()
+        await self._run_sync(self._snapshot(event_type, actor, data))
+
+    async def _run_sync(self, snapshot: SyncApprovalInput) -> None:
         # A regular activity, never a local one: a local activity writes SQL and the audit
         # chain before the workflow task commits, and a task that then fails (a timeout, a
         # crash, or the server refusing it) would leave them describing a state the workflow
@@ -592,6 +620,7 @@ class ApprovalWorkflow:
                 self._todo.append((template, {"approver_id": approver.id}))
 
     async def _drain_todo(self) -> None:
+        await self._flush()
         while self._todo:
             kind, data = self._todo.pop(0)
             if kind == "staff":

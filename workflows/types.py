@@ -144,6 +144,10 @@ class ApprovalInput:
     # A request's first email records its `sent` event itself once it is out (one activity and
     # one workflow task fewer per approver); runs started without it sync `sent` afterwards.
     sent_with_email: bool = False
+    # `approve` and `decline` answer in the workflow task that applies them, with the
+    # decision's snapshot (DecisionResult.record) for the web to write before its 303; the
+    # workflow syncs it as its next write. Runs started without it answer after that sync.
+    decisions_answered_first: bool = False
     # A run continues as new past this many history events (a daily reminder adds ~11 with
     # email, ~17 with SMS: 180 days would be ~3 000), handing its state on in `carried`, so a
     # replay after an eviction walks at most about this many.
@@ -275,6 +279,11 @@ class RemindRequest:
 class DecisionResult:
     approval_status: str
     approver_status: str
+    # The decision's snapshot, not yet in SQL when the update answers: the web writes it
+    # before its 303 (the workflow's own sync_approval of it follows; whichever is second
+    # changes nothing). None from runs started without `decisions_answered_first`, whose
+    # update answers after its sync.
+    record: SyncApprovalInput | None = None
 
 
 # --- activity payloads -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ from portico.schemas import (
     known_id,
     parse_id,
 )
+from portico.services.approval_records import ApprovalRecords, record_decision
 from portico.services.gateway import TemporalGateway
 from portico.settings import Settings
 from workflows import search_attributes as sa
@@ -61,7 +63,10 @@ from workflows.types import (
     REMIND,
     VOID_UPDATE,
     ApprovalInput,
+    ApproveRequest,
     ApproverInput,
+    DecisionResult,
+    DeclineRequest,
     DocumentInfo,
     ExtendRequest,
     RemindRequest,
@@ -451,6 +456,7 @@ class Portico:
                 accent=self.settings.accent_color,
                 created_recorded=True,
                 sent_with_email=True,
+                decisions_answered_first=True,
             )
             # seq 1 of the trail, with the rows (_forget removes it if the workflow won't start)
             await append_event(session, approval.id, created_event(inp), new_chain=True)
@@ -572,6 +578,23 @@ class Portico:
         if approval_id is None:
             raise NotFound(f"No approval request for {ref}.")
         return await self.load_approval(approval_id)
+
+    async def decide(
+        self, approval_id: int, update: str, req: ApproveRequest | DeclineRequest
+    ) -> DecisionResult:
+        """A client's decision (signing page, SMS reply) sent to its workflow. It answers once
+        SQL holds the decision, so whatever the client or staff open next shows it."""
+        result = await self.temporal.decide(approval_id, update, req)
+        if result.record is not None:  # answered before the workflow's own sync of it
+            await record_decision(self.records, result.record)
+        return result
+
+    @functools.cached_property
+    def records(self) -> ApprovalRecords:
+        # services.webhooks imports this module (approval_out), so it is imported on first use
+        from portico.services.webhooks import approval_event_hook  # noqa: PLC0415
+
+        return ApprovalRecords(self.sessions, approval_event_hook(self.settings))
 
     async def void(self, approval_id: int, data: VoidIn, actor: str = "staff") -> ApprovalOut:
         await self.load_approval(approval_id)

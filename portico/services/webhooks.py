@@ -60,6 +60,7 @@ from portico.models import (
     utcnow,
 )
 from portico.services import handoff
+from portico.services.approval_records import EventHook
 from portico.services.approvals import approval_out, iso
 from portico.services.gateway import TemporalGateway
 from portico.services.handoff import DELIVERED as DELIVERED  # the states, used as outbox.X
@@ -566,6 +567,17 @@ async def _first_of_its_kind(
     if actor is not None:
         query = query.where(AuditEvent.actor == actor)
     return (await session.scalar(query) or 0) == 1
+
+
+def approval_event_hook(settings: Settings) -> EventHook:
+    """record_approval_event as an ApprovalRecords hook (the web's writer of decisions)."""
+
+    async def hook(
+        session: AsyncSession, approval_id: int, audit: AuditEventInput, status: str
+    ) -> WebhookEvent | None:
+        return await record_approval_event(session, settings, approval_id, audit, status)
+
+    return hook
 
 
 async def record_approval_event(

@@ -65,6 +65,7 @@ class Scenario:
     # Started as the API starts it since issue 17: `created` already written.
     created_recorded: bool = False
     history_limit: int = 2000  # a small one makes the run continue as new
+    answered_first: bool = False  # `decisions_answered_first`, as the API starts runs since
 
 
 def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
@@ -100,6 +101,7 @@ def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -
         created_recorded=scenario.created_recorded,
         sent_with_email=scenario.created_recorded,  # the API sets both
         history_limit=scenario.history_limit,
+        decisions_answered_first=scenario.answered_first,
     )
 
 
@@ -175,6 +177,16 @@ async def superseded_approved(env: WorkflowEnvironment, h: WorkflowHandle, inp: 
     )
 
 
+async def all_declined_viewed(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.signal(ApprovalWorkflow.viewed, ViewedSignal(approver_id=inp.approvers[0].id))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 2))
+    await h.execute_update(
+        ApprovalWorkflow.decline,
+        DeclineRequest(approver_id=inp.approvers[1].id, reason="Too expensive"),
+    )
+
+
 async def in_turn(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
     for index in range(len(inp.approvers)):
         await h.execute_update(ApprovalWorkflow.approve, approve(inp, index))
@@ -213,6 +225,9 @@ SCENARIOS = [
     Scenario("continued_then_approved", "daily reminders past a small history limit: the last "
              "of the runs (carried state), approved in it", "all", 2, continued_then_approved,
              expires_in_days=12, remind_every_days=1, created_recorded=True, history_limit=60),
+    Scenario("decisions_answered_first", "started as the API starts it since the decisions "
+             "answer first: a view, one approves, the next declines", "all", 3, all_declined_viewed,
+             created_recorded=True, answered_first=True),
 ]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,9 +30,13 @@ class Recorder:
     pdf_fails: bool = False
     pdf_times_out: bool = False  # fails with a retryable error on every attempt
     tsa_down: bool = False  # as the real activity: retries, then signs without a timestamp
+    decisions_gate: asyncio.Event | None = None  # syncs of decisions wait for it when set
 
     @activity.defn(name="sync_approval")
     async def sync_approval(self, snapshot: SyncApprovalInput) -> None:
+        decision = snapshot.event and snapshot.event.type in ("approved", "declined")
+        if decision and self.decisions_gate is not None:
+            await self.decisions_gate.wait()
         self.syncs.append(snapshot)
 
     @activity.defn(name="append_audit_event")

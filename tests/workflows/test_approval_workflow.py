@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -215,6 +216,43 @@ async def test_all_routing_needs_everyone(time_env):
         assert err.type == "AlreadyDecided"
         assert await run.approve(run.inp.approvers[0].id) == "approved"
         assert (await run.handle.result()).status == "approved"
+
+
+async def test_a_decision_answers_before_its_sync_which_keeps_the_order(dev_env):
+    """`approve` answers in the task that applies it, with the snapshot the web writes; the
+    workflow's own sync of it is its next write, before any later decision is answered."""
+    async with started(dev_env, "all", n=2, decisions_answered_first=True) as run:
+        await wait_for(lambda: len(run.rec.emails) == 2)
+        gate = run.rec.decisions_gate = asyncio.Event()  # decision syncs wait from now on
+        one, two = (a.id for a in run.inp.approvers)
+        first = await run.handle.execute_update(
+            ApprovalWorkflow.approve, approve_request(two, signature_name="Two")
+        )
+        assert first.approval_status == "partially_approved"
+        record = first.record
+        assert record is not None and record.event is not None
+        assert record.event.type == "approved" and record.event.actor.startswith(f"approver:{two}")
+        assert [a.status for a in record.approvers if a.id == two] == ["approved"]
+        assert "approved" not in run.rec.events()  # answered while its sync waits
+
+        # The next decision is answered only once the first is synced: the web writes in order.
+        second = asyncio.create_task(
+            run.handle.execute_update(
+                ApprovalWorkflow.approve, approve_request(one, signature_name="One")
+            )
+        )
+        await asyncio.sleep(1.0)
+        assert not second.done()
+        gate.set()
+        final = await second
+        assert final.approval_status == "approved" and final.record is not None
+        await run.handle.result()
+        decisions = [s for s in run.rec.syncs if s.event and s.event.type == "approved"]
+        assert decisions == [record, final.record]  # each synced once, as answered, in order
+        keys = [s.event.event_key for s in run.rec.syncs if s.event]
+        seqs = [int(k.split(":")[1]) for k in keys]
+        assert seqs == sorted(seqs) and len(set(keys)) == len(keys)
+        assert run.rec.events()[-1] == "signed_pdf"
 
 
 async def test_decline_needs_a_reason_and_ends_the_request(time_env):

@@ -43,7 +43,7 @@ from portico.services.signing_links import (
 )
 from web.http import language
 from web.http.branding import BRANDING
-from web.http.keys import SESSIONS, SETTINGS, TEMPORAL
+from web.http.keys import SERVICE, SESSIONS, SETTINGS, TEMPORAL
 from web.pages.pay import SIGN_PAGE_EXTRA, add_deposit_link
 from workflows.types import (
     ACTIVE_APPROVER_STATUSES,
@@ -243,7 +243,8 @@ async def decide(
 ) -> web.Response:
     """Send a decision to the workflow; redisplay the page with the error if it is refused."""
     try:
-        await request.app[TEMPORAL].decide(link.approval.id, update, req)
+        # answered once SQL shows the decision, so the page the 303 leads to does too
+        await request.app[SERVICE].decide(link.approval.id, update, req)
     except PorticoError as err:
         fresh = await open_link(request)
         message = _(err.message)  # the workflow's refusals are in the catalogue (REFUSALS)
