@@ -143,7 +143,7 @@ def build_worker(
     hooks.attach()  # events recorded by sync_approval are handed off right after their commit
     records = RecordActivities(sessions, hooks.record_approval_event)
     notify = NotifyActivities(settings, sessions, record=records.apply)
-    documents = DocumentActivities(settings, sessions)
+    documents = DocumentActivities(settings, sessions, record=records.apply)
     payments = PaymentActivities(settings, sessions, notify)
     outbox = Outbox(settings, sessions, TemporalGateway(settings, client))
     delivery = OutboxActivities(

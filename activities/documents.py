@@ -11,6 +11,7 @@ and says so in its result, for the audit trail: the approval never waits forever
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -25,8 +26,9 @@ from portico.files import FileStore
 from portico.models import Approval, Approver, AuditEvent, Client, Project
 from portico.money import format_money
 from portico.pades_values import SigningKey, SignRequest, TimestampUnavailable
+from portico.services.approval_records import RecordSnapshot
 from portico.settings import Settings, read_or_create_bytes
-from workflows.types import APPROVED, SignedPdfResult
+from workflows.types import APPROVED, SignedPdfResult, SyncApprovalInput
 
 SIGNED_FOLDER = "signed"
 GENERATED_SIGNING_KEY = "signing.p12"
@@ -88,9 +90,15 @@ def _upload_of_record(approvers: Sequence[Approver]) -> Approver | None:
 
 
 class DocumentActivities:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        record: RecordSnapshot | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.record = record  # for the `signed_pdf` event the workflow hands over
         self.files = FileStore(settings.files_dir)
         self._signing_key: SigningKey | None = None
 
@@ -107,8 +115,26 @@ class DocumentActivities:
         return self._signing_key
 
     @activity.defn(name="build_signed_pdf")
-    async def build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
-        """Build (or find) the signed PDF of an approved approval and record it on the row."""
+    async def build_signed_pdf(
+        self, approval_id: int, record: SyncApprovalInput | None = None
+    ) -> SignedPdfResult:
+        """Build (or find) the signed PDF of an approved approval and record it on the row;
+        with `record` (the workflow's `signed_pdf` snapshot, ApprovalInput.signed_pdf_with_event)
+        also write that event with the PDF's facts. A retry finds the PDF and writes the event
+        if it is not there yet."""
+        if record is not None and self.record is None:
+            raise ApplicationError(
+                "This worker cannot record the `signed_pdf` event (no recorder given).",
+                type="Misconfigured",
+                non_retryable=True,
+            )
+        result = await self._build_signed_pdf(approval_id)
+        if record is not None and record.event is not None and self.record is not None:
+            event = dataclasses.replace(record.event, data=result.event_data())
+            await self.record(dataclasses.replace(record, event=event))
+        return result
+
+    async def _build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
         async with self.sessions() as session:
             approval = await session.scalar(
                 select(Approval)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage as MimeMessage
@@ -35,13 +35,11 @@ from portico import i18n, quiet_hours, redact, tokens
 from portico.files import FileStore
 from portico.models import Approval, Approver, Client, Document, OutboundMessage, Project, SmsOptOut
 from portico.phones import bare_phone
+from portico.services.approval_records import RecordSnapshot
 from portico.settings import Settings
-from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage, SyncApprovalInput
+from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-# Writes a read-model snapshot and its audit event (RecordActivities.apply, idempotent).
-RecordSnapshot = Callable[[SyncApprovalInput], Awaitable[None]]
 
 
 def email_environment() -> Environment:

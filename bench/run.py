@@ -848,6 +848,7 @@ def approval_input(
         created_recorded=True,
         sent_with_email=True,
         decisions_answered_first=True,
+        signed_pdf_with_event=True,
     )
 
 

@@ -784,19 +784,20 @@ class ApprovalWorkflow:
         if self._status == APPROVED:
             bounded = workflow.patched(BOUNDED_SIGNED_PDF_PATCH)
             failure: str | None = None
+            args: list[Any] = [self._inp.approval_id]
+            with_event = self._inp.signed_pdf_with_event  # the input decides: no patch
+            if with_event:  # the activity fills in the PDF's facts and writes it
+                args.append(self._snapshot("signed_pdf", "system", {}, False))
             try:
                 pdf: SignedPdfResult = await workflow.execute_activity(
                     "build_signed_pdf",
-                    self._inp.approval_id,
+                    args=args,
                     start_to_close_timeout=timedelta(minutes=2),
                     retry_policy=SIGNED_PDF_RETRY if bounded else RECORD_RETRY,
                     result_type=SignedPdfResult,
                 )
-                data: dict[str, Any] = {"sha256": pdf.sha256, "pages": pdf.pages}
-                if pdf.certificate_sha256:
-                    data["certificate_sha256"] = pdf.certificate_sha256
-                    data["timestamped"] = pdf.timestamped
-                await self._sync("signed_pdf", "system", data)
+                if not with_event:
+                    await self._sync("signed_pdf", "system", pdf.event_data())
                 if pdf.timestamp_error and workflow.patched(UNTIMESTAMPED_PATCH):
                     await self._sync(
                         "signed_without_timestamp", "system", {"error": pdf.timestamp_error}

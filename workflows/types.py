@@ -148,6 +148,10 @@ class ApprovalInput:
     # decision's snapshot (DecisionResult.record) for the web to write before its 303; the
     # workflow syncs it as its next write. Runs started without it answer after that sync.
     decisions_answered_first: bool = False
+    # `build_signed_pdf` is given the `signed_pdf` snapshot and writes it with the PDF's facts
+    # (one sync and one workflow task fewer per approved request); runs started without it
+    # sync the event after the build.
+    signed_pdf_with_event: bool = False
     # A run continues as new past this many history events (a daily reminder adds ~11 with
     # email, ~17 with SMS: 180 days would be ~3 000), handing its state on in `carried`, so a
     # replay after an eviction walks at most about this many.
@@ -419,6 +423,14 @@ class SignedPdfResult:
     certificate_sha256: str = ""
     timestamped: bool = False
     timestamp_error: str | None = None  # PORTICO_TSA_URL is set but the timestamp is missing
+
+    def event_data(self) -> dict[str, Any]:
+        """The `signed_pdf` audit event's data."""
+        data: dict[str, Any] = {"sha256": self.sha256, "pages": self.pages}
+        if self.certificate_sha256:
+            data["certificate_sha256"] = self.certificate_sha256
+            data["timestamped"] = self.timestamped
+        return data
 
 
 # --- InvoiceWorkflow ---------------------------------------------------------------------

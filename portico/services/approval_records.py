@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # Called in the transaction that appends an audit event, with (session, approval id, event,
 # approval status): e.g. portico.services.webhooks' recorder of webhook events.
 EventHook = Callable[[AsyncSession, int, AuditEventInput, str], Awaitable[object]]
+# Writes a snapshot with its audit event (RecordActivities.apply): what activities that record
+# their own event are given (a request email's `sent`, the signed PDF's `signed_pdf`).
+RecordSnapshot = Callable[[SyncApprovalInput], Awaitable[None]]
 
 
 def _record_signed_pdf_outcome(approval: Approval, event: AuditEventInput) -> None:

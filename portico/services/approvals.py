@@ -457,6 +457,7 @@ class Portico:
                 created_recorded=True,
                 sent_with_email=True,
                 decisions_answered_first=True,
+                signed_pdf_with_event=True,
             )
             # seq 1 of the trail, with the rows (_forget removes it if the workflow won't start)
             await append_event(session, approval.id, created_event(inp), new_chain=True)

@@ -65,7 +65,8 @@ class Scenario:
     # Started as the API starts it since issue 17: `created` already written.
     created_recorded: bool = False
     history_limit: int = 2000  # a small one makes the run continue as new
-    answered_first: bool = False  # `decisions_answered_first`, as the API starts runs since
+    # `decisions_answered_first` and `signed_pdf_with_event`, as the API starts runs since
+    answered_first: bool = False
 
 
 def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -> ApprovalInput:
@@ -102,6 +103,7 @@ def approval_input(approval_id: int, created_at: datetime, scenario: Scenario) -
         sent_with_email=scenario.created_recorded,  # the API sets both
         history_limit=scenario.history_limit,
         decisions_answered_first=scenario.answered_first,
+        signed_pdf_with_event=scenario.answered_first,
     )
 
 
@@ -187,6 +189,12 @@ async def all_declined_viewed(env: WorkflowEnvironment, h: WorkflowHandle, inp: 
     )
 
 
+async def in_turn_viewed(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 0, notes="Fine"))
+    await h.signal(ApprovalWorkflow.viewed, ViewedSignal(approver_id=inp.approvers[1].id))
+    await h.execute_update(ApprovalWorkflow.approve, approve(inp, 1))
+
+
 async def in_turn(env: WorkflowEnvironment, h: WorkflowHandle, inp: ApprovalInput):
     for index in range(len(inp.approvers)):
         await h.execute_update(ApprovalWorkflow.approve, approve(inp, index))
@@ -228,6 +236,9 @@ SCENARIOS = [
     Scenario("decisions_answered_first", "started as the API starts it since the decisions "
              "answer first: a view, one approves, the next declines", "all", 3, all_declined_viewed,
              created_recorded=True, answered_first=True),
+    Scenario("signed_pdf_with_event", "as the API starts it today: 2 approve in turn, a view "
+             "between, the signed PDF's activity writes its event", "sequential", 2,
+             in_turn_viewed, created_recorded=True, answered_first=True),
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,7 +61,16 @@ class Recorder:
         self.sms.append(message)
 
     @activity.defn(name="build_signed_pdf")
-    async def build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
+    async def build_signed_pdf(
+        self, approval_id: int, record: SyncApprovalInput | None = None
+    ) -> SignedPdfResult:
+        result = await self._build_signed_pdf(approval_id)
+        if record is not None and record.event is not None:  # as the real one writes it
+            event = dataclasses.replace(record.event, data=result.event_data())
+            self.syncs.append(dataclasses.replace(record, event=event))
+        return result
+
+    async def _build_signed_pdf(self, approval_id: int) -> SignedPdfResult:
         self.pdfs.append(approval_id)
         if self.pdfs and self.pdf_fails:
             raise ApplicationError("document is damaged", type="InvalidPdf", non_retryable=True)

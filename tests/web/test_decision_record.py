@@ -4,6 +4,8 @@ shows the decision, the trail holds it once, and a snapshot written late changes
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from temporalio.api.enums.v1 import EventType
@@ -14,6 +16,7 @@ from portico.services.approval_records import ApprovalRecords
 from tests.support.helpers import create_approval, seed_document, token_of, wait_until
 from tests.web.test_signing_page import open_page, post
 from web.http.keys import SERVICE
+from workflows.types import ApprovalState
 
 
 def records(stack) -> ApprovalRecords:
@@ -122,3 +125,36 @@ async def test_a_snapshot_written_late_puts_no_older_state_back(stack, monkeypat
     assert [a["status"] for a in shown["approvers"]] == ["approved", "approved"]
     assert [e.id for e in await trail(stack, approval_id)] == [e.id for e in before]
     assert await verify_approval(stack.sessions, stack.settings.files_dir, approval_id) == []
+
+
+async def test_decisions_racing_staff_actions_leave_sql_and_the_workflow_agreeing(stack):
+    """Staff REMIND while the client declines, and a second approver decides at once (the
+    shortcut that was reverted failed such a race): SQL, the trail and the workflow agree."""
+    document = await seed_document(stack)
+    runs = [await create_approval(stack, document["id"], routing="all", n=2) for _ in range(6)]
+
+    async def race(created: dict) -> None:
+        one, two = (token_of(a["sign_url"]) for a in created["approvers"])
+        remind = stack.api("POST", f"/approvals/{created['id']}/remind", json={})
+        await asyncio.gather(
+            remind,
+            approve(stack, one, "Approver One"),
+            post(stack, two, "decline", {"reason": "Too expensive"}),
+        )
+
+    await asyncio.gather(*(race(created) for created in runs))
+    for created in runs:
+        handle = stack.temporal.get_workflow_handle(
+            created["workflow_id"], result_type=ApprovalState
+        )
+        final = await handle.result()
+        shown = await stack.api("GET", f"/approvals/{created['id']}", 200)
+        assert shown["status"] == final.status == "declined"
+        assert [a["status"] for a in shown["approvers"]] == [a.status for a in final.approvers]
+        events = await trail(stack, created["id"])
+        kinds = [e.type for e in events]
+        assert kinds.count("declined") == 1 and kinds.count("approved") <= 1
+        keys = [e.event_key for e in events]
+        assert len(set(keys)) == len(keys)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert await verify_approval(stack.sessions, stack.settings.files_dir, created["id"]) == []

@@ -255,6 +255,23 @@ async def test_a_decision_answers_before_its_sync_which_keeps_the_order(dev_env)
         assert run.rec.events()[-1] == "signed_pdf"
 
 
+async def test_the_signed_pdf_build_writes_its_own_event(time_env):
+    async with started(time_env, "any", n=1, signed_pdf_with_event=True) as run:
+        assert await run.approve(run.inp.approvers[0].id) == "approved"
+        await run.handle.result()
+        (signed,) = [s for s in run.rec.syncs if s.event and s.event.type == "signed_pdf"]
+        assert signed.event.data == {"sha256": "ab" * 32, "pages": 2}
+        assert signed.status == "approved" and signed.completed_at is not None
+        names = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in (await run.handle.fetch_history()).events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        build = names.index("build_signed_pdf")
+        assert "sync_approval" not in names[build:]  # no sync of its own after the build
+        assert run.rec.emails_to("office@firm.test", "staff_approved")
+
+
 async def test_decline_needs_a_reason_and_ends_the_request(time_env):
     async with started(time_env, "all") as run:
         err = await rejected(run.decline(run.inp.approvers[0].id, "   "))
