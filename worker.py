@@ -16,6 +16,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,6 +30,7 @@ from activities.webhooks import WebhookActivities
 from portico import pdf_sandbox
 from portico.db import create_engine, session_maker
 from portico.sandbox import share_workflow_code
+from portico.sandbox_runner import ContextFreeSandboxRunner, context_free
 from portico.services.agreements import Agreements
 from portico.services.billing.announcements import PaymentHandOff
 from portico.services.gateway import TemporalGateway
@@ -59,14 +61,17 @@ PASSTHROUGH_MODULES = (
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(converter: DataConverter | None = None) -> SandboxedWorkflowRunner:
     """The sandbox every Portico workflow runs in: PASSTHROUGH_MODULES shared with the host,
     and the workflow modules' bytecode loaded once per process (portico/sandbox.py; each
-    workflow instance still executes its module afresh inside the sandbox)."""
+    workflow instance still executes its module afresh inside the sandbox). For a `converter`
+    that takes no serialization context (Portico's), the worker's per-payload questions are
+    answered without entering the sandbox (portico/sandbox_runner.py)."""
     share_workflow_code(("workflows",))
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    if converter is not None and context_free(converter):
+        return ContextFreeSandboxRunner(restrictions=restrictions)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 class Sweeper(Protocol):
@@ -167,7 +172,7 @@ def build_worker(
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(client.data_converter),
         activities=[
             records.sync_approval,
             records.append_audit_event,

@@ -734,12 +734,15 @@ async def bench_creation(stack: Stack, plan: Plan, report: Report) -> None:
     report.add("3", "CPU per bare start (+ its first task)", bare_cpu)
     report.add("3", "CPU per approval, until its request email is out", api_cpu)
     report.data["creation"] |= {"cpu_per_bare_start": bare_cpu, "cpu_per_approval": api_cpu}
-    if plan.profile:  # more, unreported creations under the profiler
-        async with profiling(stack, stack.web, "web-creation", True):
+    if plan.profile:  # more, unreported creations under the profilers, until their emails
+        async with (
+            profiling(stack, stack.worker, "worker-creation", True),
+            profiling(stack, stack.web, "web-creation", True),
+        ):
             await limited(
                 c, [partial(stack.create_approval, "prof", i) for i in range(max(20, n // 2))]
             )
-        await stack.quiet(timeout=600)
+            await stack.quiet(timeout=600)
 
 
 # --- section 4: many open approvals, reminders due together -----------------------------------

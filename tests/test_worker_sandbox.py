@@ -7,6 +7,7 @@ restrictions apply), and the saved histories must replay unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowHistory
+from temporalio.converter import SerializationContext, WithSerializationContext
 from temporalio.worker import Replayer
 from temporalio.worker._workflow_instance import WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import (
@@ -28,7 +30,9 @@ from temporalio.worker.workflow_sandbox._runner import _fake_info
 from temporalio.workflow import _Definition
 
 import worker
+from portico.codec import EncryptionCodec
 from portico.sandbox import SharedCodeFinder
+from portico.sandbox_runner import ContextFreeSandboxRunner, context_free
 from portico.temporal import data_converter
 from tests.support import sandbox_probe
 from workflows.approval import ApprovalWorkflow
@@ -116,12 +120,51 @@ def test_the_worker_runner_passes_through_its_pure_modules():
     )
 
 
+@pytest.mark.parametrize("context_free", [False, True], ids=["sandbox", "context-free"])
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
-async def test_saved_histories_replay_in_the_worker_sandbox(path: Path):
+async def test_saved_histories_replay_in_the_worker_sandbox(path: Path, context_free: bool):
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+    runner = worker.workflow_runner(data_converter() if context_free else None)
+    assert isinstance(runner, ContextFreeSandboxRunner) == context_free
     replayer = Replayer(
         workflows=[ApprovalWorkflow],
         data_converter=data_converter(),
-        workflow_runner=worker.workflow_runner(),
+        workflow_runner=runner,
     )
     await replayer.replay_workflow(history)  # raises on any nondeterminism
+
+
+class ContextTakingCodec(EncryptionCodec, WithSerializationContext):
+    def with_context(self, context: SerializationContext) -> ContextTakingCodec:
+        return ContextTakingCodec(KEY)
+
+
+KEY = bytes(32)
+
+
+def test_only_a_converter_that_takes_no_context_gets_the_context_free_runner():
+    assert context_free(data_converter())
+    encrypted = dataclasses.replace(data_converter(), payload_codec=EncryptionCodec(KEY))
+    assert context_free(encrypted)  # Portico's codec takes none either
+    taking = dataclasses.replace(data_converter(), payload_codec=ContextTakingCodec(KEY))
+    assert not context_free(taking)
+    assert not isinstance(worker.workflow_runner(taking), ContextFreeSandboxRunner)
+    assert isinstance(worker.workflow_runner(encrypted), ContextFreeSandboxRunner)
+
+
+async def test_the_context_free_runner_keeps_the_sandbox_and_answers_outside_it(finder):
+    instance = sandboxed(ContextFreeSandboxRunner(), sandbox_probe.ProbeWorkflow)
+    inner = instance._inner
+    module = module_of(inner)
+    assert module.datetime is not sys.modules["datetime"]  # the sandbox's restricted proxy
+    inner.importer.restriction_context.is_runtime = True
+    try:
+        with inner.importer.applied(), pytest.raises(RestrictedWorkflowAccessError):
+            module.datetime.datetime.now()
+    finally:
+        inner.importer.restriction_context.is_runtime = False
+    # The two per-payload questions: no context, the workflow itself as the storage target.
+    assert instance.get_serialization_context(None) is None
+    target = instance.get_external_store_context(None).target
+    assert (target.id, target.run_id) == (_fake_info.workflow_id, _fake_info.run_id)
+    assert instance.get_info() is inner.get_info()
