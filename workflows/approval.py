@@ -151,7 +151,7 @@ class ApprovalWorkflow:
         self._warned_for: datetime | None = None
         self._seq = 0
         self._todo: list[tuple[str, dict[str, Any]]] = []
-        # Decisions answered before their sync (ANSWER_FIRST_PATCH): written before anything else.
+        # Decisions answered before their sync (`decisions_answered_first`), synced first.
         self._unsynced: list[SyncApprovalInput] = []
         self._viewed: set[int] = set()
         self._void_reason: str | None = None
@@ -587,7 +587,7 @@ class ApprovalWorkflow:
     ) -> SyncApprovalInput:
         """The state to mirror with its next audit event (takes the event's seq).
         `status_changed=False`: the status is the one already shown, no search-attribute
-        upsert (only for paths that never upserted one; an upsert is a command)."""
+        upsert (only on paths no older run took with an upsert: an upsert is a command)."""
         self._drop_stale_sms()
         self._seq += 1
         now = workflow.now()
