@@ -93,6 +93,11 @@ async def test_a_module_with_shared_code_still_runs_under_the_sandbox_restrictio
     instance = sandboxed(SandboxedWorkflowRunner(), sandbox_probe.ProbeWorkflow)
     module = module_of(instance)
     assert finder.cached()  # loaded through the shared code
+    assert_restricted(instance, module)
+
+
+def assert_restricted(instance: Any, module: ModuleType) -> None:
+    """The module sees the sandbox's proxies, and a forbidden call fails at run time."""
     assert module.datetime is not sys.modules["datetime"]  # the sandbox's restricted proxy
     instance.importer.restriction_context.is_runtime = True
     try:
@@ -155,14 +160,7 @@ def test_only_a_converter_that_takes_no_context_gets_the_context_free_runner():
 async def test_the_context_free_runner_keeps_the_sandbox_and_answers_outside_it(finder):
     instance = sandboxed(ContextFreeSandboxRunner(), sandbox_probe.ProbeWorkflow)
     inner = instance._inner
-    module = module_of(inner)
-    assert module.datetime is not sys.modules["datetime"]  # the sandbox's restricted proxy
-    inner.importer.restriction_context.is_runtime = True
-    try:
-        with inner.importer.applied(), pytest.raises(RestrictedWorkflowAccessError):
-            module.datetime.datetime.now()
-    finally:
-        inner.importer.restriction_context.is_runtime = False
+    assert_restricted(inner, module_of(inner))
     # The two per-payload questions: no context, the workflow itself as the storage target.
     assert instance.get_serialization_context(None) is None
     target = instance.get_external_store_context(None).target
