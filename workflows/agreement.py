@@ -183,6 +183,14 @@ class AgreementWorkflow:
             minutes=self._inp.day_starts_minutes
         )
 
+    def _business_today(self) -> date:
+        """Today where the business is, as the service checks it (PORTICO_DEFAULT_TIMEZONE):
+        UTC's date is a day ahead every evening west of Greenwich. The workflow knows the zone
+        only by its morning (`day_starts_minutes`), taken when the agreement was made; an hour's
+        slack keeps a daylight-saving change since then from refusing what the service took."""
+        offset = timedelta(minutes=9 * 60 - self._inp.day_starts_minutes)
+        return (workflow.now() + offset - timedelta(hours=1)).date()
+
     def _book_at(self, visit: VisitState) -> datetime:
         return self._at(visit.date - timedelta(days=self._inp.book_ahead_days))
 
@@ -407,7 +415,7 @@ class AgreementWorkflow:
             raise _error(f"This agreement has no visit {req.n}.", UNKNOWN_VISIT)
         if not self._open(visit):
             raise _error(f"Visit {req.n} is already done.", VISIT_ALREADY_DONE)
-        today = workflow.now().date()
+        today = self._business_today()
         if req.date < today:
             raise _error("A visit cannot move into the past.", INVALID_VISIT_DATE)
         if req.date > today + MAX_MOVE:

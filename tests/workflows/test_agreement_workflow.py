@@ -266,6 +266,30 @@ async def test_move_a_visit_and_change_the_reminder_lead(time_env):
         await handle.result()
 
 
+async def test_a_visit_moves_to_the_business_s_today_after_midnight_utc(time_env):
+    """At 20:00 in New York it is already tomorrow in UTC: the business's today (its morning
+    at 14:00 UTC) is still a date a visit may move to; the day before it is not."""
+    inp = await agreement_input(time_env, "month", 2, timedelta(days=40))
+    inp.day_starts_minutes = 14 * 60  # 09:00 in New York (EST)
+    async with started(time_env, inp) as (handle, fakes):
+        now = await time_env.get_current_time()
+        await until(time_env, datetime.combine(now.date() + timedelta(days=1), time(1), UTC))
+        their_today = (await time_env.get_current_time() - timedelta(hours=5)).date()
+        state = await handle.execute_update(
+            AgreementWorkflow.move_visit, MoveVisit(n=1, date=their_today)
+        )
+        assert state.visits[0].date == their_today
+        error = await rejected(
+            handle.execute_update(
+                AgreementWorkflow.move_visit,
+                MoveVisit(n=2, date=their_today - timedelta(days=1)),
+            )
+        )
+        assert error.type == INVALID_VISIT_DATE
+        await handle.execute_update(AgreementWorkflow.cancel, CancelAgreement())
+        await handle.result()
+
+
 async def test_a_client_without_a_phone_gets_the_email_only(time_env):
     inp = await agreement_input(time_env, "year", 1, timedelta(days=5))
     fakes = Fakes(phone=None)
