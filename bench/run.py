@@ -1212,6 +1212,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                 data_converter=data_converter(settings),
                 search_attributes=list(sa.ALL_KEYS),
                 dev_server_log_level="error",
+                # the SDK waits 5 s by default: a loaded 2-core machine can take longer
+                dev_server_startup_timeout=timedelta(seconds=60),
             )
             address = env.client.service_client.config.target_host
             values |= {"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "default"}

@@ -3,6 +3,7 @@ web app with a real worker."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import random
@@ -11,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,19 @@ def venv_binary(name: str) -> str:
     return found
 
 
+@pytest.fixture(autouse=True)
+def _young_heap() -> None:
+    """Collect the last test's garbage, then freeze what survives (`gc.freeze`).
+
+    One pytest process holds what every test before kept alive, and a full collection walks
+    all of it: late in the suite a pause of over a second, taken by whichever thread
+    allocates, which can be a workflow activation's (the SDK then reports a deadlock after
+    2 s). Frozen objects are skipped by later collections, so each one walks only this
+    test's objects."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping test server per test: days of timers pass in milliseconds.
@@ -67,6 +82,8 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(),
         search_attributes=list(sa.ALL_KEYS),
         dev_server_log_level="error",
+        # the SDK waits 5 s by default: a loaded 2-core machine can take longer
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     yield env
     await env.shutdown()
