@@ -100,6 +100,7 @@ class Plan:
     reminder_lead: float | None = None  # seconds from now to the common reminder due time
     tool: str = "wrk"
     worker_options: dict[str, Any] = field(default_factory=dict)
+    temporal_config: list[str] = field(default_factory=list)  # the dev server's KEY=JSON values
     sections: tuple[int, ...] = (1, 2, 3, 4)
     profile: bool = False
 
@@ -1188,6 +1189,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     report.data["machine_at_start"] = machine_line()
     log("machine: " + report.data["machine_at_start"])
     log(f"load generator: {plan.tool}; worker options: {plan.worker_options or 'SDK defaults'}")
+    if plan.temporal_config:
+        log(f"Temporal dynamic config: {', '.join(plan.temporal_config)}")
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
     children: list[Child] = []
     env: WorkflowEnvironment | None = None
@@ -1212,6 +1215,9 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                 data_converter=data_converter(settings),
                 search_attributes=list(sa.ALL_KEYS),
                 dev_server_log_level="error",
+                dev_server_extra_args=[
+                    a for kv in plan.temporal_config for a in ("--dynamic-config-value", kv)
+                ],
                 # the SDK waits 5 s by default: a loaded 2-core machine can take longer
                 dev_server_startup_timeout=timedelta(seconds=60),
             )
@@ -1329,6 +1335,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         help="extra temporalio Worker argument, e.g. max_cached_workflows=500",
     )
     parser.add_argument(
+        "--temporal-config",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a dynamic config value for the Temporal dev server, "
+        "e.g. system.enableActivityEagerExecution=false",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles (web under load, worker at reminders)",
@@ -1350,6 +1364,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan.worker_options = {
         k: json.loads(v) for k, v in (o.split("=", 1) for o in args.worker_option)
     }
+    plan.temporal_config = args.temporal_config
     plan.profile = args.profile
     return plan, args
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -20,6 +23,9 @@ from sqlalchemy.sql.expression import Executable
 from portico.models import Base
 
 SessionMaker = async_sessionmaker
+# A pooled PostgreSQL connection idle this long is tested before it is used again.
+PING_AFTER_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "portico_idle_since"
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -35,7 +41,6 @@ def create_engine(url: str) -> AsyncEngine:
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
-        from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -45,7 +50,36 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url)
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    """Test a pooled connection before use only if it sat idle PING_AFTER_IDLE_SECONDS.
+
+    What goes stale in a pool is an idle connection (the server restarted in a quiet hour, a
+    firewall or pooler dropped it); such a one is replaced before anyone uses it. SQLAlchemy's
+    `pool_pre_ping` tests every checkout instead: one more round trip per use, which doubled
+    the cost of the signing page's one read (docs/benchmarks.md). A connection that breaks
+    while in steady use fails its statement, as it would under pre-ping too if it broke
+    mid-request, and SQLAlchemy then replaces the whole pool."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as err:  # the pool discards it and checks out another
+            raise DisconnectionError("a pooled connection had gone stale") from err
 
 
 def _rollback_if_open(rollback: Callable[[Any], None], dbapi_connection: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -10,8 +11,10 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from portico import db
 from portico.db import create_all, create_engine, execute_alone, read_connection, session_maker
 from portico.models import Client
+from tests.conftest import database_backends
 
 
 async def test_a_read_connection_sees_committed_rows_and_leaves_sessions_transactional(
@@ -102,3 +105,61 @@ async def test_sqlite_skips_the_rollback_trip_only_when_no_transaction_is_open(
             assert await conn.scalar(select(func.count()).select_from(Client)) == 0
     finally:
         await engine.dispose()
+
+
+# PostgreSQL's pool (CI and `make test` set PORTICO_TEST_DATABASE_URL; SQLite has no server
+# to lose a connection to).
+POSTGRESQL = [b for b in database_backends() if b == "postgresql"]
+
+
+def count_pings(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    real = engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL, indirect=True)
+async def test_postgresql_tests_a_pooled_connection_only_after_it_sat_idle(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = count_pings(sessions.kw["bind"], monkeypatch)
+    for _ in range(5):  # in steady use: no extra round trip before each read or session
+        async with read_connection(sessions) as conn:
+            assert await conn.scalar(select(func.count()).select_from(Client)) == 0
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(Client)) == 0
+    assert pings == []
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every pause is "idle" now
+    async with read_connection(sessions) as conn:
+        await conn.scalar(select(func.count()).select_from(Client))
+    assert pings == [1]
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL, indirect=True)
+async def test_postgresql_replaces_an_idle_connection_the_server_dropped(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server restarted, or a firewall dropped the connection, while it sat in the pool:
+    the next request gets a fresh one, not an error."""
+    async with read_connection(sessions) as conn:
+        dropped = await conn.scalar(text("SELECT pg_backend_pid()"))
+    server = create_engine(sessions.kw["bind"].url.render_as_string(hide_password=False))
+    try:  # another engine drops it, as the server would
+        async with server.connect() as conn:
+            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
+    finally:
+        await server.dispose()
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    for _ in range(2):
+        async with sessions() as session, session.begin():
+            session.add(Client(name="Dana Client", email="dana@client.test"))
+        async with read_connection(sessions) as conn:
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) != dropped
+    async with read_connection(sessions) as conn:
+        assert await conn.scalar(select(func.count()).select_from(Client)) == 2
