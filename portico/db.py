@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -63,7 +63,8 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
     `pool_pre_ping` tests every checkout instead: one more round trip per use, which doubled
     the cost of the signing page's one read (docs/benchmarks.md). A connection that breaks
     while in steady use fails its statement, as it would under pre-ping too if it broke
-    mid-request, and SQLAlchemy then replaces the whole pool."""
+    mid-request. Either way a dead connection found means the server probably restarted, so
+    the whole pool is replaced (as `pool_pre_ping` does)."""
     pool = engine.sync_engine.pool
 
     @event.listens_for(pool, "checkin")
@@ -76,10 +77,13 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
         since = record.info.pop(_IDLE_SINCE, None)
         if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
             return
+        cause: Exception | None = None
         try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as err:  # the pool discards it and checks out another
-            raise DisconnectionError("a pooled connection had gone stale") from err
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as err:
+            alive, cause = False, err
+        if not alive:  # this checkout reconnects, and so will every older pooled connection
+            raise InvalidatePoolError("a pooled connection had gone stale") from cause
 
 
 def _rollback_if_open(rollback: Callable[[Any], None], dbapi_connection: Any) -> None:

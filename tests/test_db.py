@@ -163,3 +163,27 @@ async def test_postgresql_replaces_an_idle_connection_the_server_dropped(
             assert await conn.scalar(text("SELECT pg_backend_pid()")) != dropped
     async with read_connection(sessions) as conn:
         assert await conn.scalar(select(func.count()).select_from(Client)) == 2
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL, indirect=True)
+async def test_postgresql_replaces_the_whole_pool_once_one_connection_was_found_dead(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server restarted: the first idle connection tested is dead, so the pool's other
+    connections are replaced too, even one used too recently to be tested."""
+    pid = text("SELECT pg_backend_pid()")
+    async with read_connection(sessions) as one, read_connection(sessions) as two:
+        dropped = {await one.scalar(pid), await two.scalar(pid)}
+    server = create_engine(sessions.kw["bind"].url.render_as_string(hide_password=False))
+    try:
+        async with server.connect() as conn:
+            for backend in dropped:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    finally:
+        await server.dispose()
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    async with read_connection(sessions) as conn:
+        assert await conn.scalar(pid) not in dropped
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no more tests before use
+    async with read_connection(sessions) as one, read_connection(sessions) as two:
+        assert {await one.scalar(pid), await two.scalar(pid)}.isdisjoint(dropped)

@@ -72,6 +72,8 @@ NOTIFY_RETRY = RetryPolicy(
 )
 SMS_SEND_WINDOW = timedelta(days=2)  # a night of quiet hours plus the throttled SMS queue
 MAX_MOVE = timedelta(days=5 * 366)  # a visit moves at most this far from today
+# A moved visit's date is checked against the business's day, not UTC's (docs/versioning.md).
+BUSINESS_DAY_PATCH = "visit-move-business-day"
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
     "January",
@@ -183,13 +185,16 @@ class AgreementWorkflow:
             minutes=self._inp.day_starts_minutes
         )
 
-    def _business_today(self) -> date:
-        """Today where the business is, as the service checks it (PORTICO_DEFAULT_TIMEZONE):
-        UTC's date is a day ahead every evening west of Greenwich. The workflow knows the zone
-        only by its morning (`day_starts_minutes`), taken when the agreement was made; an hour's
-        slack keeps a daylight-saving change since then from refusing what the service took."""
-        offset = timedelta(minutes=9 * 60 - self._inp.day_starts_minutes)
-        return (workflow.now() + offset - timedelta(hours=1)).date()
+    def _business_days(self) -> tuple[date, date]:
+        """The earliest and the latest date today may be where the business is; the service
+        checks a move against the real one (PORTICO_DEFAULT_TIMEZONE). UTC's date is a day
+        ahead every evening west of Greenwich. The workflow knows the zone only by its morning
+        (`day_starts_minutes`), taken when the agreement was made: an hour either way covers a
+        daylight-saving change since then, so the workflow never refuses what the service
+        took (a zone changed since by more than that is not followed)."""
+        local = workflow.now() + timedelta(minutes=9 * 60 - self._inp.day_starts_minutes)
+        slack = timedelta(hours=1)
+        return (local - slack).date(), (local + slack).date()
 
     def _book_at(self, visit: VisitState) -> datetime:
         return self._at(visit.date - timedelta(days=self._inp.book_ahead_days))
@@ -397,7 +402,11 @@ class AgreementWorkflow:
     @workflow.update(name=AGREEMENT_MOVE_VISIT)
     async def move_visit(self, req: MoveVisit) -> AgreementState:
         async with self._lock:
-            self._validate_move(req)
+            self._check_visit(req)
+            if workflow.patched(BUSINESS_DAY_PATCH):
+                self._check_date(req, *self._business_days())
+            else:  # runs that applied a move before the patch: UTC's date, as then
+                self._check_date(req, workflow.now().date(), workflow.now().date())
             visit = self._visit(req.n)
             assert visit is not None
             visit.date = req.date
@@ -409,16 +418,24 @@ class AgreementWorkflow:
 
     @move_visit.validator
     def _validate_move(self, req: MoveVisit) -> None:
+        """Not run on replay: it may follow the current rules."""
+        self._check_visit(req)
+        self._check_date(req, *self._business_days())
+
+    def _check_visit(self, req: MoveVisit) -> None:
         self._validate_active()
         visit = self._visit(req.n)
         if visit is None:
             raise _error(f"This agreement has no visit {req.n}.", UNKNOWN_VISIT)
         if not self._open(visit):
             raise _error(f"Visit {req.n} is already done.", VISIT_ALREADY_DONE)
-        today = self._business_today()
-        if req.date < today:
+
+    @staticmethod
+    def _check_date(req: MoveVisit, earliest: date, latest: date) -> None:
+        """`earliest` and `latest`: what today may be where the business is."""
+        if req.date < earliest:
             raise _error("A visit cannot move into the past.", INVALID_VISIT_DATE)
-        if req.date > today + MAX_MOVE:
+        if req.date > latest + MAX_MOVE:
             raise _error("A visit can move at most five years ahead.", INVALID_VISIT_DATE)
 
     @workflow.update(name=AGREEMENT_CHANGE_REMINDER)

@@ -21,11 +21,21 @@ from portico.quiet_hours import (
     release_offset,
     zone_for,
 )
+from portico.settings import Settings
 from tests.support.helpers import outbox
 from workflows.types import SmsMessage
 
 NEW_YORK = ZoneInfo("America/New_York")
 NIGHT = QuietHours(time(21), time(8))
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The default night (PORTICO_QUIET_HOURS, 21:00 to 08:00 where the recipient is); the
+    suite's other tests run with quiet hours off."""
+    default = Settings.model_fields["quiet_hours"].default
+    assert default == "21-8"
+    return settings.model_copy(update={"quiet_hours": default})
 
 
 def at(text: str) -> datetime:

@@ -21,7 +21,13 @@ from workflows.agreement import AgreementWorkflow
 from workflows.types import CancelAgreement, ChangeReminder, MoveVisit, VisitDone
 
 HERE = Path(__file__).parent / "agreement"
-SCENARIOS = ("quarterly_completed_out_of_order", "monthly_moved_then_cancelled")
+# `moved_on_business_day`: monthly_moved_then_cancelled again, after the patch
+# `visit-move-business-day` (its move records the marker).
+SCENARIOS = (
+    "quarterly_completed_out_of_order",
+    "monthly_moved_then_cancelled",
+    "moved_on_business_day",
+)
 
 
 async def record(env: WorkflowEnvironment, name: str) -> None:
