@@ -161,7 +161,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         PORTICO_STAFF_PHONES="",
         PORTICO_COMPANY_NAME="Acme Builders",
         # The suite runs at any hour: texts are not held for the night unless a test says
-        # when the night is (tests/bots: `night`, `night_stack`, QUIET_NIGHT).
+        # when the night is (tests/bots: the `night` and `night_stack` stacks, and
+        # test_quiet_hours.py's settings).
         PORTICO_QUIET_HOURS="off",
     )
 

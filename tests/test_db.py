@@ -124,6 +124,18 @@ def count_pings(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return pings
 
 
+async def drop_on_server(sessions: async_sessionmaker[AsyncSession], pids: set[int]) -> None:
+    """End these backends from another engine, as a restarting server or a firewall would."""
+    server = create_engine(sessions.kw["bind"].url.render_as_string(hide_password=False))
+    try:
+        async with server.connect() as conn:
+            for pid in pids:
+                terminate = text("SELECT pg_terminate_backend(:pid)")
+                assert await conn.scalar(terminate, {"pid": pid})
+    finally:
+        await server.dispose()
+
+
 @pytest.mark.parametrize("database_url", POSTGRESQL, indirect=True)
 async def test_postgresql_tests_a_pooled_connection_only_after_it_sat_idle(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
@@ -149,12 +161,7 @@ async def test_postgresql_replaces_an_idle_connection_the_server_dropped(
     the next request gets a fresh one, not an error."""
     async with read_connection(sessions) as conn:
         dropped = await conn.scalar(text("SELECT pg_backend_pid()"))
-    server = create_engine(sessions.kw["bind"].url.render_as_string(hide_password=False))
-    try:  # another engine drops it, as the server would
-        async with server.connect() as conn:
-            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
-    finally:
-        await server.dispose()
+    await drop_on_server(sessions, {dropped})
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     for _ in range(2):
         async with sessions() as session, session.begin():
@@ -174,13 +181,7 @@ async def test_postgresql_replaces_the_whole_pool_once_one_connection_was_found_
     pid = text("SELECT pg_backend_pid()")
     async with read_connection(sessions) as one, read_connection(sessions) as two:
         dropped = {await one.scalar(pid), await two.scalar(pid)}
-    server = create_engine(sessions.kw["bind"].url.render_as_string(hide_password=False))
-    try:
-        async with server.connect() as conn:
-            for backend in dropped:
-                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-    finally:
-        await server.dispose()
+    await drop_on_server(sessions, dropped)
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     async with read_connection(sessions) as conn:
         assert await conn.scalar(pid) not in dropped

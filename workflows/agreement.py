@@ -41,6 +41,7 @@ from workflows.types import (
     INVALID_REMINDER,
     INVALID_VISIT_DATE,
     MAX_REMIND_DAYS,
+    MORNING_HOUR,
     SYNC_AGREEMENT,
     UNKNOWN_VISIT,
     VISIT_ALREADY_DONE,
@@ -192,7 +193,7 @@ class AgreementWorkflow:
         (`day_starts_minutes`), taken when the agreement was made: an hour either way covers a
         daylight-saving change since then, so the workflow never refuses what the service
         took (a zone changed since by more than that is not followed)."""
-        local = workflow.now() + timedelta(minutes=9 * 60 - self._inp.day_starts_minutes)
+        local = workflow.now() + timedelta(minutes=MORNING_HOUR * 60 - self._inp.day_starts_minutes)
         slack = timedelta(hours=1)
         return (local - slack).date(), (local + slack).date()
 

@@ -596,6 +596,10 @@ class VisitState:
     done_at: datetime | None = None
 
 
+# The business's morning (local hour): when an agreement's bookings and reminders are due.
+MORNING_HOUR = 9
+
+
 @dataclass
 class AgreementInput:
     """Start (or continue-as-new) of `agreement-{id}`: the schedule and, after a
@@ -610,7 +614,7 @@ class AgreementInput:
     book_ahead_days: int = 14
     # When in a (UTC) day bookings and reminders are due: minutes after midnight UTC of the
     # business's morning (09:00 in PORTICO_DEFAULT_TIMEZONE when the agreement was made).
-    day_starts_minutes: int = 9 * 60
+    day_starts_minutes: int = MORNING_HOUR * 60
     company_name: str = "Portico"
     sms_task_queue: str = ""
     created_by: str = "api"

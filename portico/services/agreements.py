@@ -34,6 +34,7 @@ from workflows.types import (
     AGREEMENT_MOVE_VISIT,
     AGREEMENT_VISIT_DONE,
     AGREEMENT_WORKFLOW,
+    MORNING_HOUR,
     VISIT_BOOKED,
     VISIT_SCHEDULED,
     AgreementInput,
@@ -48,7 +49,7 @@ from workflows.types import (
 
 log = logging.getLogger(__name__)
 MAX_START_AHEAD = timedelta(days=5 * 366)  # an agreement starts within five years
-MORNING = time(9)  # bookings and reminders are due at 09:00, business time
+MORNING = time(MORNING_HOUR)  # bookings and reminders are due then, business time
 SWEEP_EVERY = timedelta(seconds=30)
 SWEEP_BATCH = 100
 
