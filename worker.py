@@ -27,7 +27,7 @@ from activities.outbox import OutboxActivities
 from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
-from portico import pdf_sandbox
+from portico import heap, pdf_sandbox
 from portico.db import create_engine, session_maker
 from portico.sandbox import share_workflow_code
 from portico.sandbox_runner import ContextFreeSandboxRunner, context_free
@@ -205,8 +205,16 @@ def build_worker(
     return Workers([main, sms, hooks_worker], [outbox, hooks, visits, announcements])
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    """Run until `stop` is set; the worker finishes in-flight tasks before returning."""
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    client: Client | None = None,
+    *,
+    freeze_heap: bool = False,
+) -> None:
+    """Run until `stop` is set; the worker finishes in-flight tasks before returning.
+    `freeze_heap`: a process of its own (`python worker.py`, `portico dev`) freezes its
+    start-up objects out of garbage collection once the workers have started (portico.heap)."""
     if client is None:
         runtime = None
         if settings.worker_metrics_address:  # Prometheus scrape endpoint of the SDK's metrics
@@ -222,6 +230,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
     engine = create_engine(settings.database_url)
     try:
         async with build_worker(client, settings, session_maker(engine)):
+            if freeze_heap:
+                heap.freeze_startup_objects()
             log.info(
                 "worker polling task queues %r and %r (SMS, %.1f/s)",
                 settings.task_queue,
@@ -239,7 +249,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_worker(load_settings(), stop)
+    await run_worker(load_settings(), stop, freeze_heap=True)
 
 
 if __name__ == "__main__":

@@ -486,6 +486,9 @@ async def bench_signing_page(stack: Stack, plan: Plan, report: Report) -> None:
             )
 
 
+PROFILE_RATE = 400  # py-spy samples per second (its default, 100, leaves too few in 5 s)
+
+
 @contextlib.asynccontextmanager
 async def profiling(stack: Stack, child: Child, name: str, enabled: bool):  # type: ignore[no-untyped-def]
     """py-spy (sampling, non-blocking) on `child` while the block runs; collapsed stacks are
@@ -496,7 +499,8 @@ async def profiling(stack: Stack, child: Child, name: str, enabled: bool):  # ty
     out = stack.workdir / f"profile-{name}.txt"
     spy = subprocess.Popen(
         [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.process.pid)]
-        + ["--duration", "3600", "--format", "raw", "--nonblocking", "--output", str(out)],
+        + ["--duration", "3600", "--rate", str(PROFILE_RATE), "--format", "raw", "--nonblocking"]
+        + ["--output", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

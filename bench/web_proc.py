@@ -93,7 +93,7 @@ async def bare(request: web.Request) -> web.Response:
 
 def bench_app() -> web.Application:
     """Portico's app with the two bench-only routes."""
-    app = create_app(load_settings())
+    app = create_app(load_settings(), freeze_heap=True)  # as `portico web` makes it
     app[HOLDER] = {}
     app.router.add_get("/s/bench/render", render_only)
     app.router.add_get("/s/bench/bare", bare)

@@ -41,6 +41,7 @@ from bench.workflows import (
     mark,
     noop,
 )
+from portico import heap
 from portico.db import create_engine, session_maker
 from portico.settings import load_settings
 from portico.temporal import connect
@@ -105,6 +106,7 @@ async def main() -> None:
             **bare_options,
         )
         async with timers:
+            heap.freeze_startup_objects()  # as worker.py does, so the baseline compares
             print("READY", flush=True)
             await stop.wait()
         return
@@ -118,6 +120,7 @@ async def main() -> None:
     )
     try:
         async with portico_worker.build_worker(client, settings, session_maker(engine)), bare:
+            heap.freeze_startup_objects()  # as worker.py does
             print("READY", flush=True)
             await stop.wait()
     finally:

@@ -282,7 +282,7 @@ def run_web(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO)
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
     web.run_app(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.http_host,
         port=settings.http_port,
         access_log_class=MaskedAccessLogger,

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Select, event, make_url
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,18 +27,29 @@ SessionMaker = async_sessionmaker
 # A pooled PostgreSQL connection idle this long is tested before it is used again.
 PING_AFTER_IDLE_SECONDS = 10.0
 _IDLE_SINCE = "portico_idle_since"
+# Connections a process keeps: all of them stay open once made. SQLAlchemy's default (5, plus
+# 10 "overflow" ones closed again as soon as they are returned) reconnects all the time under
+# a steady load of more than 5 requests at once: on PostgreSQL a new server process per
+# connection, which halved the signing page's throughput (docs/benchmarks.md). Same cap, 15.
+POOL_SIZE = 15
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for `url`; SQLite files get their folder created and foreign keys on."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = make_url(url).database
+        in_memory = path in (None, "", ":memory:")  # one shared connection (StaticPool)
+        if path and not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Connections are always returned through a Connection or Session, which has already
         # ended its transaction: the pool's own reset rollback would be one more trip to
         # aiosqlite's thread per use (the signing page does six in all).
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_reset_on_return=None,
+            **({} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": 0}),
+        )
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
@@ -50,7 +62,7 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0)
     _ping_after_idle(engine)
     return engine
 
@@ -122,6 +134,80 @@ async def read_connection(
         if engine.dialect.name == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+class DirectRead:
+    """One Core SELECT run straight on the pooled driver connection: for the busiest read.
+
+    The signing page's lookup is one prepared SELECT, yet through SQLAlchemy's asyncio layer
+    (execution context, a greenlet switch per driver call, Result objects; on SQLite four
+    trips to aiosqlite's thread) it cost 0.34 ms of CPU on PostgreSQL and 0.61 ms on SQLite,
+    against 0.18 and 0.22 ms run this way (docs/benchmarks.md). The SQL is what SQLAlchemy
+    compiles for the engine's dialect, and parameters and values go through the same type
+    processors, so rows hold exactly what `conn.execute(statement)` returns: tuples in the
+    order of `statement.selected_columns`. Other drivers take the usual path.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _CompiledRead] = {}  # per dialect name
+
+    async def all(
+        self, sessions: async_sessionmaker[AsyncSession], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        engine: AsyncEngine = sessions.kw["bind"]
+        dialect = engine.dialect
+        if dialect.driver not in ("asyncpg", "aiosqlite"):
+            async with read_connection(sessions) as conn:
+                return [tuple(row) for row in await conn.execute(self.statement, params)]
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _CompiledRead(self.statement, dialect)
+        args = compiled.arguments(params)
+        async with engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                if dialect.driver == "asyncpg":  # no transaction: one round trip
+                    raw = await driver.fetch(compiled.sql, *args)
+                else:  # one trip to the connection's thread; a SELECT opens no transaction
+                    raw = await driver.execute_fetchall(compiled.sql, args)
+            except BaseException:
+                # Whatever broke (the server went away, the task was cancelled mid-read), this
+                # connection is not put back for someone else: SQLAlchemy would have told a
+                # dead one apart, this path cannot, and a needless reconnect costs little.
+                await conn.invalidate()
+                raise
+        return [compiled.row(values) for values in raw]
+
+
+class _CompiledRead:
+    """A SELECT compiled for one dialect, with its parameters' and columns' type processors."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        names = compiled.positiontup
+        if names is None:
+            raise ValueError(f"{dialect.name}: DirectRead needs a positional paramstyle")
+        self.binds = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
+        self.processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+
+    def arguments(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            process(params[name]) if process else params[name] for name, process in self.binds
+        )
+
+    def row(self, values: Any) -> tuple[Any, ...]:
+        return tuple(
+            process(value) if process else value
+            for process, value in zip(self.processors, values, strict=True)
+        )
 
 
 async def execute_alone(

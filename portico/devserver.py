@@ -150,7 +150,7 @@ async def run_dev(settings: Settings, demo: bool, port: int = PORT, ui_port: int
         client = await wait_for_temporal(settings, settings.temporal_address or f"127.0.0.1:{port}")
         worker_task = asyncio.create_task(run_worker(settings, stop, client))
         runner = web.AppRunner(
-            create_app(settings, temporal_client=client, dev_mode=True),
+            create_app(settings, temporal_client=client, dev_mode=True, freeze_heap=True),
             access_log_class=MaskedAccessLogger,
         )
         await runner.setup()

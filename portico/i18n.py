@@ -48,6 +48,7 @@ __all__ = [
     "negotiate",
     "ngettext",
     "normalize",
+    "region",
     "resolve",
     "translations",
     "use",
@@ -241,8 +242,13 @@ def install(env: Any) -> None:
     )
 
 
+def region(locale: str | None = None) -> str:
+    """The Babel locale a language is formatted in ('fr' -> 'fr_CA'); default the current one."""
+    return REGIONS[resolve(locale or current())]
+
+
 def babel_locale(locale: str | None = None) -> BabelLocale:
-    return BabelLocale.parse(REGIONS[resolve(locale or current())])
+    return BabelLocale.parse(region(locale))
 
 
 def _local(moment: datetime, zone: ZoneInfo | str | None) -> datetime:

@@ -8,6 +8,7 @@ so an invoice's PDF, page, email and stored total never disagree by a cent.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -37,8 +38,15 @@ def format_money(amount_cents: int | None, currency: str, locale: str | None = N
         sign = "-" if amount_cents < 0 else ""
         text = f"{whole:,}.{cents:02d}"
         return f"{sign}${text}" if code == "USD" else f"{sign}{text} {code}"
-    amount = Decimal(int(amount_cents)) / 100
-    return format_currency(amount, code, locale=i18n.babel_locale(locale), currency_digits=False)
+    return _in_locale(int(amount_cents), code, i18n.region(locale))
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_locale(amount_cents: int, code: str, region: str) -> str:
+    """Babel's formatting, remembered: it parses the locale's pattern on every call, and a
+    page writes the same few amounts again and again (the signing page, docs/benchmarks.md)."""
+    amount = Decimal(amount_cents) / 100
+    return format_currency(amount, code, locale=region, currency_digits=False)
 
 
 def _half_up(value: Decimal) -> int:

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from portico import db
-from portico.db import create_all, create_engine, execute_alone, read_connection, session_maker
-from portico.models import Client
+from portico.db import (
+    DirectRead,
+    create_all,
+    create_engine,
+    execute_alone,
+    read_connection,
+    session_maker,
+)
+from portico.models import Approval, Approver, Client, Document, Project
+from portico.services.signing_links import LINK_QUERY
 from tests.conftest import database_backends
 
 
@@ -188,3 +209,112 @@ async def test_postgresql_replaces_the_whole_pool_once_one_connection_was_found_
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no more tests before use
     async with read_connection(sessions) as one, read_connection(sessions) as two:
         assert {await one.scalar(pid), await two.scalar(pid)}.isdisjoint(dropped)
+
+
+async def test_a_direct_read_returns_what_sqlalchemy_returns(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The signing page's lookup runs straight on the driver: same values, same types (UTC
+    datetimes, JSON lists, booleans, NULLs), same order, on both stores."""
+    async with sessions() as session, session.begin():
+        client = Client(name="Dana Client", email="dana@client.test", locale="fr")
+        session.add(client)
+        await session.flush()
+        project = Project(client_id=client.id, name="Kitchen")
+        session.add(project)
+        await session.flush()
+        document = Document(
+            project_id=project.id,
+            kind="change_order",
+            title="Outlets",
+            number="CO-1",
+            amount_cents=63500,
+            portal_visible=True,
+            file_path="documents/x.pdf",
+            sha256="0" * 64,
+            size_bytes=10,
+            line_items=[{"description": "Outlet", "quantity": 4, "unit_price_cents": 12500}],
+        )
+        session.add(document)
+        await session.flush()
+        approval = Approval(
+            document_id=document.id,
+            workflow_id="approval-direct-read",
+            routing="all",
+            expires_at=datetime(2027, 1, 5, 17, 30, tzinfo=UTC),
+            channels=["email", "sms"],
+            notify_staff=[{"email": "office@example.com"}],
+        )
+        session.add(approval)
+        await session.flush()
+        for position, name in enumerate(["Second", "First"][::-1]):
+            session.add(
+                Approver(
+                    approval_id=approval.id,
+                    position=position,
+                    name=name,
+                    email=f"{name.lower()}@client.test",
+                    status="approved" if position == 0 else "pending",
+                    token_hash=f"{position:064d}",
+                    token_expires_at=datetime(2027, 6, 1, tzinfo=UTC),
+                    sms_code=f"{4821 + position}",
+                    signed_at=datetime(2026, 12, 1, 9, tzinfo=UTC) if position == 0 else None,
+                    consent=position == 0,
+                )
+            )
+
+    read = DirectRead(LINK_QUERY)
+    for token_hash in (f"{1:064d}", f"{0:064d}", "no such hash"):
+        direct = await read.all(sessions, {"token_hash": token_hash})
+        async with read_connection(sessions) as conn:
+            usual = [tuple(r) for r in await conn.execute(LINK_QUERY, {"token_hash": token_hash})]
+        assert direct == usual
+        assert [[type(v) for v in row] for row in direct] == [
+            [type(v) for v in row] for row in usual
+        ]
+        for row in direct:
+            assert all(v.utcoffset() == timedelta(0) for v in row if isinstance(v, datetime))
+    assert len(await read.all(sessions, {"token_hash": f"{1:064d}"})) == 2
+
+
+async def test_a_direct_read_that_fails_puts_no_connection_back(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A read that fails on the driver (here: a missing table) raises, and its connection is
+    discarded rather than handed to the next request in whatever state it was left."""
+    missing = Table("no_such_table", MetaData(), Column("id", Integer))
+    engine = sessions.kw["bind"]
+    pool = engine.sync_engine.pool
+    async with read_connection(sessions), read_connection(sessions):  # two pooled, warm
+        pass
+    with pytest.raises(Exception, match="no_such_table"):
+        await DirectRead(select(missing.c.id)).all(sessions, {})
+    assert pool.checkedout() == 0
+    invalidated: list[int] = []
+    event.listen(pool, "connect", lambda *_: invalidated.append(1))
+    async with read_connection(sessions) as a, read_connection(sessions) as b:
+        await a.scalar(select(func.count()).select_from(Client))
+        await b.scalar(select(func.count()).select_from(Client))
+    assert invalidated == [1]  # the failed read's connection was replaced, the other reused
+
+
+async def test_the_pool_keeps_its_connections_under_a_steady_load(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """More requests at once than SQLAlchemy's default pool of 5: once warm, no connection is
+    opened again (its "overflow" ones were closed on every return, so a steady load
+    reconnected all the time: a new server process per connection on PostgreSQL)."""
+    engine = sessions.kw["bind"]
+    opened: list[int] = []
+    event.listen(engine.sync_engine.pool, "connect", lambda *_: opened.append(1))
+
+    async def read() -> None:
+        async with read_connection(sessions) as conn:
+            await conn.scalar(select(func.count()).select_from(Client))
+            await asyncio.sleep(0.01)  # all of them hold a connection at once
+
+    await asyncio.gather(*(read() for _ in range(db.POOL_SIZE)))
+    assert len(opened) == db.POOL_SIZE
+    for _ in range(3):
+        await asyncio.gather(*(read() for _ in range(40)))  # more than the pool: they queue
+    assert len(opened) == db.POOL_SIZE

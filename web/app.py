@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 from temporalio.client import Client
 
+from portico import heap
 from portico.db import create_engine, session_maker
 from portico.models import OutboundMessage
 from portico.services.agreements import Agreements
@@ -41,9 +42,15 @@ HERE = Path(__file__).parent
 
 
 def create_app(
-    settings: Settings, *, temporal_client: Client | None = None, dev_mode: bool = False
+    settings: Settings,
+    *,
+    temporal_client: Client | None = None,
+    dev_mode: bool = False,
+    freeze_heap: bool = False,
 ) -> web.Application:
-    """Build the web app; `temporal_client` is injected by tests and the dev runner."""
+    """Build the web app; `temporal_client` is injected by tests and the dev runner.
+    `freeze_heap`: a web process of its own (`portico web`, `portico dev`) freezes its
+    start-up objects out of garbage collection once the app has started (portico.heap)."""
     # Generated once into var/ when unset (CONTRACT section 1): at start-up, so that
     # `cat var/staff-api.key` works as soon as the web layer runs, not after a first request.
     settings.secret_key, settings.staff_api_key  # noqa: B018
@@ -99,7 +106,13 @@ def create_app(
     app.router.add_get("/", home)
     if dev_mode:
         app.router.add_get("/dev/outbox", dev_outbox)
+    if freeze_heap:  # after the engine and clients are made (cleanup contexts start first)
+        app.on_startup.append(freeze_startup_heap)
     return app
+
+
+async def freeze_startup_heap(app: web.Application) -> None:
+    heap.freeze_startup_objects()
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:

@@ -689,11 +689,6 @@ def approver_out(approver: Approver) -> ApproverOut:
     return ApproverOut.model_validate(approver)
 
 
-def approver_json(approver: Approver) -> dict[str, Any]:
-    """An approver as the JSON shows it (for templates and scripts that read plain values)."""
-    return approver_out(approver).model_dump(mode="json")
-
-
 def signed_pdf_status(approval: Approval) -> Literal["ready", "failed", "pending"] | None:
     """`ready`, `failed` (staff were told), `pending` (being built) or None (not approved)."""
     if approval.signed_pdf_path:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapper, selectinload
 
 from portico import tokens
 from portico.clock import utcnow
-from portico.db import execute_alone, read_connection
+from portico.db import DirectRead, execute_alone, read_connection
 from portico.models import Approval, Approver, Client, Document, Project, SigningLink
 
 T = TypeVar("T")
@@ -71,9 +71,10 @@ async def approver_for_portal_token(
 
 
 # What a signing page needs, in one statement: the link's approver ("me"), its request and
-# document, one row per approver of that request, and the client's language. Plain Core rows
-# made into transient ORM objects cost a fraction of ORM loading (the signing page is the
-# busiest read path, docs/benchmarks.md section 1).
+# document, one row per approver of that request, and the client's language. Rows made into
+# transient ORM objects cost a fraction of ORM loading, and the statement runs straight on the
+# driver (portico.db.DirectRead): the signing page is the busiest read path
+# (docs/benchmarks.md section 1).
 _ME = Approver.__table__.alias("me")
 _EVERYONE = Approver.__table__.alias("everyone")
 _APPROVALS = Approval.__table__
@@ -99,12 +100,18 @@ LINK_QUERY = (
     .where(_ME.c.token_hash == bindparam("token_hash"))
     .order_by(_EVERYONE.c.position)
 )
+_LINK_READ = DirectRead(LINK_QUERY)
+_ME_ID, _CLIENT_LOCALE, _CLIENT_TIMEZONE = (
+    LINK_QUERY.selected_columns.keys().index(key)
+    for key in ("me_id", "client_locale", "client_timezone")
+)
 
 
-def _columns(model: type, table: Any) -> list[tuple[str, Any]]:
-    """(attribute name, selected column) pairs to build `model` objects from LINK_QUERY rows."""
+def _columns(model: type, table: Any) -> list[tuple[str, int]]:
+    """(attribute name, position in a LINK_QUERY row) pairs to build `model` objects."""
     mapper: Mapper[Any] = inspect(model)
-    return [(attr.key, table.c[attr.columns[0].name]) for attr in mapper.column_attrs]
+    position = {id(column): i for i, column in enumerate(LINK_QUERY.selected_columns)}
+    return [(attr.key, position[id(table.c[attr.columns[0].name])]) for attr in mapper.column_attrs]
 
 
 _APPROVER_COLUMNS = _columns(Approver, _EVERYONE)
@@ -112,11 +119,11 @@ _APPROVAL_COLUMNS = _columns(Approval, _APPROVALS)
 _DOCUMENT_COLUMNS = _columns(Document, _DOCUMENTS)
 
 
-def _build(model: type[T], columns: list[tuple[str, Any]], row: Any) -> T:
+def _build(model: type[T], columns: list[tuple[str, int]], row: tuple[Any, ...]) -> T:
     """A transient `model` object filled the way the ORM fills a loaded one (its __dict__),
     without the change events `model(**values)` fires for every attribute."""
     obj: T = inspect(model).class_manager.new_instance()
-    obj.__dict__.update({key: row[column] for key, column in columns})
+    obj.__dict__.update({key: row[i] for key, i in columns})
     return obj
 
 
@@ -124,9 +131,7 @@ async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> O
     """What a signing token opens; its approver, request, document and fellow approvers are
     transient objects (read them, never add them to a session)."""
     token_hash = tokens.hash_token(token)
-    async with read_connection(sessions) as conn:
-        result = await conn.execute(LINK_QUERY, {"token_hash": token_hash})
-        rows = [r._mapping for r in result]
+    rows = await _LINK_READ.all(sessions, {"token_hash": token_hash})
     if not rows:  # a short-lived token minted from the client portal
         async with sessions() as session:
             found = await approver_for_portal_token(session, token_hash)
@@ -135,15 +140,16 @@ async def load_link(sessions: async_sessionmaker[AsyncSession], token: str) -> O
         approver, portal = found
         locale, timezone = await client_language(sessions, approver.approval.document.project_id)
         return OpenedLink(approver, portal, locale, timezone)
-    approval = _build(Approval, _APPROVAL_COLUMNS, rows[0])
+    first = rows[0]
+    approval = _build(Approval, _APPROVAL_COLUMNS, first)
     approvers = [_build(Approver, _APPROVER_COLUMNS, row) for row in rows]
     approval.__dict__.update(
-        document=_build(Document, _DOCUMENT_COLUMNS, rows[0]), approvers=approvers
+        document=_build(Document, _DOCUMENT_COLUMNS, first), approvers=approvers
     )
     for approver in approvers:
         approver.__dict__["approval"] = approval
-    me = next(a for a in approvers if a.id == rows[0]["me_id"])
-    return OpenedLink(me, None, rows[0]["client_locale"], rows[0]["client_timezone"])
+    me = next(a for a in approvers if a.id == first[_ME_ID])
+    return OpenedLink(me, None, first[_CLIENT_LOCALE], first[_CLIENT_TIMEZONE])
 
 
 def link_expired(approver: Approver) -> bool:

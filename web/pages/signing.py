@@ -34,7 +34,7 @@ from portico.i18n import gettext as _
 from portico.models import Approval, Approver, Document
 from portico.money import format_money
 from portico.services.approvals import SIGNED_COPY_PREPARING as PREPARING
-from portico.services.approvals import approver_json, check_upload, signed_pdf_path
+from portico.services.approvals import check_upload, signed_pdf_path
 from portico.services.signing_links import (
     PortalOrigin,
     count_view,
@@ -146,7 +146,6 @@ def evidence(request: web.Request, link: Link) -> Evidence:
 def page_context(request: web.Request, link: Link, **extra: Any) -> dict[str, Any]:
     settings = request.app[SETTINGS]
     doc = link.document
-    others = [a for a in link.approval.approvers if a.id != link.approver.id]
     context = {
         "link": link,
         "token": link.token,
@@ -156,8 +155,6 @@ def page_context(request: web.Request, link: Link, **extra: Any) -> dict[str, An
         "brand_division": link.approval.division,
         "kind_label": i18n.kind_label(doc.kind),
         "amount": format_money(doc.amount_cents, doc.currency),
-        "approver": approver_json(link.approver),
-        "others": [approver_json(a) for a in others],
         "signed_so_far": [a for a in link.approval.approvers if a.status == "approved"],
         "waiting_for": [
             a.name
