@@ -36,6 +36,7 @@ from portico.db import (
 from portico.models import Approval, Approver, Client, Document, Project
 from portico.services.signing_links import LINK_QUERY
 from tests.conftest import database_backends
+from tests.support.helpers import added
 
 
 async def test_a_read_connection_sees_committed_rows_and_leaves_sessions_transactional(
@@ -217,12 +218,8 @@ async def test_a_direct_read_returns_what_sqlalchemy_returns(
     """The signing page's lookup runs straight on the driver: same values, same types (UTC
     datetimes, JSON lists, booleans, NULLs), same order, on both stores."""
     async with sessions() as session, session.begin():
-        client = Client(name="Dana Client", email="dana@client.test", locale="fr")
-        session.add(client)
-        await session.flush()
-        project = Project(client_id=client.id, name="Kitchen")
-        session.add(project)
-        await session.flush()
+        client = await added(session, Client(name="Dana", email="dana@client.test", locale="fr"))
+        project = await added(session, Project(client_id=client.id, name="Kitchen"))
         document = Document(
             project_id=project.id,
             kind="change_order",
@@ -235,8 +232,7 @@ async def test_a_direct_read_returns_what_sqlalchemy_returns(
             size_bytes=10,
             line_items=[{"description": "Outlet", "quantity": 4, "unit_price_cents": 12500}],
         )
-        session.add(document)
-        await session.flush()
+        await added(session, document)
         approval = Approval(
             document_id=document.id,
             workflow_id="approval-direct-read",
@@ -245,9 +241,8 @@ async def test_a_direct_read_returns_what_sqlalchemy_returns(
             channels=["email", "sms"],
             notify_staff=[{"email": "office@example.com"}],
         )
-        session.add(approval)
-        await session.flush()
-        for position, name in enumerate(["Second", "First"][::-1]):
+        await added(session, approval)
+        for position, name in enumerate(["First", "Second"]):
             session.add(
                 Approver(
                     approval_id=approval.id,

@@ -25,6 +25,7 @@ from portico.db import create_all, create_engine, session_maker
 from portico.files import FileStore
 from portico.models import Approval, Approver, Client, Document, Project
 from portico.settings import Settings
+from tests.support.helpers import added
 from workflows.types import AuditEventInput
 
 T0 = datetime(2024, 5, 1, 14, 0, 0, tzinfo=UTC)
@@ -165,12 +166,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         )
         original_path = store.save("documents", original, ".pdf")
         async with sessions() as session:
-            client = Client(name="Dana Client", email="dana@example.com")
-            session.add(client)
-            await session.flush()
-            project = Project(client_id=client.id, name="Kitchen")
-            session.add(project)
-            await session.flush()
+            client = await added(session, Client(name="Dana Client", email="dana@example.com"))
+            project = await added(session, Project(client_id=client.id, name="Kitchen"))
             document = Document(
                 project_id=project.id,
                 kind="quote",

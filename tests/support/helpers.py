@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portico import pdf
 from portico.models import OutboundMessage
 
+T = TypeVar("T")
 LINK = re.compile(r"https?://[^\s\"<>]+/s/([A-Za-z0-9_\-]+)")
+
+
+async def added(session: AsyncSession, row: T) -> T:
+    """`row` added to `session` and flushed, so its id is set (rows written straight to SQL)."""
+    session.add(row)
+    await session.flush()
+    return row
 
 
 async def seed_document(stack: Any, **overrides: Any) -> dict[str, Any]:
