@@ -213,8 +213,9 @@ async def run_worker(
     freeze_heap: bool = False,
 ) -> None:
     """Run until `stop` is set; the worker finishes in-flight tasks before returning.
-    `freeze_heap`: a process of its own (`python worker.py`, `portico dev`) freezes its
-    start-up objects out of garbage collection once the workers have started (portico.heap)."""
+    `freeze_heap`: a process of its own (`python worker.py`) freezes its start-up objects out
+    of garbage collection before it starts polling (portico.heap), so that no task in flight
+    is frozen with them."""
     if client is None:
         runtime = None
         if settings.worker_metrics_address:  # Prometheus scrape endpoint of the SDK's metrics
@@ -227,11 +228,11 @@ async def run_worker(
             runtime=runtime,
         )
     await ensure_search_attributes(client, settings.temporal_namespace)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
+    if freeze_heap:
+        heap.freeze_startup_objects()
     try:
         async with build_worker(client, settings, session_maker(engine)):
-            if freeze_heap:
-                heap.freeze_startup_objects()
             log.info(
                 "worker polling task queues %r and %r (SMS, %.1f/s)",
                 settings.task_queue,

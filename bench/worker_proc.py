@@ -105,12 +105,12 @@ async def main() -> None:
             activities=[mark],
             **bare_options,
         )
+        heap.freeze_startup_objects()  # as worker.py does, so the baseline compares
         async with timers:
-            heap.freeze_startup_objects()  # as worker.py does, so the baseline compares
             print("READY", flush=True)
             await stop.wait()
         return
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     bare = Worker(
         client,
         task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,
@@ -118,9 +118,9 @@ async def main() -> None:
         activities=[noop],
         **bare_options,
     )
+    heap.freeze_startup_objects()  # as worker.py does
     try:
         async with portico_worker.build_worker(client, settings, session_maker(engine)), bare:
-            heap.freeze_startup_objects()  # as worker.py does
             print("READY", flush=True)
             await stop.wait()
     finally:

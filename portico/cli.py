@@ -122,7 +122,7 @@ async def with_service(settings: Settings, work: Callable[[Any], Awaitable[int]]
     from portico.services.approvals import Portico
     from portico.services.gateway import TemporalGateway
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     try:
         service = Portico(settings, session_maker(engine), TemporalGateway(settings))
         return await work(service)
@@ -184,7 +184,7 @@ async def audit_verify(approval_id: int, settings: Settings) -> int:
     from portico.db import create_engine, session_maker
     from portico.models import Approval
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     try:
         sessions = session_maker(engine)
         async with sessions() as session:
@@ -214,7 +214,7 @@ async def staff_command(args: argparse.Namespace, settings: Settings) -> int:
     from portico.schemas import describe_errors
     from portico.services.staff import StaffAuth, StaffMemberIn
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     auth = StaffAuth(session_maker(engine))
     try:
         if args.action == "add":
@@ -248,7 +248,7 @@ async def audit_verify_invoice(invoice_id: int, settings: Settings) -> int:
     from portico.db import create_engine, session_maker
     from portico.services.invoice_audit import verify_invoice
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     try:
         found = await verify_invoice(session_maker(engine), invoice_id)
     finally:

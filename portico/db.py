@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, event, make_url
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
 from portico.models import Base
@@ -27,29 +29,25 @@ SessionMaker = async_sessionmaker
 # A pooled PostgreSQL connection idle this long is tested before it is used again.
 PING_AFTER_IDLE_SECONDS = 10.0
 _IDLE_SINCE = "portico_idle_since"
-# Connections a process keeps: all of them stay open once made. SQLAlchemy's default (5, plus
-# 10 "overflow" ones closed again as soon as they are returned) reconnects all the time under
-# a steady load of more than 5 requests at once: on PostgreSQL a new server process per
-# connection, which halved the signing page's throughput (docs/benchmarks.md). Same cap, 15.
+# Connections a process keeps (PORTICO_DB_POOL_SIZE): all of them stay open once made.
+# SQLAlchemy's default (5, plus 10 "overflow" ones closed again as soon as they are returned)
+# reconnects all the time under a steady load of more than 5 requests at once: on PostgreSQL a
+# new server process per connection, which halved the signing page's throughput
+# (docs/benchmarks.md). Same cap, 15.
 POOL_SIZE = 15
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine for `url`; SQLite files get their folder created and foreign keys on."""
+def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
+    """An engine for `url` keeping up to `pool_size` connections; SQLite files get their folder
+    created and foreign keys on."""
     if url.startswith("sqlite"):
         path = make_url(url).database
-        in_memory = path in (None, "", ":memory:")  # one shared connection (StaticPool)
-        if path and not in_memory:
+        if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Connections are always returned through a Connection or Session, which has already
         # ended its transaction: the pool's own reset rollback would be one more trip to
         # aiosqlite's thread per use (the signing page does six in all).
-        engine = create_async_engine(
-            url,
-            connect_args={"timeout": 30},
-            pool_reset_on_return=None,
-            **({} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": 0}),
-        )
+        engine = _pooled(url, pool_size, connect_args={"timeout": 30}, pool_reset_on_return=None)
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
@@ -62,9 +60,21 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0)
+    engine = _pooled(url, pool_size)
     _ping_after_idle(engine)
     return engine
+
+
+def _pooled(url: str, pool_size: int, **options: Any) -> AsyncEngine:
+    """An engine whose pool keeps up to `pool_size` connections open and hands out the one used
+    last (so a light load keeps using a few, and the rest idle until a burst needs them).
+    A database that lives in its one connection (in-memory SQLite) keeps its own pool."""
+    engine = create_async_engine(url, **options)
+    if not isinstance(engine.sync_engine.pool, QueuePool):
+        return engine
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_use_lifo=True, **options
+    )
 
 
 def _ping_after_idle(engine: AsyncEngine) -> None:
@@ -146,9 +156,18 @@ class DirectRead:
     compiles for the engine's dialect, and parameters and values go through the same type
     processors, so rows hold exactly what `conn.execute(statement)` returns: tuples in the
     order of `statement.selected_columns`. Other drivers take the usual path.
+
+    A read that fails on the driver is run again the usual way, so errors are what
+    `conn.execute` raises (`DBAPIError`) and SQLAlchemy handles a dead connection as it always
+    does: it replaces the whole pool (the server restarted). Statements it cannot run this way
+    (IN lists expanded at execution, columns whose conversion needs the driver's type code)
+    are refused when the DirectRead is made.
     """
 
     def __init__(self, statement: Select[Any]) -> None:
+        for column in statement.selected_columns:
+            if isinstance(column.type, sqltypes.Numeric):  # Float too
+                raise ValueError(f"DirectRead: {column} is {column.type}; use read_connection")
         self.statement = statement
         self._compiled: dict[str, _CompiledRead] = {}  # per dialect name
 
@@ -157,57 +176,70 @@ class DirectRead:
     ) -> list[tuple[Any, ...]]:
         engine: AsyncEngine = sessions.kw["bind"]
         dialect = engine.dialect
-        if dialect.driver not in ("asyncpg", "aiosqlite"):
-            async with read_connection(sessions) as conn:
-                return [tuple(row) for row in await conn.execute(self.statement, params)]
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            compiled = self._compiled[dialect.name] = _CompiledRead(self.statement, dialect)
-        args = compiled.arguments(params)
-        async with engine.connect() as conn:
-            driver: Any = (await conn.get_raw_connection()).driver_connection
-            try:
-                if dialect.driver == "asyncpg":  # no transaction: one round trip
-                    raw = await driver.fetch(compiled.sql, *args)
-                else:  # one trip to the connection's thread; a SELECT opens no transaction
-                    raw = await driver.execute_fetchall(compiled.sql, args)
-            except BaseException:
-                # Whatever broke (the server went away, the task was cancelled mid-read), this
-                # connection is not put back for someone else: SQLAlchemy would have told a
-                # dead one apart, this path cannot, and a needless reconnect costs little.
-                await conn.invalidate()
-                raise
-        return [compiled.row(values) for values in raw]
+        if dialect.driver in ("asyncpg", "aiosqlite"):
+            compiled = self._compiled.get(dialect.name)
+            if compiled is None:
+                compiled = self._compiled[dialect.name] = _CompiledRead(self.statement, dialect)
+            raw = await compiled.fetch(engine, params)
+            if raw is not None:
+                return [compiled.row(values) for values in raw]
+        async with read_connection(sessions) as conn:
+            return [tuple(row) for row in await conn.execute(self.statement, params)]
 
 
 class _CompiledRead:
     """A SELECT compiled for one dialect, with its parameters' and columns' type processors."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
+        self.compiled = compiled = statement.compile(dialect=dialect)
         names = compiled.positiontup
-        if names is None:
-            raise ValueError(f"{dialect.name}: DirectRead needs a positional paramstyle")
-        self.binds = [
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in names
-        ]
+        if names is None or compiled.post_compile_params or compiled.literal_execute_params:
+            raise ValueError(f"DirectRead cannot run {statement} on {dialect.name}")
+        self.sql = compiled.string
+        self.names = list(names)
+        self.bind_processors = {
+            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.names
+        }
         self.processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
 
     def arguments(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            process(params[name]) if process else params[name] for name, process in self.binds
-        )
+        values = self.compiled.construct_params(params)  # literals and defaults included
+        out = []
+        for name in self.names:
+            process = self.bind_processors[name]
+            out.append(process(values[name]) if process else values[name])
+        return tuple(out)
 
     def row(self, values: Any) -> tuple[Any, ...]:
         return tuple(
             process(value) if process else value
             for process, value in zip(self.processors, values, strict=True)
         )
+
+    async def fetch(self, engine: AsyncEngine, params: dict[str, Any]) -> list[Any] | None:
+        """The driver's rows, or None if the driver failed (the caller runs the usual path)."""
+        args = self.arguments(params)
+        asyncpg = engine.dialect.driver == "asyncpg"
+        async with engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                if asyncpg:  # no transaction: one round trip
+                    return list(await driver.fetch(self.sql, *args))
+                # One trip to the connection's thread. A SELECT opens no transaction and
+                # leaves no state; aiosqlite finishes a cancelled one before the next call.
+                return list(await driver.execute_fetchall(self.sql, args))
+            except BaseException as err:
+                # asyncpg's connection may be mid-protocol (cancelled) or dead: not put back
+                # for someone else. (Not SQLite's: an in-memory database is its one connection.)
+                if asyncpg:
+                    await conn.invalidate()
+                if not isinstance(err, Exception):
+                    raise
+        return None
 
 
 async def execute_alone(

@@ -190,7 +190,7 @@ DEMO_ADMIN = "office@example.com"
 async def create_demo(settings: Settings, client: Client) -> str:
     """A demo client, project, change order and one pending approval, and the console admin
     office@example.com; returns the approval's signing link."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     try:
         sessions = session_maker(engine)
         with contextlib.suppress(Conflict):  # already there from an earlier `--demo`

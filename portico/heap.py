@@ -16,8 +16,9 @@ def freeze_startup_objects() -> int:
     (modules, SQLAlchemy's and Jinja2's internals, Babel's locale data), and each full
     collection of the web process took up to 210 ms under load, a pause every request in
     flight waited out (docs/benchmarks.md). Those objects live as long as the process: the
-    collector need not look at them again. Objects made later are collected as before, and a
-    frozen object whose last reference goes away is still freed."""
+    collector need not look at them again. Objects made later are collected as before. A
+    frozen object whose last reference goes away is still freed, but a frozen reference cycle
+    never is: call this once start-up is done and before any work is in flight."""
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field("sqlite+aiosqlite:///./var/portico.db", alias="PORTICO_DATABASE_URL")
+    # Connections each process opens as its load needs them and keeps (docs/operations.md).
+    db_pool_size: int = Field(15, ge=1, le=200, alias="PORTICO_DB_POOL_SIZE")
     public_url: str = Field("http://127.0.0.1:8080", alias="PORTICO_PUBLIC_URL")
     http_host: str = Field("127.0.0.1", alias="PORTICO_HTTP_HOST")
     http_port: int = Field(8080, alias="PORTICO_HTTP_PORT")

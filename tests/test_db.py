@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
 from sqlalchemy import (
     Column,
     Integer,
     MetaData,
+    Numeric,
     Table,
     bindparam,
     event,
@@ -35,8 +39,11 @@ from portico.db import (
 )
 from portico.models import Approval, Approver, Client, Document, Project
 from portico.services.signing_links import LINK_QUERY
+from portico.settings import Settings
 from tests.conftest import database_backends
 from tests.support.helpers import added
+from web.app import create_app
+from web.http.keys import SESSIONS
 
 
 async def test_a_read_connection_sees_committed_rows_and_leaves_sessions_transactional(
@@ -272,25 +279,29 @@ async def test_a_direct_read_returns_what_sqlalchemy_returns(
     assert len(await read.all(sessions, {"token_hash": f"{1:064d}"})) == 2
 
 
-async def test_a_direct_read_that_fails_puts_no_connection_back(
+async def test_a_direct_read_that_fails_raises_sqlalchemys_error_and_returns_its_connection(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A read that fails on the driver (here: a missing table) raises, and its connection is
-    discarded rather than handed to the next request in whatever state it was left."""
+    """A read that fails on the driver (here: a missing table) is run again the usual way, so
+    the caller gets SQLAlchemy's `DBAPIError`, as from `conn.execute`. Nothing stays checked
+    out. On PostgreSQL the driver's connection is not put back (it may be mid-protocol); on
+    SQLite it is (a SELECT leaves no state)."""
     missing = Table("no_such_table", MetaData(), Column("id", Integer))
     engine = sessions.kw["bind"]
     pool = engine.sync_engine.pool
     async with read_connection(sessions), read_connection(sessions):  # two pooled, warm
         pass
-    with pytest.raises(Exception, match="no_such_table"):
+    opened: list[int] = []
+    event.listen(pool, "connect", lambda *_: opened.append(1))
+    with pytest.raises(DBAPIError, match="no_such_table"):
         await DirectRead(select(missing.c.id)).all(sessions, {})
     assert pool.checkedout() == 0
-    invalidated: list[int] = []
-    event.listen(pool, "connect", lambda *_: invalidated.append(1))
+    replaced = [1] if engine.dialect.name == "postgresql" else []
+    assert opened == replaced  # the usual path's retry got a fresh connection in its place
     async with read_connection(sessions) as a, read_connection(sessions) as b:
         await a.scalar(select(func.count()).select_from(Client))
         await b.scalar(select(func.count()).select_from(Client))
-    assert invalidated == [1]  # the failed read's connection was replaced, the other reused
+    assert opened == replaced  # and the pool still holds two
 
 
 async def test_the_pool_keeps_its_connections_under_a_steady_load(
@@ -313,3 +324,77 @@ async def test_the_pool_keeps_its_connections_under_a_steady_load(
     for _ in range(3):
         await asyncio.gather(*(read() for _ in range(40)))  # more than the pool: they queue
     assert len(opened) == db.POOL_SIZE
+
+
+async def test_a_direct_read_fills_in_literal_values_and_refuses_what_it_cannot_run(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        session.add_all(
+            [Client(name="Dana", email="dana@client.test"), Client(name="Eli", email="e@x.test")]
+        )
+    literal = select(Client.name).where(Client.email == "e@x.test").limit(1)  # no params given
+    assert await DirectRead(literal).all(sessions, {}) == [("Eli",)]
+    with pytest.raises(ValueError, match="read_connection"):
+        DirectRead(select(Document.amount_cents.cast(Numeric(12, 2))))
+    in_list = select(Client.name).where(Client.email.in_(bindparam("emails", expanding=True)))
+    with pytest.raises(ValueError, match="cannot run"):
+        await DirectRead(in_list).all(sessions, {"emails": ["e@x.test"]})
+
+
+async def test_a_failed_direct_read_keeps_an_in_memory_database() -> None:
+    """An in-memory SQLite database lives in its one connection: a read that fails must not
+    replace that connection (with a new, empty database)."""
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        await create_all(engine)
+        sessions = session_maker(engine)
+        async with sessions() as session, session.begin():
+            session.add(Client(name="Dana", email="dana@client.test"))
+        missing = Table("no_such_table", MetaData(), Column("id", Integer))
+        with pytest.raises(DBAPIError, match="no_such_table"):
+            await DirectRead(select(missing.c.id)).all(sessions, {})
+        assert await DirectRead(select(Client.name)).all(sessions, {}) == [("Dana",)]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", POSTGRESQL, indirect=True)
+async def test_direct_reads_after_the_server_dropped_every_connection_fail_at_most_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The server restarted while the pool was in steady use (no connection idle long enough
+    to be tested). A read that finds its connection dead discards it and is run again the
+    usual way; at worst that meets another dead one, and SQLAlchemy replaces the whole pool
+    and raises its own error, as its own path does once. After the first burst all is well."""
+    pid = text("SELECT pg_backend_pid()")
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(read_connection(sessions)) for _ in range(5)]
+        dropped = {await conn.scalar(pid) for conn in conns}
+    await drop_on_server(sessions, dropped)
+    read = DirectRead(select(func.count()).select_from(Client))
+
+    async def outcome() -> object:
+        try:
+            return await read.all(sessions, {})
+        except DBAPIError:
+            return "error"
+
+    first = await asyncio.gather(*(outcome() for _ in range(5)))
+    assert first.count("error") <= 1
+    assert all(result == [(0,)] for result in first if result != "error")
+    for _ in range(2):
+        assert await asyncio.gather(*(outcome() for _ in range(5))) == [[(0,)]] * 5
+
+
+async def test_each_process_keeps_as_many_connections_as_configured(settings: Settings) -> None:
+    """PORTICO_DB_POOL_SIZE: the web app's pool (the worker and the CLI read it the same way)."""
+    app = create_app(settings.model_copy(update={"db_pool_size": 4}))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        assert app[SESSIONS].kw["bind"].sync_engine.pool.size() == 4
+    finally:
+        await client.close()
+    with pytest.raises(ValidationError, match="PORTICO_DB_POOL_SIZE"):
+        Settings(PORTICO_VAR_DIR=str(settings.var_dir), PORTICO_DB_POOL_SIZE="0")

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from portico import heap
 from web.app import create_app
+from web.http.keys import SESSIONS
 from worker import run_worker
 
 
@@ -49,16 +50,19 @@ async def test_a_served_web_app_freezes_its_heap_once_started(settings, thawed: 
         assert gc.get_freeze_count() == 0
     finally:
         await client.close()
-    served = TestClient(TestServer(create_app(settings, freeze_heap=True)))  # `portico web`
+    app = create_app(settings, freeze_heap=True)  # as `portico web` makes it
+    served = TestClient(TestServer(app))
     await served.start_server()
     try:
         assert gc.get_freeze_count() > 1000
+        sessions = app[SESSIONS]  # made at start-up, before the freeze
+        assert not any(o is sessions for o in gc.get_objects())
         assert (await served.get("/healthz")).status == 200
     finally:
         await served.close()
 
 
-async def test_the_worker_process_freezes_its_heap_once_polling(
+async def test_the_worker_process_freezes_its_heap_before_polling(
     settings, dev_env, thawed: None
 ) -> None:
     configured = settings.model_copy(

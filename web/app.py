@@ -117,7 +117,7 @@ async def freeze_startup_heap(app: web.Application) -> None:
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings.db_pool_size)
     app[SESSIONS] = session_maker(engine)
     app[SERVICE] = Portico(settings, app[SESSIONS], app[TEMPORAL])
     yield
