@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ _IDLE_SINCE = "portico_idle_since"
 # new server process per connection, which halved the signing page's throughput
 # (docs/benchmarks.md). Same cap, 15.
 POOL_SIZE = 15
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the lock
 
 
 def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
@@ -152,16 +154,18 @@ class DirectRead:
     The signing page's lookup is one prepared SELECT, yet through SQLAlchemy's asyncio layer
     (execution context, a greenlet switch per driver call, Result objects; on SQLite four
     trips to aiosqlite's thread) it cost 0.34 ms of CPU on PostgreSQL and 0.61 ms on SQLite,
-    against 0.18 and 0.22 ms run this way (docs/benchmarks.md). The SQL is what SQLAlchemy
-    compiles for the engine's dialect, and parameters and values go through the same type
-    processors, so rows hold exactly what `conn.execute(statement)` returns: tuples in the
-    order of `statement.selected_columns`. Other drivers take the usual path.
+    against 0.18 ms on asyncpg and 0.14 ms on SQLite run this way (docs/benchmarks.md). The
+    SQL is what SQLAlchemy compiles for the engine's dialect, and parameters and values go
+    through the same type processors, so rows hold exactly what `conn.execute(statement)`
+    returns: tuples in the order of `statement.selected_columns`. On asyncpg it is one
+    `fetch`; on SQLite the read runs on the event loop's thread unless it would have to wait
+    (`_sqlite_now`), else in the connection's thread. Other drivers take the usual path.
 
     A read that fails on the driver is run again the usual way, so errors are what
     `conn.execute` raises (`DBAPIError`) and SQLAlchemy handles a dead connection as it always
     does: it replaces the whole pool (the server restarted). Statements it cannot run this way
     (IN lists expanded at execution, columns whose conversion needs the driver's type code)
-    are refused when the DirectRead is made.
+    are refused.
     """
 
     def __init__(self, statement: Select[Any]) -> None:
@@ -229,6 +233,9 @@ class _CompiledRead:
             try:
                 if asyncpg:  # no transaction: one round trip
                     return list(await driver.fetch(self.sql, *args))
+                rows = _sqlite_now(driver._conn, self.sql, args)
+                if rows is not None:
+                    return rows
                 # One trip to the connection's thread. A SELECT opens no transaction and
                 # leaves no state; aiosqlite finishes a cancelled one before the next call.
                 return list(await driver.execute_fetchall(self.sql, args))
@@ -240,6 +247,26 @@ class _CompiledRead:
                 if not isinstance(err, Exception):
                     raise
         return None
+
+
+def _sqlite_now(connection: Any, sql: str, args: tuple[Any, ...]) -> list[Any] | None:
+    """The SELECT run right here, on the event loop's thread, or None if it would have to wait.
+
+    A trip to aiosqlite's thread costs the event loop far more than the read: an indexed
+    lookup takes ~20 µs in sqlite3, a hand-over of the thread and the GIL and back several
+    hundred under load (docs/benchmarks.md, eighth pass). In WAL mode a reader does not wait
+    for writers; should it have to wait for anything (a checkpoint's lock, recovery), it is
+    told at once (busy timeout 0) and the caller takes the thread instead, so the loop never
+    sleeps in SQLite's busy handler. The connection is checked out: nobody else uses it."""
+    connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        return connection.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as err:
+        if err.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise
+        return None
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 async def execute_alone(

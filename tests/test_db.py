@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -398,3 +399,54 @@ async def test_each_process_keeps_as_many_connections_as_configured(settings: Se
         await client.close()
     with pytest.raises(ValidationError, match="PORTICO_DB_POOL_SIZE"):
         Settings(PORTICO_VAR_DIR=str(settings.var_dir), PORTICO_DB_POOL_SIZE="0")
+
+
+class _BusyDatabase:
+    """A sqlite3 connection's stand-in whose reads find the database locked."""
+
+    def __init__(self, code: int) -> None:
+        self.code, self.statements = code, []
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        self.statements.append(sql)
+        if sql.startswith("SELECT"):
+            err = sqlite3.OperationalError("database is locked")
+            err.sqlite_errorcode = self.code
+            raise err
+        return None
+
+
+def test_a_sqlite_read_that_would_wait_is_not_run_on_the_event_loop() -> None:
+    """SQLite: the read runs on the event loop's thread only while it needs no wait (busy
+    timeout 0). A read that finds the database locked is left to the connection's thread (the
+    caller's None); the busy timeout is put back either way; other errors are raised."""
+    busy = _BusyDatabase(sqlite3.SQLITE_BUSY)
+    assert db._sqlite_now(busy, "SELECT 1", ()) is None
+    assert busy.statements == [
+        "PRAGMA busy_timeout = 0",
+        "SELECT 1",
+        f"PRAGMA busy_timeout = {db.SQLITE_BUSY_TIMEOUT_MS}",
+    ]
+    broken = _BusyDatabase(sqlite3.SQLITE_ERROR)
+    with pytest.raises(sqlite3.OperationalError):
+        db._sqlite_now(broken, "SELECT 1", ())
+    assert broken.statements[-1] == f"PRAGMA busy_timeout = {db.SQLITE_BUSY_TIMEOUT_MS}"
+
+
+async def test_a_sqlite_direct_read_the_loop_cannot_run_takes_the_connections_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/p.db")
+    try:
+        await create_all(engine)
+        sessions = session_maker(engine)
+        async with sessions() as session, session.begin():
+            session.add(Client(name="Dana", email="dana@client.test"))
+        read = DirectRead(select(Client.name))
+        assert await read.all(sessions, {}) == [("Dana",)]  # on the loop's thread
+        async with engine.connect() as conn:  # writers still wait their 30 s for the lock
+            assert await conn.scalar(text("PRAGMA busy_timeout")) == db.SQLITE_BUSY_TIMEOUT_MS
+        monkeypatch.setattr(db, "_sqlite_now", lambda *_: None)  # "the database is locked"
+        assert await read.all(sessions, {}) == [("Dana",)]  # through aiosqlite's thread
+    finally:
+        await engine.dispose()
