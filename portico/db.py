@@ -262,7 +262,8 @@ def _sqlite_now(connection: Any, sql: str, args: tuple[Any, ...]) -> list[Any] |
     try:
         return connection.execute(sql, args).fetchall()
     except sqlite3.OperationalError as err:
-        if err.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        # Extended codes too (SQLITE_BUSY_RECOVERY, ..._SNAPSHOT): their low byte is the code.
+        if err.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             raise
         return None
     finally:

@@ -420,6 +420,8 @@ def test_a_sqlite_read_that_would_wait_is_not_run_on_the_event_loop() -> None:
     """SQLite: the read runs on the event loop's thread only while it needs no wait (busy
     timeout 0). A read that finds the database locked is left to the connection's thread (the
     caller's None); the busy timeout is put back either way; other errors are raised."""
+    recovering = _BusyDatabase(sqlite3.SQLITE_BUSY | 1 << 8)  # SQLITE_BUSY_RECOVERY
+    assert db._sqlite_now(recovering, "SELECT 1", ()) is None
     busy = _BusyDatabase(sqlite3.SQLITE_BUSY)
     assert db._sqlite_now(busy, "SELECT 1", ()) is None
     assert busy.statements == [
