@@ -49,7 +49,11 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
         # Connections are always returned through a Connection or Session, which has already
         # ended its transaction: the pool's own reset rollback would be one more trip to
         # aiosqlite's thread per use (the signing page does six in all).
-        engine = _pooled(url, pool_size, connect_args={"timeout": 30}, pool_reset_on_return=None)
+        # check_same_thread=False (SQLAlchemy's default for files, said here because DirectRead
+        # relies on it): the signing page's SELECT runs on the event loop's thread while the
+        # connection is checked out and its aiosqlite thread has nothing to do.
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        engine = _pooled(url, pool_size, connect_args=connect_args, pool_reset_on_return=None)
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
@@ -228,21 +232,22 @@ class _CompiledRead:
         """The driver's rows, or None if the driver failed (the caller runs the usual path)."""
         args = self.arguments(params)
         asyncpg = engine.dialect.driver == "asyncpg"
+        shared = not isinstance(engine.sync_engine.pool, QueuePool)  # in-memory SQLite
         async with engine.connect() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
             try:
                 if asyncpg:  # no transaction: one round trip
                     return list(await driver.fetch(self.sql, *args))
-                rows = _sqlite_now(driver._conn, self.sql, args)
+                rows = None if shared else _sqlite_now(driver._conn, self.sql, args)
                 if rows is not None:
                     return rows
-                # One trip to the connection's thread. A SELECT opens no transaction and
-                # leaves no state; aiosqlite finishes a cancelled one before the next call.
-                return list(await driver.execute_fetchall(self.sql, args))
+                return list(await driver.execute_fetchall(self.sql, args))  # the thread
             except BaseException as err:
-                # asyncpg's connection may be mid-protocol (cancelled) or dead: not put back
-                # for someone else. (Not SQLite's: an in-memory database is its one connection.)
-                if asyncpg:
+                # asyncpg's connection may be mid-protocol (cancelled) or dead; SQLite's thread
+                # may still be running a cancelled read, which must not meet the next reader
+                # on the loop's thread (SQLAlchemy's own path discards it too). Not a
+                # database that lives in its one connection (in-memory SQLite).
+                if asyncpg or not (isinstance(err, Exception) or shared):
                     await conn.invalidate()
                 if not isinstance(err, Exception):
                     raise
@@ -255,9 +260,12 @@ def _sqlite_now(connection: Any, sql: str, args: tuple[Any, ...]) -> list[Any] |
     A trip to aiosqlite's thread costs the event loop far more than the read: an indexed
     lookup takes ~20 µs in sqlite3, a hand-over of the thread and the GIL and back several
     hundred under load (docs/benchmarks.md, eighth pass). In WAL mode a reader does not wait
-    for writers; should it have to wait for anything (a checkpoint's lock, recovery), it is
-    told at once (busy timeout 0) and the caller takes the thread instead, so the loop never
-    sleeps in SQLite's busy handler. The connection is checked out: nobody else uses it."""
+    for writers. Where it would have to wait for a lock (another connection recovering the
+    WAL, say) it is told at once (busy timeout 0) and the caller takes the thread instead, so
+    the loop never sleeps in SQLite's busy handler. (SQLite's own short retries while it
+    takes a WAL read lock are not the busy handler: they could hold the loop for seconds only
+    if another process kept those locks that long.) The connection is checked out and its
+    thread idle (a cancelled read in it discards the connection): nobody else uses it."""
     connection.execute("PRAGMA busy_timeout = 0")
     try:
         return connection.execute(sql, args).fetchall()

@@ -429,6 +429,8 @@ def test_a_sqlite_read_that_would_wait_is_not_run_on_the_event_loop() -> None:
         "SELECT 1",
         f"PRAGMA busy_timeout = {db.SQLITE_BUSY_TIMEOUT_MS}",
     ]
+    shared_cache = _BusyDatabase(sqlite3.SQLITE_LOCKED | 1 << 8)  # SQLITE_LOCKED_SHAREDCACHE
+    assert db._sqlite_now(shared_cache, "SELECT 1", ()) is None
     broken = _BusyDatabase(sqlite3.SQLITE_ERROR)
     with pytest.raises(sqlite3.OperationalError):
         db._sqlite_now(broken, "SELECT 1", ())
@@ -450,5 +452,41 @@ async def test_a_sqlite_direct_read_the_loop_cannot_run_takes_the_connections_th
             assert await conn.scalar(text("PRAGMA busy_timeout")) == db.SQLITE_BUSY_TIMEOUT_MS
         monkeypatch.setattr(db, "_sqlite_now", lambda *_: None)  # "the database is locked"
         assert await read.all(sessions, {}) == [("Dana",)]  # through aiosqlite's thread
+    finally:
+        await engine.dispose()
+
+
+async def test_a_cancelled_sqlite_read_in_the_connections_thread_discards_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling the await does not stop a read already in aiosqlite's thread: that
+    connection must not go back to the pool, where the next read on the loop's thread would
+    meet it still running (and wait for it there)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/p.db")
+    try:
+        await create_all(engine)
+        sessions = session_maker(engine)
+        read = DirectRead(select(func.count()).select_from(Client))
+        assert await read.all(sessions, {}) == [(0,)]
+        monkeypatch.setattr(db, "_sqlite_now", lambda *_: None)  # "the database is locked"
+        real = aiosqlite.Connection.execute_fetchall
+
+        async def slow(self: aiosqlite.Connection, *args: Any) -> Any:
+            await asyncio.sleep(5)  # as if waiting in the thread for a lock
+            return await real(self, *args)
+
+        monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", slow)
+        pool = engine.sync_engine.pool
+        opened: list[int] = []
+        event.listen(pool, "connect", lambda *_: opened.append(1))
+        task = asyncio.create_task(read.all(sessions, {}))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.checkedout() == 0
+        monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", real)
+        assert await read.all(sessions, {}) == [(0,)]
+        assert opened == [1]  # the cancelled read's connection was replaced, not reused
     finally:
         await engine.dispose()
