@@ -28,7 +28,7 @@ from activities.payments import PaymentActivities
 from activities.records import RecordActivities
 from activities.webhooks import WebhookActivities
 from portico import heap, pdf_sandbox
-from portico.db import create_engine, session_maker
+from portico.db import engine_for, session_maker
 from portico.sandbox import share_workflow_code
 from portico.sandbox_runner import ContextFreeSandboxRunner, context_free
 from portico.services.agreements import Agreements
@@ -228,7 +228,7 @@ async def run_worker(
             runtime=runtime,
         )
     await ensure_search_attributes(client, settings.temporal_namespace)
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     if freeze_heap:
         heap.freeze_startup_objects()
     try:

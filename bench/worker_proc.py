@@ -42,7 +42,7 @@ from bench.workflows import (
     noop,
 )
 from portico import heap
-from portico.db import create_engine, session_maker
+from portico.db import engine_for, session_maker
 from portico.settings import load_settings
 from portico.temporal import connect
 
@@ -110,7 +110,7 @@ async def main() -> None:
             print("READY", flush=True)
             await stop.wait()
         return
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     bare = Worker(
         client,
         task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,

@@ -118,11 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def with_service(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
-    from portico.db import create_engine, session_maker
+    from portico.db import engine_for, session_maker
     from portico.services.approvals import Portico
     from portico.services.gateway import TemporalGateway
 
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     try:
         service = Portico(settings, session_maker(engine), TemporalGateway(settings))
         return await work(service)
@@ -181,10 +181,10 @@ async def approvals_command(args: argparse.Namespace, settings: Settings) -> int
 
 async def audit_verify(approval_id: int, settings: Settings) -> int:
     from portico.audit import verify_approval
-    from portico.db import create_engine, session_maker
+    from portico.db import engine_for, session_maker
     from portico.models import Approval
 
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     try:
         sessions = session_maker(engine)
         async with sessions() as session:
@@ -210,11 +210,11 @@ async def audit_verify(approval_id: int, settings: Settings) -> int:
 async def staff_command(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from portico.db import create_engine, session_maker
+    from portico.db import engine_for, session_maker
     from portico.schemas import describe_errors
     from portico.services.staff import StaffAuth, StaffMemberIn
 
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     auth = StaffAuth(session_maker(engine))
     try:
         if args.action == "add":
@@ -245,10 +245,10 @@ async def staff_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def audit_verify_invoice(invoice_id: int, settings: Settings) -> int:
-    from portico.db import create_engine, session_maker
+    from portico.db import engine_for, session_maker
     from portico.services.invoice_audit import verify_invoice
 
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     try:
         found = await verify_invoice(session_maker(engine), invoice_id)
     finally:

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, event, make_url
 from sqlalchemy import types as sqltypes
@@ -26,6 +26,9 @@ from sqlalchemy.sql.expression import Executable
 
 from portico.models import Base
 
+if TYPE_CHECKING:
+    from portico.settings import Settings
+
 SessionMaker = async_sessionmaker
 # A pooled PostgreSQL connection idle this long is tested before it is used again.
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -37,6 +40,11 @@ _IDLE_SINCE = "portico_idle_since"
 # (docs/benchmarks.md). Same cap, 15.
 POOL_SIZE = 15
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for the lock
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The engine a process uses: PORTICO_DATABASE_URL, PORTICO_DB_POOL_SIZE connections."""
+    return create_engine(settings.database_url, settings.db_pool_size)
 
 
 def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:

@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from temporalio.client import Client
 
-from portico.db import create_engine, session_maker
+from portico.db import engine_for, session_maker
 from portico.errors import Conflict
 from portico.migrate import upgrade_async
 from portico.schemas import ApprovalIn, ClientIn, DocumentFromItems, ProjectIn
@@ -190,7 +190,7 @@ DEMO_ADMIN = "office@example.com"
 async def create_demo(settings: Settings, client: Client) -> str:
     """A demo client, project, change order and one pending approval, and the console admin
     office@example.com; returns the approval's signing link."""
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     try:
         sessions = session_maker(engine)
         with contextlib.suppress(Conflict):  # already there from an earlier `--demo`

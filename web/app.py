@@ -12,7 +12,7 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from portico import heap
-from portico.db import create_engine, session_maker
+from portico.db import engine_for, session_maker
 from portico.models import OutboundMessage
 from portico.services.agreements import Agreements
 from portico.services.approvals import Portico
@@ -117,7 +117,7 @@ async def freeze_startup_heap(app: web.Application) -> None:
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine_for(settings)
     app[SESSIONS] = session_maker(engine)
     app[SERVICE] = Portico(settings, app[SESSIONS], app[TEMPORAL])
     yield
