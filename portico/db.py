@@ -25,6 +25,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
 from portico.models import Base
+from portico.sqlite_writes import take_turns
 
 if TYPE_CHECKING:
     from portico.settings import Settings
@@ -65,6 +66,8 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
+        if isinstance(engine.sync_engine.pool, QueuePool):  # a file: several connections
+            take_turns(engine, SQLITE_BUSY_TIMEOUT_MS / 1000)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

@@ -83,10 +83,19 @@ class ApprovalRecords:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _apply_once(self, snapshot: SyncApprovalInput) -> bool:
+        """Everything is read before anything is written (the session does not flush on its
+        reads): on SQLite the write lock is then held from the first INSERT to the COMMIT only,
+        not across the reads' trips to the driver too (docs/benchmarks.md, ninth pass)."""
         async with self.sessions() as session, session.begin():
             approval = await session.get(Approval, snapshot.approval_id, with_for_update=True)
             if approval is None:
                 raise LookupError(f"approval {snapshot.approval_id} is not in the database")
+            rows = {
+                a.id: a
+                for a in await session.scalars(
+                    select(Approver).where(Approver.approval_id == snapshot.approval_id)
+                )
+            }
             # The event first: if its key is there, this snapshot was written (with its state,
             # in one transaction) and nothing else may be. Should a concurrent writer insert
             # the same key or seq before this commits, the commit fails and `apply` retries.
@@ -98,12 +107,6 @@ class ApprovalRecords:
             approval.void_reason = snapshot.void_reason
             if snapshot.completed_at and approval.completed_at is None:
                 approval.completed_at = snapshot.completed_at
-            rows = {
-                a.id: a
-                for a in await session.scalars(
-                    select(Approver).where(Approver.approval_id == snapshot.approval_id)
-                )
-            }
             for record in snapshot.approvers:
                 row = rows[record.id]
                 for name in APPROVER_FIELDS:
@@ -115,8 +118,10 @@ class ApprovalRecords:
             if event is not None:
                 _record_signed_pdf_outcome(approval, event)
                 if self.on_event is not None:
-                    # e.g. its webhook event, in this same transaction (services/webhooks.py)
-                    await self.on_event(session, approval.id, event, snapshot.status)
+                    # e.g. its webhook event, in this same transaction (services/webhooks.py);
+                    # a hook that reads what was just added flushes it first
+                    with session.no_autoflush:
+                        await self.on_event(session, approval.id, event, snapshot.status)
             return True
 
 

@@ -373,6 +373,9 @@ class Portico:
                     "send the latest version.",
                     code="superseded_document",
                 )
+            # Read before the first write (on SQLite the write lock is held from there on).
+            phones = {bare_phone(p.phone) for p in data.approvers if p.phone}
+            used_codes = await self._codes_in_use(session, phones, now)
             approval = Approval(
                 document_id=document.id,
                 workflow_id="pending",
@@ -389,8 +392,6 @@ class Portico:
             session.add(approval)
             await session.flush()
             approval.workflow_id = approval_workflow_id(approval.id)
-            phones = {bare_phone(p.phone) for p in data.approvers if p.phone}
-            used_codes = await self._codes_in_use(session, phones, now)
             approvers = []
             nonces = [tokens.new_nonce() for _ in data.approvers]
             for position, (person, nonce) in enumerate(zip(data.approvers, nonces, strict=True)):

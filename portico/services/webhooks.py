@@ -607,10 +607,10 @@ async def record_approval_event(
     endpoints = await subscribers(session, event_type, key)
     if not endpoints:
         return None
+    await session.flush()  # the audit event and state just added are read below
     actor = audit.actor if first_of == "viewed" else None
     if first_of and not await _first_of_its_kind(session, approval_id, first_of, actor):
         return None
-    await session.flush()
     approval = await session.scalar(
         select(Approval)
         .where(Approval.id == approval_id)
