@@ -55,14 +55,21 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
         path = make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Connections are always returned through a Connection or Session, which has already
-        # ended its transaction: the pool's own reset rollback would be one more trip to
-        # aiosqlite's thread per use (the signing page does six in all).
+        # A file's pool rolls back a connection returned with its transaction still open (after
+        # a COMMIT that failed: SQLite would keep its write lock); `_rollback_if_open` makes
+        # that check free otherwise (no trip to aiosqlite's thread). A database living in one
+        # shared connection (in-memory) is never reset: another session may be using it.
         # check_same_thread=False (SQLAlchemy's default for files, said here because DirectRead
         # relies on it): the signing page's SELECT runs on the event loop's thread while the
         # connection is checked out and its aiosqlite thread has nothing to do.
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-        engine = _pooled(url, pool_size, connect_args=connect_args, pool_reset_on_return=None)
+        engine = _pooled(
+            url,
+            pool_size,
+            connect_args=connect_args,
+            pool_reset_on_return=None,
+            pooled={"pool_reset_on_return": "rollback"},
+        )
         engine.dialect.do_rollback = functools.partial(  # type: ignore[method-assign]
             _rollback_if_open, engine.dialect.do_rollback
         )
@@ -82,13 +89,17 @@ def create_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
     return engine
 
 
-def _pooled(url: str, pool_size: int, **options: Any) -> AsyncEngine:
+def _pooled(
+    url: str, pool_size: int, pooled: dict[str, Any] | None = None, **options: Any
+) -> AsyncEngine:
     """An engine whose pool keeps up to `pool_size` connections open and hands out the one used
     last (so a light load keeps using a few, and the rest idle until a burst needs them).
-    A database that lives in its one connection (in-memory SQLite) keeps its own pool."""
+    A database that lives in its one connection (in-memory SQLite) keeps its own pool;
+    `pooled` options apply only to the other kind."""
     engine = create_async_engine(url, **options)
     if not isinstance(engine.sync_engine.pool, QueuePool):
         return engine
+    options.update(pooled or {})
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=0, pool_use_lifo=True, **options
     )

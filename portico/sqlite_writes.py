@@ -12,13 +12,18 @@ transaction. Each process writes one transaction at a time, so between processes
 worker) the busy handler sees at most one writer from each.
 
 A writer that cannot get its turn within the busy timeout fails as a busy SQLite does
-("database is locked"). The lock belongs to the event loop that uses it. In-memory databases
-live in one shared connection and need none of this.
+("database is locked"); once it has its turn it may still wait up to the busy timeout in
+SQLite's handler for another process's writer. The lock is per engine and event loop (the dev
+server's web and worker have an engine each). In-memory databases live in one shared
+connection and need none of this. Writes that begin a transaction some other way (an explicit
+BEGIN, a SAVEPOINT first) take no turn and wait in the busy handler as before; Portico issues
+none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import weakref
 from typing import Any
@@ -26,11 +31,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
-# Statements that make the driver (sqlite3, legacy transaction control) open a transaction.
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# Statements that make the driver (sqlite3, legacy transaction control) open a transaction:
+# INSERT, UPDATE, DELETE or REPLACE after any blanks and comments, as sqlite3 itself reads them.
+_WRITE = re.compile(
+    r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*(?:INSERT|UPDATE|DELETE|REPLACE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _adapted(connection: Any) -> Any:
@@ -55,7 +64,7 @@ def _in_transaction(raw: sqlite3.Connection) -> bool:
 
 
 def _is_write(statement: str) -> bool:
-    return statement.lstrip()[:7].upper().startswith(_WRITES)
+    return _WRITE.match(statement) is not None
 
 
 class WriteTurns:
@@ -66,8 +75,10 @@ class WriteTurns:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        # id(aiosqlite adapter) -> its sqlite3 connection and the lock it holds
-        self._held: dict[int, tuple[sqlite3.Connection, asyncio.Lock]] = {}
+        # id(aiosqlite adapter) -> its sqlite3 connection, the lock it holds and that lock's loop
+        self._held: dict[
+            int, tuple[sqlite3.Connection, asyncio.Lock, asyncio.AbstractEventLoop]
+        ] = {}
 
     def holds(self, connection: Any) -> bool:
         return id(_adapted(connection)) in self._held
@@ -87,12 +98,12 @@ class WriteTurns:
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
         try:
-            await_only(self._acquire(lock))
+            await_(self._acquire(lock))
         except TimeoutError:
-            raise OperationalError(
-                statement, parameters, sqlite3.OperationalError("database is locked")
-            ) from None
-        self._held[id(adapted)] = (raw, lock)
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode, busy.sqlite_errorname = sqlite3.SQLITE_BUSY, "SQLITE_BUSY"
+            raise OperationalError(statement, parameters, busy) from None
+        self._held[id(adapted)] = (raw, lock, loop)
 
     async def _acquire(self, lock: asyncio.Lock) -> None:
         async with asyncio.timeout(self.timeout_s):
@@ -104,10 +115,23 @@ class WriteTurns:
         held = self._held.get(key)
         if held is None:
             return
-        raw, lock = held
+        raw, lock, loop = held
         if always or not _in_transaction(raw):
             del self._held[key]
-            lock.release()
+            _release(lock, loop)
+
+
+def _release(lock: asyncio.Lock, loop: asyncio.AbstractEventLoop) -> None:
+    """Release on the lock's own loop: a connection left unreturned is given back by the garbage
+    collector, which may run in any thread (asyncio's lock is not thread-safe)."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        lock.release()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(lock.release)
 
 
 def take_turns(engine: AsyncEngine, timeout_s: float) -> WriteTurns:

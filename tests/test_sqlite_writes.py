@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sqlite3
+import threading
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from portico import db
+from portico import db, sqlite_writes
 from portico.db import create_all, create_engine, execute_alone, session_maker
 from portico.models import Approval, Approver, AuditEvent, Client, Document, Project
 from portico.services.approval_records import ApprovalRecords
+from portico.sqlite_writes import WriteTurns
 from tests.support.helpers import added
 from workflows.types import ApproverRecord, AuditEventInput, SyncApprovalInput
 
@@ -35,10 +41,19 @@ async def _rows(engine: AsyncEngine) -> list[str]:
 
 
 async def test_writers_wait_their_turn_in_order_while_readers_do_not_wait(
-    engine: AsyncEngine,
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first_wrote, let_go = asyncio.Event(), asyncio.Event()
-    began: list[str] = []
+    asked: list[str] = []
+
+    asks = WriteTurns.take
+
+    def take(self: WriteTurns, connection: Any, statement: str, parameters: Any) -> None:
+        if parameters:  # a writer below, just before it asks for its turn
+            asked.append(parameters[0])
+        asks(self, connection, statement, parameters)
+
+    monkeypatch.setattr(WriteTurns, "take", take)
 
     async def first() -> None:
         async with engine.begin() as conn:
@@ -48,7 +63,6 @@ async def test_writers_wait_their_turn_in_order_while_readers_do_not_wait(
 
     async def writer(name: str) -> None:
         async with engine.begin() as conn:
-            began.append(name)
             await conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": name})
 
     holder = asyncio.create_task(first())
@@ -56,7 +70,9 @@ async def test_writers_wait_their_turn_in_order_while_readers_do_not_wait(
     waiting = []
     for name in ("second", "third", "fourth"):
         waiting.append(asyncio.create_task(writer(name)))
-        await asyncio.sleep(0.02)  # each asks after the one before
+        async with asyncio.timeout(5):  # each asks after the one before
+            while name not in asked:
+                await asyncio.sleep(0.001)
     # They wait for their turn on the event loop, not in SQLite's busy handler: nothing of
     # theirs is written, and a reader is not held up at all.
     assert await asyncio.wait_for(_rows(engine), timeout=1) == []
@@ -92,6 +108,81 @@ async def test_a_failed_statement_and_an_autocommit_write_give_the_turn_back(
         async with engine.begin() as conn:
             await conn.execute(text("INSERT INTO t (who) VALUES ('after')"))
     assert await _rows(engine) == ["alone", "after"]
+
+
+async def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a deferred foreign key) leaves sqlite3's transaction open;
+    the pool rolls it back when the connection comes back, so the next writers get in."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'commit.db'}", pool_size=2)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
+            await conn.execute(
+                text(
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT, "
+                    "p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"
+                )
+            )
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (who, p) VALUES ('orphan', 999)"))
+
+        async def writer(name: str) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (who) VALUES (:who)"), {"who": name})
+
+        async with asyncio.timeout(5):
+            await asyncio.gather(writer("a"), writer("b"))
+        assert await _rows(engine) == ["a", "b"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_turn_given_back_by_the_garbage_collector_in_another_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection left unreturned (here in a reference cycle) is given back by the garbage
+    collector, in whatever thread it runs: its turn is still handed on at once, on the loop.
+    (The loop in debug mode checks that nothing touches it from another thread.)"""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 10_000)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gc.db'}")
+    loop = asyncio.get_running_loop()
+    debug = loop.get_debug()
+    loop.set_debug(True)
+    gc.disable()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)"))
+
+        class Cycle:
+            pass
+
+        leaked = Cycle()
+        leaked.self = leaked  # type: ignore[attr-defined]
+        leaked.conn = await engine.connect()  # type: ignore[attr-defined]
+        await leaked.conn.execute(text("INSERT INTO t (who) VALUES ('leaked')"))  # type: ignore[attr-defined]
+        del leaked
+
+        async def waiter() -> float:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (who) VALUES ('next')"))
+            return loop.time() - started
+
+        started = loop.time()
+        waiting = asyncio.create_task(waiter())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        with warnings.catch_warnings():  # SQLAlchemy warns of the unreturned connection
+            warnings.simplefilter("ignore")
+            collector = threading.Thread(target=gc.collect)
+            collector.start()
+            collector.join()
+        assert await asyncio.wait_for(waiting, timeout=9) < 3
+        assert await _rows(engine) == ["next"]
+    finally:
+        gc.enable()
+        loop.set_debug(debug)
+        await engine.dispose()
 
 
 async def test_a_cancelled_waiter_and_a_cancelled_holder_leave_no_turn_behind(
@@ -205,7 +296,7 @@ async def test_a_snapshot_is_read_whole_before_its_first_write(tmp_path: Path) -
 
         statements: list[str] = []
 
-        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        @event.listens_for(engine.sync_engine, "before_cursor_execute", insert=True)
         def _seen(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
             statements.append(statement.split()[0].upper())
 
@@ -227,3 +318,25 @@ async def test_a_snapshot_is_read_whole_before_its_first_write(tmp_path: Path) -
             assert (await session.get(Approver, approver_id)).notified_at is not None  # type: ignore[union-attr]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("statement", "opens_a_transaction"),
+    [
+        ("INSERT INTO t VALUES (1)", True),
+        ("  update t SET who = 'x'", True),
+        ("/* why */ DELETE FROM t", True),
+        ("-- why\nREPLACE INTO t VALUES (1)", True),
+        ("SELECT * FROM t", False),
+        ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", False),  # sqlite3 opens none
+        ("PRAGMA user_version", False),
+    ],
+)
+def test_writes_are_read_as_sqlite3_reads_them(statement: str, opens_a_transaction: bool) -> None:
+    """The turn is taken exactly where sqlite3 opens a transaction by itself."""
+    assert sqlite_writes._is_write(statement) is opens_a_transaction
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE t (who TEXT)")
+    connection.execute(statement)
+    assert connection.in_transaction is opens_a_transaction
+    connection.close()
