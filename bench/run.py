@@ -182,7 +182,14 @@ class Child:
     thread blocked on it with every workflow-task slot held; docs/benchmarks.md.)
     """
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         # Append mode: the child's stderr and the drained stdout share the file.
@@ -194,6 +201,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=self._log,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         self.ps = psutil.Process(self.process.pid)
         self._drain: threading.Thread | None = None
@@ -242,10 +250,13 @@ class Child:
         self._log.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A loopback port bound here and handed to the web process, so that nothing started
+    meanwhile (the Temporal dev server picks free ports too) can take it first."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
 
 
 def child_env(values: dict[str, str], workdir: Path) -> dict[str, str]:
@@ -1201,7 +1212,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     try:
         async with database(database_url, workdir) as db_url:
             await upgrade_async(db_url)
-            port = free_port()
+            listener = listening_socket()
+            port = int(listener.getsockname()[1])
             values = {
                 "PORTICO_DATABASE_URL": db_url,
                 "PORTICO_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -1237,7 +1249,14 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
             )
             worker = Child("worker", ["bench.worker_proc"], worker_env, workdir)
             children.append(worker)
-            web = Child("web", ["bench.web_proc", str(port)], child_env(values, workdir), workdir)
+            web = Child(
+                "web",
+                ["bench.web_proc", str(listener.fileno())],
+                child_env(values, workdir),
+                workdir,
+                pass_fds=(listener.fileno(),),
+            )
+            listener.close()  # the web process has its own copy
             children.append(web)
             await asyncio.gather(worker.ready(), web.ready())
             engine = create_engine(db_url)

@@ -6,7 +6,8 @@ two bench-only routes on this instance, never in production:
 - `GET /s/bench/bare`: a bare handler returning a small text.
 
 Both sit under `/s/` so they pass through exactly the same middlewares as `GET /s/{token}`.
-Usage: `python -m bench.web_proc PORT`; prints READY once listening, stops on SIGTERM.
+Usage: `python -m bench.web_proc FD` (a bound socket it inherits); prints READY once listening,
+stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,7 +102,8 @@ def bench_app() -> web.Application:
     return app
 
 
-async def main(port: int) -> None:
+async def main(fd: int) -> None:
+    """Serve on the bound socket `fd` that the orchestrator handed over."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # as `portico web` does
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,7 +111,7 @@ async def main(port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(bench_app(), access_log_class=MaskedAccessLogger)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.SockSite(runner, socket.socket(fileno=fd)).start()
     print("READY", flush=True)
     try:
         await stop.wait()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from pathlib import Path
 
-from bench.run import ROOT, Child
+from bench.run import ROOT, Child, listening_socket
 
 
 def test_child_stdout_is_drained_into_its_log_after_ready(tmp_path: Path) -> None:
@@ -26,3 +27,26 @@ def test_child_stdout_is_drained_into_its_log_after_ready(tmp_path: Path) -> Non
     log = (tmp_path / "chatty.log").read_text()
     assert "core warning 00000" in log
     assert "core warning 03999" in log
+
+
+def test_the_web_child_serves_on_the_port_bound_before_it_started(tmp_path: Path) -> None:
+    """The port is bound by the orchestrator and handed over, so nothing started in between
+    (the Temporal dev server picks free ports too) can take it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    listener = listening_socket()
+    port = listener.getsockname()[1]
+    child = Child(
+        "serving",
+        ["tests.bench.serving_child", str(listener.fileno())],
+        env,
+        tmp_path,
+        pass_fds=(listener.fileno(),),
+    )
+    listener.close()
+    try:
+        asyncio.run(child.ready(timeout=30))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            assert conn.recv(16) == b"served"
+        assert child.process.wait(timeout=30) == 0
+    finally:
+        child.stop()
