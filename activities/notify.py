@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.sms_texts import approver_sms, localized
 from portico import i18n, quiet_hours, redact, tokens
+from portico.db import DirectRead
 from portico.files import FileStore
 from portico.models import Approval, Approver, Client, Document, OutboundMessage, Project, SmsOptOut
 from portico.phones import bare_phone
@@ -40,6 +41,29 @@ from portico.settings import Settings
 from workflows.types import SIGN_URL, SMS_CODE, EmailMessage, SmsMessage
 
 TEMPLATES = Path(__file__).parent / "templates"
+
+# Read for every email and text, straight on the driver (portico.db.DirectRead): whether its
+# dedupe key was sent, and who it goes to (their link secrets and language, their client's
+# language and time zone) in one statement.
+_SENT_AT = DirectRead(
+    select(OutboundMessage.created_at).where(OutboundMessage.dedupe_key == bindparam("key"))
+)
+_RECIPIENT = DirectRead(
+    select(
+        Approver.link_nonce,
+        Approver.sms_code,
+        Approver.token_hash,
+        Approver.locale,
+        Client.locale,
+        Client.timezone,
+    )
+    .select_from(Approver)
+    .outerjoin(Approval, Approval.id == Approver.approval_id)
+    .outerjoin(Document, Document.id == Approval.document_id)
+    .outerjoin(Project, Project.id == Document.project_id)
+    .outerjoin(Client, Client.id == Project.client_id)
+    .where(Approver.id == bindparam("approver_id"))
+)
 
 
 def email_environment() -> Environment:
@@ -99,6 +123,16 @@ class ApproverSecrets:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """The approver a message goes to, as `_RECIPIENT` reads them (no approver: all None)."""
+
+    secrets: ApproverSecrets | None
+    locale: str | None = None
+    client_locale: str | None = None
+    client_timezone: str | None = None
+
+
+@dataclass(frozen=True)
 class Reader:
     """Who reads a message: their locale and time zone (CONTRACT section 10)."""
 
@@ -129,10 +163,8 @@ class NotifyActivities:
         return await self._sent_at(dedupe_key) is not None
 
     async def _sent_at(self, dedupe_key: str) -> datetime | None:
-        async with self.sessions() as session:
-            return await session.scalar(
-                select(OutboundMessage.created_at).where(OutboundMessage.dedupe_key == dedupe_key)
-            )
+        rows = await _SENT_AT.all(self.sessions, {"key": dedupe_key})
+        return rows[0][0] if rows else None
 
     async def _record_sent(self, message: EmailMessage, sent_at: datetime) -> datetime | None:
         """Write the request's `sent` snapshot as of `sent_at` (a retry rewrites nothing: the
@@ -144,21 +176,31 @@ class NotifyActivities:
         await self.record(snapshot.sent_at(message.approver_id, sent_at))
         return sent_at
 
-    async def _approver_secrets(self, approver_id: int | None) -> ApproverSecrets | None:
+    async def _recipient(self, approver_id: int | None) -> Recipient:
         if approver_id is None:
-            return None
-        async with self.sessions() as session:
-            approver = await session.get(Approver, approver_id)
-        if approver is None:
+            return Recipient(None)
+        rows = await _RECIPIENT.all(self.sessions, {"approver_id": approver_id})
+        if not rows:
             raise ApplicationError(
                 f"Approver {approver_id} does not exist.",
                 type="UnknownApprover",
                 non_retryable=True,
             )
-        if approver.link_nonce is None:
-            return ApproverSecrets(None, approver.sms_code)
-        token = tokens.signing_token(self.settings.secret_key, approver.id, approver.link_nonce)
-        if tokens.hash_token(token) != approver.token_hash:
+        nonce, sms_code, token_hash, locale, client_locale, client_timezone = rows[0]
+        return Recipient(
+            self._secrets(approver_id, nonce, sms_code, token_hash),
+            locale,
+            client_locale,
+            client_timezone,
+        )
+
+    def _secrets(
+        self, approver_id: int, nonce: str | None, sms_code: str, token_hash: str
+    ) -> ApproverSecrets:
+        if nonce is None:
+            return ApproverSecrets(None, sms_code)
+        token = tokens.signing_token(self.settings.secret_key, approver_id, nonce)
+        if tokens.hash_token(token) != token_hash:
             raise ApplicationError(
                 f"The signing link of approver {approver_id} does not match: PORTICO_SECRET_KEY "
                 "differs from the one the request was created with (is the worker's the same as "
@@ -166,10 +208,10 @@ class NotifyActivities:
                 type="LinkUnavailable",
                 non_retryable=True,
             )
-        return ApproverSecrets(self.settings.url(f"/s/{token}"), approver.sms_code)
+        return ApproverSecrets(self.settings.url(f"/s/{token}"), sms_code)
 
-    async def _reader(
-        self, template: str | None, approver_id: int | None, locale: str | None, zone: str | None
+    def _reader(
+        self, template: str | None, recipient: Recipient, locale: str | None, zone: str | None
     ) -> Reader:
         """The message's language: the one it names, else its approver's, else the client's,
         else PORTICO_DEFAULT_LOCALE; staff messages are English. Read when the message is
@@ -177,23 +219,11 @@ class NotifyActivities:
         settings = self.settings
         if template is not None and template.startswith("staff_"):
             return Reader(i18n.DEFAULT_LOCALE, zone or settings.default_timezone)
-        found = None
-        if approver_id is not None:
-            async with self.sessions() as session:
-                found = (
-                    await session.execute(
-                        select(Approver.locale, Client.locale, Client.timezone)
-                        .join(Approval, Approval.id == Approver.approval_id)
-                        .join(Document, Document.id == Approval.document_id)
-                        .join(Project, Project.id == Document.project_id)
-                        .join(Client, Client.id == Project.client_id)
-                        .where(Approver.id == approver_id)
-                    )
-                ).first()
-        mine, theirs, their_zone = found if found is not None else (None, None, None)
         return Reader(
-            i18n.resolve(locale, mine, theirs, default=settings.default_locale),
-            zone or their_zone or settings.default_timezone,
+            i18n.resolve(
+                locale, recipient.locale, recipient.client_locale, default=settings.default_locale
+            ),
+            zone or recipient.client_timezone or settings.default_timezone,
         )
 
     def _keeps_full_text(self, transport: str) -> bool:
@@ -226,13 +256,12 @@ class NotifyActivities:
             return await self._record_sent(message, sent_at)
         if "@" not in message.to:
             raise ApplicationError(f"Not an email address: {message.to}", type="InvalidRecipient")
-        secrets = await self._approver_secrets(message.approver_id)
+        recipient = await self._recipient(message.approver_id)
+        secrets = recipient.secrets
         context = {"public_url": self.settings.public_url, **message.context}
         if secrets is not None:
             context = {k: secrets.fill(v) if isinstance(v, str) else v for k, v in context.items()}
-        reader = await self._reader(
-            message.template, message.approver_id, message.locale, message.timezone
-        )
+        reader = self._reader(message.template, recipient, message.locale, message.timezone)
         with i18n.use(reader.locale, reader.timezone):
             if not message.template.startswith("staff_"):  # staff read the facts as sent
                 context = localized(context)
@@ -293,10 +322,14 @@ class NotifyActivities:
         night where they are (QuietHours: see `_hold_for_quiet_hours`)."""
         if await self._already_sent(message.dedupe_key):
             return
-        secrets = await self._approver_secrets(message.approver_id)
+        recipient = await self._recipient(message.approver_id)
+        secrets = recipient.secrets
         if await self._opted_out(message.to):
             await self._record_sms(
-                message, "opted_out", None, self._stored(await self._sms_body(message), secrets)
+                message,
+                "opted_out",
+                None,
+                self._stored(self._sms_body(message, recipient), secrets),
             )
             raise ApplicationError(
                 "The recipient replied STOP to our texts; SMS not sent.",
@@ -306,7 +339,7 @@ class NotifyActivities:
             )
         if not message.urgent:
             self._hold_for_quiet_hours(message.to, message.dedupe_key)
-        body = await self._sms_body(message)
+        body = self._sms_body(message, recipient)
         body = secrets.fill(body) if secrets else body
         transport, provider_id = "outbox", None
         if self.settings.twilio_enabled:
@@ -315,11 +348,11 @@ class NotifyActivities:
         stored = body if self._keeps_full_text(transport) else self._stored(body, secrets)
         await self._record_sms(message, transport, provider_id, stored)
 
-    async def _sms_body(self, message: SmsMessage) -> str:
+    def _sms_body(self, message: SmsMessage, recipient: Recipient) -> str:
         """The text in its reader's language (from `template`), else the workflow's `body`."""
         if message.template is None:
             return message.body
-        reader = await self._reader(message.template, message.approver_id, message.locale, None)
+        reader = self._reader(message.template, recipient, message.locale, None)
         with i18n.use(reader.locale, reader.timezone):
             return approver_sms(message.template, message.context)
 

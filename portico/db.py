@@ -194,7 +194,7 @@ class DirectRead:
     are refused.
     """
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         for column in statement.selected_columns:
             if isinstance(column.type, sqltypes.Numeric):  # Float too
                 raise ValueError(f"DirectRead: {column} is {column.type}; use read_connection")
@@ -220,7 +220,7 @@ class DirectRead:
 class _CompiledRead:
     """A SELECT compiled for one dialect, with its parameters' and columns' type processors."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> None:
         self.compiled = compiled = statement.compile(dialect=dialect)
         names = compiled.positiontup
         if names is None or compiled.post_compile_params or compiled.literal_execute_params:
