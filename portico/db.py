@@ -25,7 +25,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.expression import Executable
 
 from portico.models import Base
-from portico.sqlite_writes import take_turns
+from portico.sqlite_writes import raw_sqlite, take_turns
 
 if TYPE_CHECKING:
     from portico.settings import Settings
@@ -144,10 +144,7 @@ def _rollback_if_open(rollback: Callable[[Any], None], dbapi_connection: Any) ->
     docs/benchmarks.md), although sqlite3's own rollback does nothing when no transaction is
     open (a SELECT opens none). `in_transaction` is that same test, read without the trip;
     nothing runs on the connection meanwhile (SQLAlchemy uses one connection at a time)."""
-    try:
-        raw = dbapi_connection._connection._conn  # aiosqlite's sqlite3.Connection
-    except (AttributeError, ValueError):  # another driver, or closed: the usual rollback
-        raw = None
+    raw = raw_sqlite(dbapi_connection)  # None: another driver, or closed: the usual rollback
     if raw is not None and not raw.in_transaction:
         return
     rollback(dbapi_connection)

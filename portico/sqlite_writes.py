@@ -47,10 +47,10 @@ def _adapted(connection: Any) -> Any:
     return getattr(connection, "dbapi_connection", connection)
 
 
-def _raw(adapted: Any) -> sqlite3.Connection | None:
-    """The sqlite3 connection under aiosqlite's adapter, if it is open."""
+def raw_sqlite(connection: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under aiosqlite's adapter (or a pool proxy of it), if it is open."""
     try:
-        raw = adapted._connection._conn
+        raw = _adapted(connection)._connection._conn
     except (AttributeError, ValueError):  # closed, or not aiosqlite
         return None
     return raw if isinstance(raw, sqlite3.Connection) else None
@@ -80,15 +80,12 @@ class WriteTurns:
             int, tuple[sqlite3.Connection, asyncio.Lock, asyncio.AbstractEventLoop]
         ] = {}
 
-    def holds(self, connection: Any) -> bool:
-        return id(_adapted(connection)) in self._held
-
     def take(self, connection: Any, statement: str, parameters: Any) -> None:
         """Before a statement: a write outside a transaction waits for this process's turn."""
         adapted = _adapted(connection)
         if id(adapted) in self._held or not _is_write(statement):
             return
-        raw = _raw(adapted)
+        raw = raw_sqlite(adapted)
         if raw is None or raw.in_transaction:
             return
         if not in_greenlet():  # a synchronous caller (no event loop to wait on)
