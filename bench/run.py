@@ -103,6 +103,7 @@ class Plan:
     temporal_config: list[str] = field(default_factory=list)  # the dev server's KEY=JSON values
     sections: tuple[int, ...] = (1, 2, 3, 4)
     profile: bool = False
+    web_processes: int = 1  # PORTICO_WEB_PROCESSES of the web process
 
     @classmethod
     def quick(cls) -> Plan:
@@ -206,12 +207,15 @@ class Child:
         self.ps = psutil.Process(self.process.pid)
         self._drain: threading.Thread | None = None
 
-    async def ready(self, timeout: float = 60) -> None:
+    async def ready(self, timeout: float = 60, lines: int = 1) -> None:
+        """Wait for `lines` READY lines (one per process of a web process set)."""
         assert self.process.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
-        if line.strip() != b"READY":
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name} did not start:\n{tail}")
+        for _ in range(lines):
+            read = asyncio.to_thread(self.process.stdout.readline)
+            line = await asyncio.wait_for(read, timeout)
+            if line.strip() != b"READY":
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{self.name} did not start:\n{tail}")
         self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
         self._drain.start()
 
@@ -250,13 +254,17 @@ class Child:
         self._log.close()
 
 
-def listening_socket() -> socket.socket:
+def listening_sockets(count: int) -> list[socket.socket]:
     """A loopback port bound here and handed to the web process, so that nothing started
-    meanwhile (the Temporal dev server picks free ports too) can take it first."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.set_inheritable(True)
-    return sock
+    meanwhile (the Temporal dev server picks free ports too) can take it first: one socket per
+    web process, as web.serve.bind makes them."""
+    sockets = [socket.create_server(("127.0.0.1", 0), backlog=1024, reuse_port=count > 1)]
+    port = sockets[0].getsockname()[1]
+    for _ in range(count - 1):
+        sockets.append(socket.create_server(("127.0.0.1", port), backlog=1024, reuse_port=True))
+    for sock in sockets:
+        sock.set_inheritable(True)
+    return sockets
 
 
 def child_env(values: dict[str, str], workdir: Path) -> dict[str, str]:
@@ -511,6 +519,7 @@ async def profiling(stack: Stack, child: Child, name: str, enabled: bool):  # ty
     spy = subprocess.Popen(
         [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(child.process.pid)]
         + ["--duration", "3600", "--rate", str(PROFILE_RATE), "--format", "raw", "--nonblocking"]
+        + ["--subprocesses"]  # the forked web processes, with --web-processes
         + ["--output", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -1212,8 +1221,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     try:
         async with database(database_url, workdir) as db_url:
             await upgrade_async(db_url)
-            listener = listening_socket()
-            port = int(listener.getsockname()[1])
+            listeners = listening_sockets(plan.web_processes)
+            port = int(listeners[0].getsockname()[1])
             values = {
                 "PORTICO_DATABASE_URL": db_url,
                 "PORTICO_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -1249,16 +1258,14 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
             )
             worker = Child("worker", ["bench.worker_proc"], worker_env, workdir)
             children.append(worker)
+            fds = tuple(listener.fileno() for listener in listeners)
             web = Child(
-                "web",
-                ["bench.web_proc", str(listener.fileno())],
-                child_env(values, workdir),
-                workdir,
-                pass_fds=(listener.fileno(),),
+                "web", ["bench.web_proc", *map(str, fds)], child_env(values, workdir), workdir, fds
             )
-            listener.close()  # the web process has its own copy
+            for listener in listeners:
+                listener.close()  # the web process has its own copies
             children.append(web)
-            await asyncio.gather(worker.ready(), web.ready())
+            await asyncio.gather(worker.ready(), web.ready(lines=len(fds)))
             engine = create_engine(db_url)
             connector = aiohttp.TCPConnector(limit=64)
             async with aiohttp.ClientSession(
@@ -1366,6 +1373,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         "e.g. system.enableActivityEagerExecution=false",
     )
     parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=1,
+        help="web processes on the port, as PORTICO_WEB_PROCESSES runs them (default 1)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles (web under load, worker at reminders)",
@@ -1389,6 +1402,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     }
     plan.temporal_config = args.temporal_config
     plan.profile = args.profile
+    plan.web_processes = args.web_processes
     return plan, args
 
 

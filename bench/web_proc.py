@@ -6,15 +6,13 @@ two bench-only routes on this instance, never in production:
 - `GET /s/bench/bare`: a bare handler returning a small text.
 
 Both sit under `/s/` so they pass through exactly the same middlewares as `GET /s/{token}`.
-Usage: `python -m bench.web_proc FD` (a bound socket it inherits); prints READY once listening,
-stops on SIGTERM.
+Usage: `python -m bench.web_proc FD...` (bound sockets it inherits, one process each); each
+process prints READY once its app has started; stops on SIGTERM.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
@@ -29,6 +27,7 @@ from portico.settings import load_settings
 from web.app import create_app
 from web.http.access_log import MaskedAccessLogger
 from web.pages.signing import Link, page_context
+from web.serve import serve
 
 HOLDER = web.AppKey("bench_holder", dict)  # the app is frozen once running: a mutable holder
 
@@ -102,22 +101,23 @@ def bench_app() -> web.Application:
     return app
 
 
-async def main(fd: int) -> None:
-    """Serve on the bound socket `fd` that the orchestrator handed over."""
+async def ready(app: web.Application) -> None:
+    print("READY", flush=True)  # the socket listens already: connections wait in its backlog
+
+
+def main(fds: list[int]) -> int:
+    """Serve on the bound sockets `fds` the orchestrator handed over, one process each, as
+    `portico web` does with PORTICO_WEB_PROCESSES; stops on SIGTERM."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # as `portico web` does
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(bench_app(), access_log_class=MaskedAccessLogger)
-    await runner.setup()
-    await web.SockSite(runner, socket.socket(fileno=fd)).start()
-    print("READY", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+
+    def make_app() -> web.Application:
+        app = bench_app()
+        app.on_startup.append(ready)
+        return app
+
+    sockets = [socket.socket(fileno=fd) for fd in fds]
+    return serve(make_app, sockets, access_log_class=MaskedAccessLogger, print=None)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    sys.exit(main([int(fd) for fd in sys.argv[1:]]))

@@ -270,21 +270,22 @@ async def audit_verify_invoice(invoice_id: int, settings: Settings) -> int:
     return 0
 
 
-def run_web(settings: Settings) -> None:
+def run_web(settings: Settings) -> int:
     import logging
-
-    from aiohttp import web
 
     from portico.devserver import WEB_PORT_HINT, check_port_free
     from web.app import create_app
     from web.http.access_log import MaskedAccessLogger
+    from web.serve import bind, serve
 
     logging.basicConfig(level=logging.INFO)
     check_port_free(settings.http_host, settings.http_port, "the web app", WEB_PORT_HINT)
-    web.run_app(
-        create_app(settings, freeze_heap=True),
-        host=settings.http_host,
-        port=settings.http_port,
+    # Generated keys are made here, once, before any process of the set reads them.
+    settings.secret_key, settings.staff_api_key  # noqa: B018
+    sockets = bind(settings.http_host, settings.http_port, settings.web_processes)
+    return serve(
+        lambda: create_app(settings, freeze_heap=True),
+        sockets,
         access_log_class=MaskedAccessLogger,
     )
 
@@ -313,8 +314,7 @@ def run(argv: list[str] | None = None) -> int:
         dev_main(settings, args.demo, args.temporal_port, args.temporal_ui_port, args.verbose)
         return 0
     if args.command == "web":
-        run_web(settings)
-        return 0
+        return run_web(settings)
     if args.command == "worker":
         import worker
 

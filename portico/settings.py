@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8080", alias="PORTICO_PUBLIC_URL")
     http_host: str = Field("127.0.0.1", alias="PORTICO_HTTP_HOST")
     http_port: int = Field(8080, alias="PORTICO_HTTP_PORT")
+    # `portico web` processes sharing the port, one core each (web/serve.py).
+    web_processes: int = Field(1, ge=1, le=64, alias="PORTICO_WEB_PROCESSES")
     secret_key_value: str | None = Field(None, alias="PORTICO_SECRET_KEY")
     staff_api_key_value: str | None = Field(None, alias="PORTICO_STAFF_API_KEY")
     files_dir: Path = Field(Path("./var/files"), alias="PORTICO_FILES_DIR")

@@ -76,6 +76,11 @@ async def test_served_app_logs_masked_paths(settings, caplog):
 
 def test_portico_web_serves_with_the_masking_logger(settings, monkeypatch):
     seen: dict = {}
-    monkeypatch.setattr(web, "run_app", lambda app, **kw: seen.update(kw))
-    cli.run_web(settings)
+
+    def run_app(app: web.Application, **kw: object) -> None:
+        seen.update(kw)
+        kw["sock"].close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(web, "run_app", run_app)
+    assert cli.run_web(settings) == 0
     assert seen["access_log_class"] is MaskedAccessLogger
