@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.test_dev_command import PORTICO, env_for, free_port
+from web import serve as serve_module
 
 
 @dataclass
@@ -119,3 +120,28 @@ async def test_a_process_that_dies_stops_the_set_with_an_error(web_set):
     assert web_set.process.wait(timeout=30) == 1
     assert f"web process {one.pid} exited" in web_set.process.communicate(timeout=10)[1]
     assert not (other.is_running() and other.status() != psutil.STATUS_ZOMBIE)
+
+
+def test_a_fork_that_fails_takes_the_started_processes_with_it(monkeypatch):
+    """The second fork fails (no memory, a process limit): the first process is stopped, not
+    left serving on its own, and the error reaches `portico web`."""
+    started = subprocess.Popen(["sleep", "60"])
+    forks = iter([started.pid])
+
+    def fork() -> int:
+        pid = next(forks, None)
+        if pid is None:
+            raise BlockingIOError("Resource temporarily unavailable")
+        return pid
+
+    monkeypatch.setattr(serve_module.os, "fork", fork)
+    sockets = serve_module.bind("127.0.0.1", 0, 1) + serve_module.bind("127.0.0.1", 0, 1)
+    try:
+        with pytest.raises(BlockingIOError):
+            serve_module.serve(lambda: None, sockets)  # type: ignore[arg-type,return-value]
+        assert started.wait(timeout=10) == -signal.SIGTERM
+        assert not signal.pthread_sigmask(signal.SIG_BLOCK, []) & {signal.SIGTERM, signal.SIGINT}
+    finally:
+        started.kill()
+        for sock in sockets:
+            sock.close()

@@ -58,6 +58,11 @@ def serve(make_app: AppFactory, sockets: list[socket.socket], **run_app: Any) ->
         for sock in sockets:
             sock.close()  # the children hold them
         watcher = _Watcher(children)
+    except BaseException:  # a fork that failed: the processes already started go too
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return watcher.wait()
@@ -73,8 +78,10 @@ def _serve_child(
         web.run_app(make_app(), sock=sock, **run_app)
     except BaseException:  # a failed start-up, reported by the child that had it
         traceback.print_exc()
-        sys.stderr.flush()
         return 1
+    finally:  # os._exit follows, which flushes nothing
+        sys.stdout.flush()
+        sys.stderr.flush()
     return 0
 
 
