@@ -64,6 +64,7 @@ from portico.migrate import upgrade_async
 from portico.models import Approval, Approver, AuditEvent, OutboundMessage
 from portico.settings import Settings
 from portico.temporal import data_converter
+from web.serve import bind
 from workflows import search_attributes as sa
 from workflows.approval import ApprovalWorkflow
 from workflows.types import (
@@ -257,11 +258,8 @@ class Child:
 def listening_sockets(count: int) -> list[socket.socket]:
     """A loopback port bound here and handed to the web process, so that nothing started
     meanwhile (the Temporal dev server picks free ports too) can take it first: one socket per
-    web process, as web.serve.bind makes them."""
-    sockets = [socket.create_server(("127.0.0.1", 0), backlog=1024, reuse_port=count > 1)]
-    port = sockets[0].getsockname()[1]
-    for _ in range(count - 1):
-        sockets.append(socket.create_server(("127.0.0.1", port), backlog=1024, reuse_port=True))
+    web process, as `portico web` binds them."""
+    sockets = bind("127.0.0.1", 0, count)
     for sock in sockets:
         sock.set_inheritable(True)
     return sockets

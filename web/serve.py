@@ -28,12 +28,16 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def bind(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on (host, port), all with SO_REUSEPORT when more than one."""
+    """`count` listening sockets on (host, port), all with SO_REUSEPORT when more than one;
+    port 0 picks one free port for all of them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return [
-        socket.create_server((host, port), family=family, backlog=1024, reuse_port=count > 1)
-        for _ in range(count)
-    ]
+    sockets: list[socket.socket] = []
+    for _ in range(count):
+        sockets.append(
+            socket.create_server((host, port), family=family, backlog=1024, reuse_port=count > 1)
+        )
+        port = sockets[0].getsockname()[1]
+    return sockets
 
 
 def serve(make_app: AppFactory, sockets: list[socket.socket], **run_app: Any) -> int:
