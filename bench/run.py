@@ -105,6 +105,7 @@ class Plan:
     sections: tuple[int, ...] = (1, 2, 3, 4)
     profile: bool = False
     web_processes: int = 1  # PORTICO_WEB_PROCESSES of the web process
+    temporal_store: str = "memory"  # the dev server's store: "memory" or "file" (SQLite file)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -1211,6 +1212,7 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     report.data["machine_at_start"] = machine_line()
     log("machine: " + report.data["machine_at_start"])
     log(f"load generator: {plan.tool}; worker options: {plan.worker_options or 'SDK defaults'}")
+    log(f"Temporal dev server store: {plan.temporal_store}")
     if plan.temporal_config:
         log(f"Temporal dynamic config: {', '.join(plan.temporal_config)}")
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
@@ -1238,6 +1240,9 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                 data_converter=data_converter(settings),
                 search_attributes=list(sa.ALL_KEYS),
                 dev_server_log_level="error",
+                dev_server_database_filename=(
+                    str(workdir / "temporal.db") if plan.temporal_store == "file" else None
+                ),
                 dev_server_extra_args=[
                     a for kv in plan.temporal_config for a in ("--dynamic-config-value", kv)
                 ],
@@ -1371,6 +1376,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         "e.g. system.enableActivityEagerExecution=false",
     )
     parser.add_argument(
+        "--temporal-store",
+        choices=["memory", "file"],
+        default="memory",
+        help="the Temporal dev server's store: in memory (default) or an SQLite file",
+    )
+    parser.add_argument(
         "--web-processes",
         type=int,
         default=1,
@@ -1401,6 +1412,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan.temporal_config = args.temporal_config
     plan.profile = args.profile
     plan.web_processes = args.web_processes
+    plan.temporal_store = args.temporal_store
     return plan, args
 
 

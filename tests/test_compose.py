@@ -253,6 +253,7 @@ def test_portico_services_get_valid_settings(compose, monkeypatch, tmp_path):
         assert str(settings.files_dir) == "/data/files" and str(settings.var_dir) == "/data/var"
     web = compose["services"]["web"]["environment"]
     assert web["PORTICO_HTTP_HOST"] == "0.0.0.0"
+    assert interpolate(str(web["PORTICO_WEB_PROCESSES"])) == "2"  # the host's two cores
     assert "8080:8080" in compose["services"]["web"]["ports"]
 
 
