@@ -37,6 +37,7 @@ from bench.workflows import (
     BARE_TASK_QUEUE_SUFFIX,
     TIMER_TASK_QUEUE_SUFFIX,
     BareWorkflow,
+    FirstStepWorkflow,
     TimerWorkflow,
     mark,
     noop,
@@ -114,8 +115,8 @@ async def main() -> None:
     bare = Worker(
         client,
         task_queue=settings.task_queue + BARE_TASK_QUEUE_SUFFIX,
-        workflows=[BareWorkflow],
-        activities=[noop],
+        workflows=[BareWorkflow, FirstStepWorkflow],
+        activities=[noop, mark],
         **bare_options,
     )
     heap.freeze_startup_objects()  # as worker.py does

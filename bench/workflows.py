@@ -63,6 +63,21 @@ async def mark(path: str) -> None:
 
 
 @workflow.defn
+class FirstStepWorkflow:
+    """Section 3's baseline: the shape of an approval's way to its first email, with nothing
+    of Portico's in it. Its first task schedules one no-op activity that marks its time in a
+    file (as the request email writes its outbox row), the next task starts a timer (as the
+    expiry's), and it waits there for `linger_seconds`."""
+
+    @workflow.run
+    async def run(self, mark_path: str, linger_seconds: float) -> None:
+        await workflow.execute_activity(
+            "bench_mark", mark_path, start_to_close_timeout=timedelta(seconds=30)
+        )
+        await workflow.sleep(timedelta(seconds=linger_seconds))
+
+
+@workflow.defn
 class TimerWorkflow:
     """Section 4's baseline: one timer to `due` (as an open approval's reminder timer), then
     one no-op activity (as the reminder email), then done. Its history is ~11 events, so a
