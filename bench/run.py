@@ -106,7 +106,13 @@ class Plan:
     sections: tuple[int, ...] = (1, 2, 3, 4)
     profile: bool = False
     web_processes: int = 1  # PORTICO_WEB_PROCESSES of the web process
+    due_count: int | None = None  # section 4: how many of the open approvals fall due (all)
     temporal_store: str = "memory"  # the dev server's store: "memory" or "file" (SQLite file)
+
+    def due(self) -> int:
+        """Section 4: how many of the open approvals (and baseline timers) fall due at once;
+        the others fall due LATER, after the run, and only stay open."""
+        return min(self.due_count or self.open_approvals, self.open_approvals)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -999,19 +1005,23 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
 
 
 async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Child) -> Burst:
-    n = plan.open_approvals
+    n, d = plan.open_approvals, plan.due()
     lead = 30 + n * 0.02
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     marks = stack.workdir / f"timer-marks-{uuid.uuid4().hex[:6]}.txt"
     marks.touch()
     prefix = f"bench-timer-{uuid.uuid4().hex[:8]}"
-    log(f"4a. baseline: {n} TimerWorkflows, timers all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
+    log(
+        f"4a. baseline: {n} TimerWorkflows, {d} of their timers due at {due:%H:%M:%S} UTC "
+        f"(in {lead:.0f} s)"
+    )
     rss_before = timers.rss_mib()
 
     async def start(i: int) -> None:
+        when = due if i < d else due + LATER
         await stack.temporal.start_workflow(
             TimerWorkflow.run,
-            args=[due.isoformat(), str(marks)],
+            args=[when.isoformat(), str(marks)],
             id=f"{prefix}-{i}",
             task_queue=stack.settings.task_queue + TIMER_TASK_QUEUE_SUFFIX,
         )
@@ -1033,14 +1043,14 @@ async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Chil
     def count() -> int:
         return len(marks.read_bytes().splitlines())
 
-    while count() < n and time.monotonic() < deadline:
+    while count() < d and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-    cpu = stack.cpu_per(cpu_due, n, timers)
-    cpu_ms = stack.cpu_ms(cpu_due, n, ("worker", "temporal"), timers)
+    cpu = stack.cpu_per(cpu_due, d, timers)
+    cpu_ms = stack.cpu_ms(cpu_due, d, ("worker", "temporal"), timers)
     events = await history_length(stack, f"{prefix}-0")
     late = [float(line) - due.timestamp() for line in marks.read_text().split()]
     burst = Burst(
-        n,
+        d,
         len(late),
         percentile(late, 50),
         percentile(late, 99),
@@ -1059,7 +1069,7 @@ async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Chil
     report.add(
         "4",
         "baseline burst: sent, lateness p50 / p99 / max, rate",
-        f"{burst.sent}/{n}, {burst.p50_s:.1f} / {burst.p99_s:.1f} / {burst.max_s:.1f} s, "
+        f"{burst.sent}/{d}, {burst.p50_s:.1f} / {burst.p99_s:.1f} / {burst.max_s:.1f} s, "
         f"{burst.rate:.0f}/s" + ("" if before_due else " (started AFTER the due time)"),
     )
     report.add("4", "baseline CPU per timer fired", cpu)
@@ -1073,13 +1083,18 @@ async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Chil
 
 async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
     baseline = await bench_timer_baseline(stack, plan, report)
-    n = plan.open_approvals
+    n, d = plan.open_approvals, plan.due()
     lead = plan.reminder_lead if plan.reminder_lead is not None else 60 + n * 0.06
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     created_at = due - timedelta(days=1)  # remind_every_days=1: the first reminder is due then
-    log(f"4. {n} open approvals, first reminders all due at {due:%H:%M:%S} UTC (in {lead:.0f} s)")
+    log(
+        f"4. {n} open approvals, the first reminders of {d} due at {due:%H:%M:%S} UTC "
+        f"(in {lead:.0f} s)"
+    )
     rss_before = stack.worker.rss_mib()
-    rows = await insert_open_approvals(stack, n, created_at)
+    rows = await insert_open_approvals(stack, d, created_at)
+    if n > d:  # created later, so their first reminders fall due after the run
+        rows += await insert_open_approvals(stack, n - d, created_at + LATER)
     first_id, last_id = rows[0][0], rows[-1][0]
     doc = stack.document
     attributes = sa.initial("pending", doc["kind"], doc["number"], "Client Co", doc["amount_cents"])
@@ -1151,17 +1166,17 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
 
         last_log = time.monotonic()
         async with profiling(stack, stack.worker, "worker-reminders", plan.profile):
-            while (count := await reminders_sent()) < n:
-                if (datetime.now(UTC) - due).total_seconds() > 600 + n * 0.1:
-                    log(f"  gave up with {count}/{n} reminders sent")
+            while (count := await reminders_sent()) < d:
+                if (datetime.now(UTC) - due).total_seconds() > 600 + d * 0.1:
+                    log(f"  gave up with {count}/{d} reminders sent")
                     break
                 if time.monotonic() - last_log > 10:
-                    log(f"  {count}/{n} reminders sent")
+                    log(f"  {count}/{d} reminders sent")
                     last_log = time.monotonic()
                 await asyncio.sleep(0.5)
         burst_cpu = stack.worker.cpu_seconds() - cpu_due
-        reminder_cpu = stack.cpu_per(cpu_due_all, n)
-        reminder_cpu_ms = stack.cpu_ms(cpu_due_all, n, ("worker", "temporal"))
+        reminder_cpu = stack.cpu_per(cpu_due_all, d)
+        reminder_cpu_ms = stack.cpu_ms(cpu_due_all, d, ("worker", "temporal"))
         async with stack.sessions() as session:
             sent_at = list(
                 await session.scalars(select(OutboundMessage.created_at).where(*reminders))
@@ -1198,7 +1213,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
     )
     if stack.temporal_ps is not None:
         report.add("4", "Temporal dev server RSS peak", f"{sampler.temporal_peak:.0f} MiB")
-    report.add("4", "reminders sent", f"{len(late)}/{n}", f"{n}", len(late) == n)
+    report.add("4", "reminders sent", f"{len(late)}/{d}", f"{d}", len(late) == d)
     if late:
         p50, p99 = percentile(late, 50), percentile(late, 99)
         report.add("4", "reminder lateness p50 / p99", f"{p50:.1f} s / {p99:.1f} s")
@@ -1214,7 +1229,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         report.add("4", "CPU per reminder sent", reminder_cpu)
         report.add(
             "4",
-            f"reminder burst / baseline burst at {n} open",
+            f"reminder burst / baseline burst at {n} open" + (f", {d} due" if d < n else ""),
             f"{rate / baseline.rate:.0%} ({rate:.0f}/s vs {baseline.rate:.0f}/s)",
         )
         report.add(
@@ -1229,6 +1244,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         }
     report.data["reminders"] = report.data.get("reminders", {}) | {
         "n": n,
+        "due_count": d,
         "due": due.isoformat(),
         "settle_s": settle_s,
         "settled_before_due": before_due,
@@ -1398,6 +1414,9 @@ async def seed(stack: Stack) -> None:
     )
 
 
+LATER = timedelta(hours=6)  # section 4 with --due: when the other approvals fall due
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="scaled down (1 000 open approvals)")
@@ -1408,6 +1427,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     )
     parser.add_argument("--sections", default="1,2,3,4", help="which sections, e.g. 1,2")
     parser.add_argument("--open", type=int, help="open approvals in section 4")
+    parser.add_argument(
+        "--due", type=int, help="section 4: how many of the open approvals fall due (all)"
+    )
     parser.add_argument("--seconds", type=float, help="length of each HTTP load run")
     parser.add_argument("--reminder-lead", type=float, help="seconds until reminders are due")
     parser.add_argument(
@@ -1456,6 +1478,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         plan.open_approvals = args.open
     if args.seconds is not None:
         plan.seconds = args.seconds
+    plan.due_count = args.due
     plan.reminder_lead = args.reminder_lead
     plan.round_trip_pause = args.pause
     if args.start_backlog is not None:

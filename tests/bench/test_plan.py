@@ -1,0 +1,19 @@
+"""The benchmark's command line: what a run will do."""
+
+from __future__ import annotations
+
+from bench.run import parse_args
+
+
+def test_section_4_lets_all_open_approvals_fall_due_unless_told_how_many() -> None:
+    plan, _ = parse_args(["--sections", "4", "--open", "10000"])
+    assert (plan.open_approvals, plan.due()) == (10_000, 10_000)
+    plan, _ = parse_args(["--sections", "4", "--open", "10000", "--due", "1000"])
+    assert (plan.open_approvals, plan.due()) == (10_000, 1_000)
+    plan, _ = parse_args(["--quick", "--due", "5000"])  # never more than are open
+    assert (plan.open_approvals, plan.due()) == (1_000, 1_000)
+
+
+def test_the_temporal_dev_server_keeps_its_state_in_memory_unless_told_a_file() -> None:
+    assert parse_args([])[0].temporal_store == "memory"
+    assert parse_args(["--temporal-store", "file"])[0].temporal_store == "file"
