@@ -1092,10 +1092,11 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         f"(in {lead:.0f} s)"
     )
     rss_before = stack.worker.rss_mib()
-    rows = await insert_open_approvals(stack, d, created_at)
+    rows = [(r, created_at) for r in await insert_open_approvals(stack, d, created_at)]
     if n > d:  # created later, so their first reminders fall due after the run
-        rows += await insert_open_approvals(stack, n - d, created_at + LATER)
-    first_id, last_id = rows[0][0], rows[-1][0]
+        later = created_at + LATER
+        rows += [(r, later) for r in await insert_open_approvals(stack, n - d, later)]
+    first_id, last_id = rows[0][0][0], rows[-1][0][0]
     doc = stack.document
     attributes = sa.initial("pending", doc["kind"], doc["number"], "Client Co", doc["amount_cents"])
     log(f"  {n} requests written to SQL; starting their workflows")
@@ -1106,10 +1107,11 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         )
         return int(await stack.scalar(query))
 
-    async def start(row: tuple[int, int, str, str]) -> None:
+    async def start(item: tuple[tuple[int, int, str, str], datetime]) -> None:
+        row, created = item  # the reminder is due a day after the request was created
         await stack.temporal.start_workflow(
             ApprovalWorkflow.run,
-            approval_input(stack, *row, created_at),
+            approval_input(stack, *row, created),
             id=f"approval-{row[0]}",
             task_queue=stack.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
