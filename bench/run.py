@@ -704,14 +704,21 @@ async def bench_round_trip(stack: Stack, plan: Plan, report: Report) -> None:
 # --- section 3: approval creation -------------------------------------------------------------
 
 
+async def timed(job: Callable[[], Awaitable[Any]], into: list[float]) -> None:
+    """Run `job`, appending how long it took (ms) to `into`."""
+    started = time.perf_counter()
+    await job()
+    into.append((time.perf_counter() - started) * 1000)
+
+
+def marks_written(path: Path) -> int:
+    """How many times the baselines' `bench_mark` activity has run for this file."""
+    return len(path.read_bytes().splitlines())
+
+
 async def bench_creation(stack: Stack, plan: Plan, report: Report) -> None:
     n, c = plan.creations, plan.create_concurrency
     log(f"3. creation rate: {n} approvals at concurrency {c}, beside bare start_workflow")
-
-    async def timed(job: Callable[[], Awaitable[Any]], into: list[float]) -> None:
-        started = time.perf_counter()
-        await job()
-        into.append((time.perf_counter() - started) * 1000)
 
     async def start_bare_one(workflow_id: str) -> None:
         await stack.temporal.start_workflow(
@@ -807,22 +814,20 @@ async def first_steps(stack: Stack, n: int, c: int) -> tuple[list[float], float,
     latencies: list[float] = []
 
     async def start(i: int) -> None:
-        began = time.perf_counter()
         await stack.temporal.start_workflow(
             FirstStepWorkflow.run,
             args=[str(marks), 30.0],
             id=f"{prefix}-{i}",
             task_queue=stack.bare_queue,
         )
-        latencies.append((time.perf_counter() - began) * 1000)
 
     cpu_before = stack.cpu()
     started = time.perf_counter()
-    await limited(c, [partial(start, i) for i in range(n)])
+    await limited(c, [partial(timed, partial(start, i), latencies) for i in range(n)])
     rate = n / (time.perf_counter() - started)
 
     async def all_marked() -> bool:
-        return len(marks.read_bytes().splitlines()) >= n
+        return marks_written(marks) >= n
 
     await wait_until(all_marked, 120, "the baseline's activities", every=0.2)
     await asyncio.sleep(0.5)  # the task after the activity (its timer)
@@ -835,12 +840,13 @@ async def first_steps(stack: Stack, n: int, c: int) -> tuple[list[float], float,
 
 async def insert_open_approvals(
     stack: Stack, n: int, created_at: datetime
-) -> list[tuple[int, int, str, str]]:
+) -> list[tuple[int, int, str, str, datetime]]:
     """N single-approver requests written straight to SQL, as create_approval writes them;
-    (approval id, approver id, token, sms code) each."""
+    (approval id, approver id, token, sms code, created at) each: `approval_input`'s
+    arguments."""
     settings, doc = stack.settings, stack.document
     staff = [{"email": e, "phone": None} for e in settings.staff_emails]
-    out: list[tuple[int, int, str, str]] = []
+    out: list[tuple[int, int, str, str, datetime]] = []
     chunk = 1000
     for first in range(0, n, chunk):
         size = min(chunk, n - first)
@@ -891,7 +897,7 @@ async def insert_open_approvals(
                 )
             )
             for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
-                out.append((a, p, token, code))
+                out.append((a, p, token, code, created_at))
                 inp = approval_input(stack, a, p, token, code, created_at)
                 await append_event(session, a, created_event(inp), new_chain=True)  # as the API
     return out
@@ -1040,10 +1046,7 @@ async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Chil
     cpu_due = stack.cpu(timers)
     deadline = time.monotonic() + 300 + n * 0.05
 
-    def count() -> int:
-        return len(marks.read_bytes().splitlines())
-
-    while count() < d and time.monotonic() < deadline:
+    while marks_written(marks) < d and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     cpu = stack.cpu_per(cpu_due, d, timers)
     cpu_ms = stack.cpu_ms(cpu_due, d, ("worker", "temporal"), timers)
@@ -1092,11 +1095,10 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         f"(in {lead:.0f} s)"
     )
     rss_before = stack.worker.rss_mib()
-    rows = [(r, created_at) for r in await insert_open_approvals(stack, d, created_at)]
+    rows = await insert_open_approvals(stack, d, created_at)
     if n > d:  # created later, so their first reminders fall due after the run
-        later = created_at + LATER
-        rows += [(r, later) for r in await insert_open_approvals(stack, n - d, later)]
-    first_id, last_id = rows[0][0][0], rows[-1][0][0]
+        rows += await insert_open_approvals(stack, n - d, created_at + LATER)
+    first_id, last_id = rows[0][0], rows[-1][0]
     doc = stack.document
     attributes = sa.initial("pending", doc["kind"], doc["number"], "Client Co", doc["amount_cents"])
     log(f"  {n} requests written to SQL; starting their workflows")
@@ -1107,11 +1109,10 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         )
         return int(await stack.scalar(query))
 
-    async def start(item: tuple[tuple[int, int, str, str], datetime]) -> None:
-        row, created = item  # the reminder is due a day after the request was created
+    async def start(row: tuple[int, int, str, str, datetime]) -> None:
         await stack.temporal.start_workflow(
             ApprovalWorkflow.run,
-            approval_input(stack, *row, created),
+            approval_input(stack, *row),  # its reminder is due a day after its creation
             id=f"approval-{row[0]}",
             task_queue=stack.settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
