@@ -58,17 +58,31 @@ PASSTHROUGH_MODULES = (
     "portico.money",
     "portico.i18n",
 )
+# The workflow modules themselves, shared too when the sandbox is `shared`
+# (PORTICO_WORKER_SANDBOX).
+WORKFLOW_PACKAGE = "workflows"
 SHUTDOWN_TIMEOUT = timedelta(seconds=20)
 
 
-def workflow_runner(converter: DataConverter | None = None) -> SandboxedWorkflowRunner:
-    """The sandbox every Portico workflow runs in: PASSTHROUGH_MODULES shared with the host,
-    and the workflow modules' bytecode loaded once per process (portico/sandbox.py; each
-    workflow instance still executes its module afresh inside the sandbox). For a `converter`
-    that takes no serialization context (Portico's), the worker's per-payload questions are
-    answered without entering the sandbox (portico/sandbox_runner.py)."""
-    share_workflow_code(("workflows",))
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+def workflow_runner(
+    converter: DataConverter | None = None, *, shared: bool = False
+) -> SandboxedWorkflowRunner:
+    """The sandbox every Portico workflow runs in: PASSTHROUGH_MODULES shared with the host.
+
+    Strict (the default): each workflow instance executes its workflow module afresh inside
+    the sandbox, so module state is its own and every call the workflow code makes is checked
+    (the bytecode is loaded once per process, portico/sandbox.py). `shared`: the workflow
+    modules are loaded once, outside the sandbox, and every instance uses them; about a third
+    less memory per cached workflow and CPU per replay (docs/benchmarks.md, twelfth pass).
+    The sandbox then no longer checks the workflow code's own calls: the test suite runs
+    every workflow strict, and tests/test_worker_sandbox.py holds the workflow modules to
+    module state that cannot change. For a `converter` that takes no serialization context
+    (Portico's), the worker's per-payload questions are answered without entering the
+    sandbox (portico/sandbox_runner.py)."""
+    modules = PASSTHROUGH_MODULES + ((WORKFLOW_PACKAGE,) if shared else ())
+    if not shared:
+        share_workflow_code((WORKFLOW_PACKAGE,))
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
     if converter is not None and context_free(converter):
         return ContextFreeSandboxRunner(restrictions=restrictions)
     return SandboxedWorkflowRunner(restrictions=restrictions)
@@ -172,7 +186,9 @@ def build_worker(
         ],
         max_cached_workflows=settings.worker_cache_size,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
-        workflow_runner=workflow_runner(client.data_converter),
+        workflow_runner=workflow_runner(
+            client.data_converter, shared=settings.worker_sandbox == "shared"
+        ),
         activities=[
             records.sync_approval,
             records.append_audit_event,

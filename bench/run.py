@@ -108,6 +108,7 @@ class Plan:
     web_processes: int = 1  # PORTICO_WEB_PROCESSES of the web process
     due_count: int | None = None  # section 4: how many of the open approvals fall due (all)
     temporal_store: str = "memory"  # the dev server's store: "memory" or "file" (SQLite file)
+    worker_sandbox: str = "shared"  # PORTICO_WORKER_SANDBOX of the worker, as docker-compose.yml
 
     def due(self) -> int:
         """Section 4: how many of the open approvals (and baseline timers) fall due at once;
@@ -1287,6 +1288,7 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     log("machine: " + report.data["machine_at_start"])
     log(f"load generator: {plan.tool}; worker options: {plan.worker_options or 'SDK defaults'}")
     log(f"Temporal dev server store: {plan.temporal_store}")
+    log(f"worker sandbox: {plan.worker_sandbox}")
     if plan.temporal_config:
         log(f"Temporal dynamic config: {', '.join(plan.temporal_config)}")
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
@@ -1307,6 +1309,7 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                 "PORTICO_TASK_QUEUE": "portico-bench",
                 "PORTICO_STAFF_EMAILS": "office@firm.test",
                 "PORTICO_COMPANY_NAME": "Acme Builders",
+                "PORTICO_WORKER_SANDBOX": plan.worker_sandbox,
             }
             settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
             env = await WorkflowEnvironment.start_local(
@@ -1468,6 +1471,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         help="web processes on the port, as PORTICO_WEB_PROCESSES runs them (default 1)",
     )
     parser.add_argument(
+        "--worker-sandbox",
+        choices=["strict", "shared"],
+        default="shared",
+        help="the worker's PORTICO_WORKER_SANDBOX (default shared, as docker-compose.yml runs it)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles (web under load, worker at reminders)",
@@ -1494,6 +1503,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan.profile = args.profile
     plan.web_processes = args.web_processes
     plan.temporal_store = args.temporal_store
+    plan.worker_sandbox = args.worker_sandbox
     return plan, args
 
 

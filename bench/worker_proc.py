@@ -5,9 +5,13 @@ timers` is instead section 4's baseline worker, `TimerWorkflow` alone, in a proc
 Settings come from the environment, like production. `BENCH_WORKER_OPTIONS` (JSON) passes
 extra `temporalio.worker.Worker` keyword arguments (max_cached_workflows, ...) to every worker
 `build_worker` makes, to try tuning knobs without editing worker.py; its key
-`passthrough_modules` (a list of module names) becomes a sandboxed workflow runner that passes
-those modules through instead of re-importing them for every workflow run. `BENCH_CORE_LOG`
-and `BENCH_WORKER_METRICS` are diagnostics (`bench_runtime`).
+`passthrough_modules` (a list of module names) adds those modules to the ones Portico's
+workflow runner passes through its sandbox instead of re-importing them for every workflow run
+(`worker.PASSTHROUGH_MODULES`). `BENCH_CORE_LOG`
+and `BENCH_WORKER_METRICS` are diagnostics (`bench_runtime`), as is `BENCH_TRACEMALLOC` (a file:
+Portico's worker traces its Python allocations and, when told to stop, writes what is held
+then, by file and by line, before its workflows leave the cache; slow, for finding what a
+cached workflow holds, not for timing).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import tracemalloc
 from typing import Any
 
 from temporalio.runtime import (
@@ -30,7 +35,6 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import worker as portico_worker
 from bench.workflows import (
@@ -70,9 +74,21 @@ def worker_options() -> dict[str, Any]:
     options = dict(json.loads(os.environ.get("BENCH_WORKER_OPTIONS") or "{}"))
     modules = options.pop("passthrough_modules", None)
     if modules:
-        restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
-        options["workflow_runner"] = SandboxedWorkflowRunner(restrictions=restrictions)
+        portico_worker.PASSTHROUGH_MODULES = (*portico_worker.PASSTHROUGH_MODULES, *modules)
     return options
+
+
+def write_allocations(snapshot: tracemalloc.Snapshot, path: str) -> None:
+    """The 40 largest holders of traced memory, by file and by line."""
+    with open(path, "w") as out:
+        for key in ("filename", "lineno"):
+            stats = snapshot.statistics(key)
+            total = sum(stat.size for stat in stats)
+            out.write(f"# by {key}: {total / 2**20:.1f} MiB traced in all\n")
+            for stat in stats[:40]:
+                frame = stat.traceback[0]
+                where = frame.filename if key == "filename" else f"{frame.filename}:{frame.lineno}"
+                out.write(f"{stat.size / 2**10:10.1f} KiB {stat.count:8d} blocks  {where}\n")
 
 
 async def main() -> None:
@@ -120,10 +136,15 @@ async def main() -> None:
         **bare_options,
     )
     heap.freeze_startup_objects()  # as worker.py does
+    trace_path = os.environ.get("BENCH_TRACEMALLOC")
+    if trace_path:
+        tracemalloc.start(12)
     try:
         async with portico_worker.build_worker(client, settings, session_maker(engine)), bare:
             print("READY", flush=True)
             await stop.wait()
+            if trace_path:
+                write_allocations(tracemalloc.take_snapshot(), trace_path)
     finally:
         await engine.dispose()
 

@@ -17,11 +17,12 @@ import contextlib
 import gettext as _gettext
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -75,15 +76,17 @@ def N_(message: str) -> str:
 
 
 # What each document kind (CONTRACT section 3) is called; English, translated where shown.
-KIND_LABELS = {
-    "ticket": N_("Ticket"),
-    "estimate": N_("Estimate"),
-    "change_order": N_("Change order"),
-    "purchase_order": N_("Purchase order"),
-    "rfi": N_("RFI"),
-    "proposal": N_("Proposal"),
-    "contract": N_("Contract"),
-}
+KIND_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "ticket": N_("Ticket"),
+        "estimate": N_("Estimate"),
+        "change_order": N_("Change order"),
+        "purchase_order": N_("Purchase order"),
+        "rfi": N_("RFI"),
+        "proposal": N_("Proposal"),
+        "contract": N_("Contract"),
+    }
+)
 
 
 def kind_label(kind: str) -> str:

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,12 @@ class Settings(BaseSettings):
     # once sent; docs/benchmarks.md, section 4, fifth pass: 600 keeps a worker under 300 MiB
     # with 10 000 open requests, at ~10 % of the reminder burst).
     worker_cache_size: int = Field(600, ge=100, alias="PORTICO_WORKER_CACHE_SIZE")
+    # How the worker's sandbox loads Portico's workflow modules (worker.py, `workflow_runner`):
+    # `strict` imports them afresh for every workflow run, so the sandbox checks each call of
+    # workflow code (for development and the tests); `shared` loads them once for all runs,
+    # about a third less memory per cached workflow (docker-compose.yml; docs/operations.md,
+    # "Worker memory").
+    worker_sandbox: Literal["strict", "shared"] = Field("strict", alias="PORTICO_WORKER_SANDBOX")
     # How long a workflow task waits on a worker's sticky queue before any worker may take it
     # (the SDK's default is 10 s): after a worker dies, the next decision on each of its cached
     # workflows waits this long (docs/operations.md, "When a worker dies").

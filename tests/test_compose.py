@@ -255,6 +255,8 @@ def test_portico_services_get_valid_settings(compose, monkeypatch, tmp_path):
     assert web["PORTICO_HTTP_HOST"] == "0.0.0.0"
     assert interpolate(str(web["PORTICO_WEB_PROCESSES"])) == "2"  # the host's two cores
     assert "8080:8080" in compose["services"]["web"]["ports"]
+    worker = compose["services"]["worker"]["environment"]
+    assert interpolate(str(worker["PORTICO_WORKER_SANDBOX"])) == "shared"
 
 
 def test_temporal_ui_uses_the_codec_endpoint(compose):

@@ -8,16 +8,20 @@ restrictions apply), and the saved histories must replay unchanged.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 import sys
 from collections.abc import Iterator
+from datetime import timedelta, timezone
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, MappingProxyType, ModuleType
 from typing import Any
 
 import pytest
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowHistory
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.converter import SerializationContext, WithSerializationContext
 from temporalio.worker import Replayer
 from temporalio.worker._workflow_instance import WorkflowInstanceDetails
@@ -125,11 +129,20 @@ def test_the_worker_runner_passes_through_its_pure_modules():
     )
 
 
-@pytest.mark.parametrize("context_free", [False, True], ids=["sandbox", "context-free"])
+# (sandbox, context-free runner): what the tests and `make dev` run, its two runner classes,
+# and what docker-compose.yml runs
+RUNNERS = [("strict", False), ("strict", True), ("shared", True)]
+
+
+@pytest.mark.parametrize(("sandbox", "context_free"), RUNNERS, ids=lambda v: str(v))
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
-async def test_saved_histories_replay_in_the_worker_sandbox(path: Path, context_free: bool):
+async def test_saved_histories_replay_in_the_worker_sandbox(
+    path: Path, sandbox: str, context_free: bool
+):
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
-    runner = worker.workflow_runner(data_converter() if context_free else None)
+    runner = worker.workflow_runner(
+        data_converter() if context_free else None, shared=sandbox == "shared"
+    )
     assert isinstance(runner, ContextFreeSandboxRunner) == context_free
     replayer = Replayer(
         workflows=[ApprovalWorkflow],
@@ -137,6 +150,53 @@ async def test_saved_histories_replay_in_the_worker_sandbox(path: Path, context_
         workflow_runner=runner,
     )
     await replayer.replay_workflow(history)  # raises on any nondeterminism
+
+
+async def test_the_shared_sandbox_runs_every_instance_on_the_one_loaded_module():
+    shared = worker.workflow_runner(data_converter(), shared=True)
+    assert worker.WORKFLOW_PACKAGE in shared.restrictions.passthrough_modules
+    one = sandboxed(shared, ApprovalWorkflow)._inner
+    two = sandboxed(shared, ApprovalWorkflow)._inner
+    loaded = sys.modules["workflows.approval"]
+    assert one.importer.new_modules["workflows.approval"] is loaded
+    assert two.importer.new_modules["workflows.approval"] is loaded
+    strict = sandboxed(worker.workflow_runner(data_converter()), ApprovalWorkflow)._inner
+    assert strict.importer.new_modules["workflows.approval"] is not loaded
+
+
+def workflow_modules() -> list[ModuleType]:
+    package = importlib.import_module(worker.WORKFLOW_PACKAGE)
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
+
+
+# Values of these types are never changed by Portico's code (dataclasses of the SDK)
+SETTLED_TYPES = (RetryPolicy, SearchAttributeKey)
+IMMUTABLE = (str, bytes, int, float, bool, type(None), timedelta, timezone, MappingProxyType)
+
+
+def changeable(value: object) -> bool:
+    if isinstance(value, (tuple, frozenset)):
+        return any(changeable(item) for item in value)
+    if isinstance(value, (type, ModuleType, FunctionType, *IMMUTABLE, *SETTLED_TYPES)):
+        return False
+    return type(value).__module__ != "__future__"  # `annotations`
+
+
+def test_workflow_modules_hold_no_state_that_a_run_could_change():
+    """With the sandbox `shared`, every workflow run uses the same module objects: nothing at
+    module level may be a list, dict, set or other value that one run could change and
+    another then see (a read-only mapping is fine)."""
+    found = [
+        f"{module.__name__}.{name}"
+        for module in workflow_modules()
+        for name, value in vars(module).items()
+        if not name.startswith("__") and changeable(value)
+    ]
+    assert found == []
+    assert {m.__name__ for m in workflow_modules()} >= {"workflows.approval", "workflows.types"}
 
 
 class ContextTakingCodec(EncryptionCodec, WithSerializationContext):

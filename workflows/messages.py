@@ -8,6 +8,8 @@ fills in from the database (requests started before that carry their own link an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from portico.i18n import KIND_LABELS
@@ -71,11 +73,13 @@ def sms_prompt(inp: ApprovalInput, approver: ApproverInput, lead: str) -> str:
     )
 
 
-SMS_LEADS = {
-    "request": "please approve",
-    "reminder": "reminder, still waiting for your approval of",
-    "expiry_warning": "expiring soon, please approve",
-}
+SMS_LEADS: Mapping[str, str] = MappingProxyType(
+    {
+        "request": "please approve",
+        "reminder": "reminder, still waiting for your approval of",
+        "expiry_warning": "expiring soon, please approve",
+    }
+)
 
 
 def sms_context(inp: ApprovalInput, approver: ApproverInput, **extra: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from workflows.types import (
 DELIVERED = "delivered"
 FAILED = "failed"
 # Retrying these would not help: a malformed address, a STOP, a row that is gone.
-NON_RETRYABLE = ["InvalidRecipient", "OptedOut", "UnknownOutboxMessage", "Undeliverable"]
+NON_RETRYABLE = ("InvalidRecipient", "OptedOut", "UnknownOutboxMessage", "Undeliverable")
 FINISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from temporalio.common import (
@@ -33,11 +35,13 @@ ALL_KEYS = (
     NEXT_VISIT,
 )
 # The type names `temporal server start-dev --search-attribute NAME=TYPE` takes.
-CLI_TYPES = {
-    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-    SearchAttributeIndexedValueType.INT: "Int",
-    SearchAttributeIndexedValueType.DATETIME: "Datetime",
-}
+CLI_TYPES: Mapping[SearchAttributeIndexedValueType, str] = MappingProxyType(
+    {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.INT: "Int",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    }
+)
 
 
 def cli_type(key: SearchAttributeKey[Any]) -> str:

@@ -525,7 +525,7 @@ WEBHOOK_WORKFLOW = "WebhookDeliveryWorkflow"
 DELIVER_WEBHOOK = "deliver_webhook"
 FINISH_WEBHOOK = "finish_webhook"
 # Retrying would not help: the endpoint was deleted, the receiver's address is refused.
-WEBHOOK_NON_RETRYABLE = ["EndpointGone", "UnknownDelivery", "RefusedReceiver"]
+WEBHOOK_NON_RETRYABLE = ("EndpointGone", "UnknownDelivery", "RefusedReceiver")
 
 
 @dataclass(frozen=True)
