@@ -17,3 +17,20 @@ def test_section_4_lets_all_open_approvals_fall_due_unless_told_how_many() -> No
 def test_the_temporal_dev_server_keeps_its_state_in_memory_unless_told_a_file() -> None:
     assert parse_args([])[0].temporal_store == "memory"
     assert parse_args(["--temporal-store", "file"])[0].temporal_store == "file"
+
+
+def test_the_worker_runs_its_sandbox_as_docker_compose_does_unless_told_strict() -> None:
+    assert parse_args([])[0].worker_sandbox == "shared"
+    assert parse_args(["--worker-sandbox", "strict"])[0].worker_sandbox == "strict"
+
+
+def test_passthrough_modules_add_to_what_portico_s_sandbox_passes_through(monkeypatch) -> None:
+    import worker
+    from bench.worker_proc import worker_options
+
+    monkeypatch.setattr(worker, "PASSTHROUGH_MODULES", worker.PASSTHROUGH_MODULES)
+    monkeypatch.setenv(
+        "BENCH_WORKER_OPTIONS", '{"passthrough_modules": ["workflows"], "max_cached_workflows": 9}'
+    )
+    assert worker_options() == {"max_cached_workflows": 9}
+    assert "workflows" in worker.workflow_runner().restrictions.passthrough_modules
