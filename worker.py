@@ -72,8 +72,9 @@ def workflow_runner(
     Strict (the default): each workflow instance executes its workflow module afresh inside
     the sandbox, so module state is its own and every call the workflow code makes is checked
     (the bytecode is loaded once per process, portico/sandbox.py). `shared`: the workflow
-    modules are loaded once, outside the sandbox, and every instance uses them; about a third
-    less memory per cached workflow and CPU per replay (docs/benchmarks.md, twelfth pass).
+    modules are loaded once, outside the sandbox, and every instance uses them; a fifth to a
+    quarter less memory per cached workflow, and less worker CPU per start and per reminder
+    (docs/benchmarks.md, twelfth pass).
     The sandbox then no longer checks the workflow code's own calls: the test suite runs
     every workflow strict, and tests/test_worker_sandbox.py holds the workflow modules to
     module state that cannot change. For a `converter` that takes no serialization context

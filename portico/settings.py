@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # How the worker's sandbox loads Portico's workflow modules (worker.py, `workflow_runner`):
     # `strict` imports them afresh for every workflow run, so the sandbox checks each call of
     # workflow code (for development and the tests); `shared` loads them once for all runs,
-    # about a third less memory per cached workflow (docker-compose.yml; docs/operations.md,
+    # a fifth to a quarter less memory per cached workflow (docker-compose.yml; docs/operations.md,
     # "Worker memory").
     worker_sandbox: Literal["strict", "shared"] = Field("strict", alias="PORTICO_WORKER_SANDBOX")
     # How long a workflow task waits on a worker's sticky queue before any worker may take it
