@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.load import LoadResult, percentile, run_load, wrk_available
@@ -95,7 +96,9 @@ class Plan:
     round_trips: int = 200
     creations: int = 300
     create_concurrency: int = 8
-    open_approvals: int = 10_000
+    # section 4: open approvals, one step per count, in this order (the burst's flatness is
+    # the last step's against the first's)
+    open_steps: tuple[int, ...] = (1_000, 10_000)
     start_concurrency: int = 32
     start_backlog: int = 400  # section 4: at most this many workflows starting up at once
     round_trip_pause: float = 0.0  # section 2: seconds between approvals
@@ -110,14 +113,14 @@ class Plan:
     temporal_store: str = "memory"  # the dev server's store: "memory" or "file" (SQLite file)
     worker_sandbox: str = "shared"  # PORTICO_WORKER_SANDBOX of the worker, as docker-compose.yml
 
-    def due(self) -> int:
-        """Section 4: how many of the open approvals (and baseline timers) fall due at once;
-        the others fall due LATER, after the run, and only stay open."""
-        return min(self.due_count or self.open_approvals, self.open_approvals)
+    def due(self, n: int) -> int:
+        """Section 4 with `n` open: how many of them (and of the baseline timers) fall due at
+        once; the others fall due LATER, after the run, and only stay open."""
+        return min(self.due_count or n, n)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(seconds=5.0, view_tokens=50, round_trips=50, creations=100, open_approvals=1_000)
+        return cls(seconds=5.0, view_tokens=50, round_trips=50, creations=100, open_steps=(1_000,))
 
 
 @dataclass
@@ -840,14 +843,14 @@ async def first_steps(stack: Stack, n: int, c: int) -> tuple[list[float], float,
 
 
 async def insert_open_approvals(
-    stack: Stack, n: int, created_at: datetime
-) -> list[tuple[int, int, str, str, datetime]]:
-    """N single-approver requests written straight to SQL, as create_approval writes them;
-    (approval id, approver id, token, sms code, created at) each: `approval_input`'s
-    arguments."""
+    stack: Stack, n: int, created_at: datetime, domain: str
+) -> list[tuple[int, int, str, str, datetime, str]]:
+    """N single-approver requests written straight to SQL, as create_approval writes them,
+    their approvers' addresses at `domain`; (approval id, approver id, token, sms code,
+    created at, domain) each: `approval_input`'s arguments."""
     settings, doc = stack.settings, stack.document
     staff = [{"email": e, "phone": None} for e in settings.staff_emails]
-    out: list[tuple[int, int, str, str, datetime]] = []
+    out: list[tuple[int, int, str, str, datetime, str]] = []
     chunk = 1000
     for first in range(0, n, chunk):
         size = min(chunk, n - first)
@@ -886,7 +889,7 @@ async def insert_open_approvals(
                             "approval_id": a,
                             "position": 0,
                             "name": f"Open {a}",
-                            "email": f"open{a}@{OPEN_DOMAIN}",
+                            "email": f"open{a}@{domain}",
                             "phone": None,
                             "status": "pending",
                             "token_hash": tokens.hash_token(token),
@@ -898,14 +901,20 @@ async def insert_open_approvals(
                 )
             )
             for a, p, (token, code) in zip(approval_ids, approver_ids, raw, strict=True):
-                out.append((a, p, token, code, created_at))
-                inp = approval_input(stack, a, p, token, code, created_at)
+                out.append((a, p, token, code, created_at, domain))
+                inp = approval_input(stack, a, p, token, code, created_at, domain)
                 await append_event(session, a, created_event(inp), new_chain=True)  # as the API
     return out
 
 
 def approval_input(
-    stack: Stack, approval_id: int, approver_id: int, token: str, code: str, created_at: datetime
+    stack: Stack,
+    approval_id: int,
+    approver_id: int,
+    token: str,
+    code: str,
+    created_at: datetime,
+    domain: str = OPEN_DOMAIN,
 ) -> ApprovalInput:
     """The workflow input exactly as Portico.create_approval builds it."""
     settings, doc = stack.settings, stack.document
@@ -925,7 +934,7 @@ def approval_input(
             ApproverInput(
                 id=approver_id,
                 name=f"Open {approval_id}",
-                email=f"open{approval_id}@{OPEN_DOMAIN}",
+                email=f"open{approval_id}@{domain}",
                 sign_url=settings.url(f"/s/{token}"),
                 sms_code=code,
             )
@@ -997,7 +1006,9 @@ class Burst:
         return self.sent / max(self.max_s, 0.001)
 
 
-async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burst:
+async def bench_timer_baseline(
+    stack: Stack, plan: Plan, report: Report, n: int, section: str
+) -> Burst:
     """Section 4's baseline, in the same run and at the same open count: N `TimerWorkflow`s
     whose one timer falls due at one moment, each then running one no-op activity that marks
     its time in a file (as Portico's reminder writes its outbox row). They complete, so the
@@ -1006,13 +1017,15 @@ async def bench_timer_baseline(stack: Stack, plan: Plan, report: Report) -> Burs
     timers = Child("timer-worker", ["bench.worker_proc", "timers"], stack.worker_env, stack.workdir)
     try:
         await timers.ready()
-        return await _timer_baseline(stack, plan, report, timers)
+        return await _timer_baseline(stack, plan, report, timers, n, section)
     finally:
         timers.stop()
 
 
-async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Child) -> Burst:
-    n, d = plan.open_approvals, plan.due()
+async def _timer_baseline(
+    stack: Stack, plan: Plan, report: Report, timers: Child, n: int, section: str
+) -> Burst:
+    d = plan.due(n)
     lead = 30 + n * 0.02
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     marks = stack.workdir / f"timer-marks-{uuid.uuid4().hex[:6]}.txt"
@@ -1065,29 +1078,85 @@ async def _timer_baseline(stack: Stack, plan: Plan, report: Report, timers: Chil
     cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
     cached = min(n, cache)  # the bare worker gets the same cache size
     report.add(
-        "4",
+        section,
         "baseline TimerWorkflow: its worker's RSS before / with them open",
         f"{rss_before:.0f} / {rss_settled:.0f} MiB "
         f"({(rss_settled - rss_before) / cached * 1024:.0f} KiB per cached workflow)",
     )
     report.add(
-        "4",
+        section,
         "baseline burst: sent, lateness p50 / p99 / max, rate",
         f"{burst.sent}/{d}, {burst.p50_s:.1f} / {burst.p99_s:.1f} / {burst.max_s:.1f} s, "
         f"{burst.rate:.0f}/s" + ("" if before_due else " (started AFTER the due time)"),
     )
-    report.add("4", "baseline CPU per timer fired", cpu)
-    report.add("4", "baseline history events (completed)", str(events))
-    report.data["timer_baseline"] = asdict(burst) | {
+    report.add(section, "baseline CPU per timer fired", cpu)
+    report.add(section, "baseline history events (completed)", str(events))
+    report.data.setdefault("timer_baseline", {})[str(n)] = asdict(burst) | {
         "rate": burst.rate,
         "rss_mib": {"before": rss_before, "settled": rss_settled},
     }
     return burst
 
 
-async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
-    baseline = await bench_timer_baseline(stack, plan, report)
-    n, d = plan.open_approvals, plan.due()
+@dataclass
+class OpenStep:
+    """One step of section 4: its burst rates, and the workflows it left open."""
+
+    n: int
+    rate: float  # reminders per second (0 when none were sent)
+    baseline_rate: float
+    workflow_ids: list[str]
+
+
+async def bench_open_steps(stack: Stack, plan: Plan, report: Report) -> None:
+    """Section 4 once per count in `plan.open_steps`, on the same stack; each step's
+    workflows are terminated before the next, so each runs with exactly its count open.
+    With two steps or more, the issue's flatness target: the last burst against the first,
+    beside the same ratio for the baseline."""
+    steps: list[OpenStep] = []
+    for number, n in enumerate(plan.open_steps):
+        if steps:
+            await terminate_all(stack, steps[-1].workflow_ids)
+        section = "4" if len(plan.open_steps) == 1 else f"4@{n}"
+        domain = f"step{number}.{OPEN_DOMAIN}"
+        steps.append(await bench_reminders(stack, plan, report, n, section, domain))
+    if len(steps) < 2:
+        return
+    first, last = steps[0], steps[-1]
+    ratio = last.rate / first.rate if first.rate else 0.0
+    base = last.baseline_rate / first.baseline_rate if first.baseline_rate else 0.0
+    report.add(
+        "4",
+        f"reminder burst at {last.n} open / at {first.n} open",
+        f"{ratio:.0%} ({last.rate:.0f}/s vs {first.rate:.0f}/s)",
+        ">= 75%",
+        ratio >= 0.75,
+    )
+    report.add(
+        "4",
+        f"baseline burst at {last.n} open / at {first.n} open",
+        f"{base:.0%} ({last.baseline_rate:.0f}/s vs {first.baseline_rate:.0f}/s)",
+    )
+    report.data["flatness"] = {"reminders": ratio, "baseline": base}
+
+
+async def terminate_all(stack: Stack, workflow_ids: list[str]) -> None:
+    """End a step's approvals (they would otherwise stay open, and cached, into the next)."""
+    log(f"  terminating the {len(workflow_ids)} approvals of the last step")
+
+    async def end(workflow_id: str) -> None:
+        with contextlib.suppress(RPCError):  # already ended
+            await stack.temporal.get_workflow_handle(workflow_id).terminate("bench step over")
+
+    await limited(32, [partial(end, w) for w in workflow_ids])
+    await stack.quiet()
+
+
+async def bench_reminders(
+    stack: Stack, plan: Plan, report: Report, n: int, section: str, domain: str
+) -> OpenStep:
+    baseline = await bench_timer_baseline(stack, plan, report, n, section)
+    d = plan.due(n)
     lead = plan.reminder_lead if plan.reminder_lead is not None else 60 + n * 0.06
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     created_at = due - timedelta(days=1)  # remind_every_days=1: the first reminder is due then
@@ -1096,9 +1165,9 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         f"(in {lead:.0f} s)"
     )
     rss_before = stack.worker.rss_mib()
-    rows = await insert_open_approvals(stack, d, created_at)
+    rows = await insert_open_approvals(stack, d, created_at, domain)
     if n > d:  # created later, so their first reminders fall due after the run
-        rows += await insert_open_approvals(stack, n - d, created_at + LATER)
+        rows += await insert_open_approvals(stack, n - d, created_at + LATER, domain)
     first_id, last_id = rows[0][0], rows[-1][0]
     doc = stack.document
     attributes = sa.initial("pending", doc["kind"], doc["number"], "Client Co", doc["amount_cents"])
@@ -1110,7 +1179,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         )
         return int(await stack.scalar(query))
 
-    async def start(row: tuple[int, int, str, str, datetime]) -> None:
+    async def start(row: tuple[int, int, str, str, datetime, str]) -> None:
         await stack.temporal.start_workflow(
             ApprovalWorkflow.run,
             approval_input(stack, *row),  # its reminder is due a day after its creation
@@ -1141,7 +1210,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
                     raise TimeoutError(f"only {done}/{n} requests sent")
                 await asyncio.sleep(1)
 
-        async with profiling(stack, stack.worker, "worker-startup", plan.profile):
+        async with profiling(stack, stack.worker, f"worker-startup-{n}", plan.profile):
             await start_all()
         settle_s = time.perf_counter() - started
         settled_at = datetime.now(UTC)
@@ -1161,7 +1230,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         cpu_due = stack.worker.cpu_seconds()
         cpu_due_all = stack.cpu()
         reminders = (
-            OutboundMessage.to.like(f"%@{OPEN_DOMAIN}"),
+            OutboundMessage.to.like(f"%@{domain}"),
             OutboundMessage.subject.like("Reminder:%"),
         )
 
@@ -1169,7 +1238,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
             return int(await stack.scalar(select(func.count()).where(*reminders)))
 
         last_log = time.monotonic()
-        async with profiling(stack, stack.worker, "worker-reminders", plan.profile):
+        async with profiling(stack, stack.worker, f"worker-reminders-{n}", plan.profile):
             while (count := await reminders_sent()) < d:
                 if (datetime.now(UTC) - due).total_seconds() > 600 + d * 0.1:
                     log(f"  gave up with {count}/{d} reminders sent")
@@ -1190,63 +1259,62 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
     late = [(at - due).total_seconds() for at in sent_at]
     worst = max(late, default=0.0)
     report.add(
-        "4",
+        section,
         f"open approvals started and settled (c={plan.start_concurrency})",
         f"{n} in {settle_s:.0f} s ({n / settle_s:.0f}/s)"
         + ("" if before_due else ", AFTER the due time: lateness not meaningful"),
     )
-    report.add("4", "CPU per approval started and settled", startup_cpu)
+    report.add(section, "CPU per approval started and settled", startup_cpu)
     report.add(
-        "4",
+        section,
         "history events of one approval: settled / after its reminder",
         f"{events_settled} / {events_after}",
     )
     cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
     report.add(
-        "4",
+        section,
         "worker RSS before / settled / after reminders",
         f"{rss_before:.0f} / {rss_idle:.0f} / {rss_after:.0f} MiB "
         f"({(rss_idle - rss_before) / min(n, cache) * 1024:.0f} KiB per cached workflow)",
     )
     report.add(
-        "4",
+        section,
         "worker RSS peak",
         f"{sampler.worker_peak:.0f} MiB",
         "< 300 MiB",
         sampler.worker_peak < 300,
     )
     if stack.temporal_ps is not None:
-        report.add("4", "Temporal dev server RSS peak", f"{sampler.temporal_peak:.0f} MiB")
-    report.add("4", "reminders sent", f"{len(late)}/{d}", f"{d}", len(late) == d)
+        report.add(section, "Temporal dev server RSS peak", f"{sampler.temporal_peak:.0f} MiB")
+    report.add(section, "reminders sent", f"{len(late)}/{d}", f"{d}", len(late) == d)
     if late:
         p50, p99 = percentile(late, 50), percentile(late, 99)
-        report.add("4", "reminder lateness p50 / p99", f"{p50:.1f} s / {p99:.1f} s")
+        report.add(section, "reminder lateness p50 / p99", f"{p50:.1f} s / {p99:.1f} s")
         report.add(
-            "4", "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
+            section, "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
         )
         rate = len(late) / max(worst, 0.001)
         report.add(
-            "4",
+            section,
             "reminder burst: rate, worker CPU",
             f"{rate:.0f}/s, {burst_cpu:.0f} s",
         )
-        report.add("4", "CPU per reminder sent", reminder_cpu)
+        report.add(section, "CPU per reminder sent", reminder_cpu)
         report.add(
-            "4",
+            section,
             f"reminder burst / baseline burst at {n} open" + (f", {d} due" if d < n else ""),
             f"{rate / baseline.rate:.0%} ({rate:.0f}/s vs {baseline.rate:.0f}/s)",
         )
         report.add(
-            "4",
+            section,
             "worker + Temporal CPU per reminder / per baseline timer",
             f"{reminder_cpu_ms / max(baseline.cpu_ms, 0.001):.1f}x "
             f"({reminder_cpu_ms:.0f} vs {baseline.cpu_ms:.0f} ms)",
         )
-        report.data["reminders"] = {
-            "burst_vs_baseline": rate / baseline.rate,
-            "cpu_vs_baseline": reminder_cpu_ms / max(baseline.cpu_ms, 0.001),
-        }
-    report.data["reminders"] = report.data.get("reminders", {}) | {
+    rate = len(late) / max(worst, 0.001) if late else 0.0
+    report.data.setdefault("reminders", {})[str(n)] = {
+        "burst_vs_baseline": rate / max(baseline.rate, 0.001),
+        "cpu_vs_baseline": reminder_cpu_ms / max(baseline.cpu_ms, 0.001),
         "n": n,
         "due_count": d,
         "due": due.isoformat(),
@@ -1267,6 +1335,7 @@ async def bench_reminders(stack: Stack, plan: Plan, report: Report) -> None:
         },
         "burst_worker_cpu_s": burst_cpu,
     }
+    return OpenStep(n, rate, baseline.rate, [f"approval-{row[0]}" for row in rows])
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -1367,7 +1436,7 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                     1: bench_signing_page,
                     2: bench_round_trip,
                     3: bench_creation,
-                    4: bench_reminders,
+                    4: bench_open_steps,
                 }
                 for number in plan.sections:
                     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -1432,7 +1501,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         "is created on it); default: a fresh SQLite file",
     )
     parser.add_argument("--sections", default="1,2,3,4", help="which sections, e.g. 1,2")
-    parser.add_argument("--open", type=int, help="open approvals in section 4")
+    parser.add_argument(
+        "--open",
+        help="open approvals in section 4; several, comma-separated, run one after the other "
+        "and compare the last burst with the first (default 1000,10000; --quick 1000)",
+    )
     parser.add_argument(
         "--due", type=int, help="section 4: how many of the open approvals fall due (all)"
     )
@@ -1487,7 +1560,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan = Plan.quick() if args.quick else Plan()
     plan.sections = tuple(int(s) for s in args.sections.split(","))
     if args.open is not None:
-        plan.open_approvals = args.open
+        plan.open_steps = tuple(int(n) for n in args.open.split(","))
     if args.seconds is not None:
         plan.seconds = args.seconds
     plan.due_count = args.due

@@ -7,11 +7,17 @@ from bench.run import parse_args
 
 def test_section_4_lets_all_open_approvals_fall_due_unless_told_how_many() -> None:
     plan, _ = parse_args(["--sections", "4", "--open", "10000"])
-    assert (plan.open_approvals, plan.due()) == (10_000, 10_000)
+    assert (plan.open_steps, plan.due(10_000)) == ((10_000,), 10_000)
     plan, _ = parse_args(["--sections", "4", "--open", "10000", "--due", "1000"])
-    assert (plan.open_approvals, plan.due()) == (10_000, 1_000)
+    assert (plan.open_steps, plan.due(10_000)) == ((10_000,), 1_000)
     plan, _ = parse_args(["--quick", "--due", "5000"])  # never more than are open
-    assert (plan.open_approvals, plan.due()) == (1_000, 1_000)
+    assert (plan.open_steps, plan.due(1_000)) == ((1_000,), 1_000)
+
+
+def test_a_full_run_measures_section_4_at_1000_then_10000_open_to_compare_the_bursts() -> None:
+    assert parse_args([])[0].open_steps == (1_000, 10_000)
+    assert parse_args(["--quick"])[0].open_steps == (1_000,)
+    assert parse_args(["--quick", "--open", "500,2000"])[0].open_steps == (500, 2_000)
 
 
 def test_the_temporal_dev_server_keeps_its_state_in_memory_unless_told_a_file() -> None:
