@@ -765,6 +765,7 @@ async def bench_creation(stack: Stack, plan: Plan, report: Report) -> None:
     )
     ratio = api_rate / bare_rate
     report.add("3", "creation / bare start rate", f"{ratio:.0%}", ">= 50%", ratio >= 0.5)
+    report.add("3", "creation p99", ms(api["p99_ms"]), "< 250 ms", api["p99_ms"] < 250)
     report.data["creation"] = {
         "api_per_s": api_rate,
         "bare_per_s": bare_rate,
