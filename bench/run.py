@@ -112,6 +112,7 @@ class Plan:
     due_count: int | None = None  # section 4: how many of the open approvals fall due (all)
     temporal_store: str = "memory"  # the dev server's store: "memory" or "file" (SQLite file)
     worker_sandbox: str = "shared"  # PORTICO_WORKER_SANDBOX of the worker, as docker-compose.yml
+    sticky_timeout: float | None = None  # PORTICO_WORKER_STICKY_TIMEOUT (None: Portico's default)
 
     def due(self, n: int) -> int:
         """Section 4 with `n` open: how many of them (and of the baseline timers) fall due at
@@ -957,6 +958,23 @@ def approval_input(
     )
 
 
+async def sticky_timeouts(
+    stack: Stack, workflow_ids: list[str], sample: int = 200
+) -> tuple[int, int]:
+    """Of up to `sample` of these workflows, evenly spread, how many had a workflow task time
+    out (on the worker's sticky queue: a task the worker did not pick up in time is handed to
+    the shared queue, and the worker replays the whole history to run it); and how many were
+    looked at."""
+    k = min(sample, len(workflow_ids))
+    picked = [workflow_ids[i * len(workflow_ids) // k] for i in range(k)]
+    timed_out = 0
+    for workflow_id in picked:
+        history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
+        kinds = {e.event_type for e in history.events}
+        timed_out += EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
+    return timed_out, len(picked)
+
+
 async def history_length(stack: Stack, workflow_id: str) -> int:
     """Events in a workflow's history: what a replay after an eviction goes through."""
     history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
@@ -1257,6 +1275,7 @@ async def bench_reminders(
             )
         rss_after = stack.worker.rss_mib()
     events_after = await history_length(stack, f"approval-{first_id}")
+    timed_out, sampled = await sticky_timeouts(stack, [f"approval-{r[0]}" for r in rows[:d]])
     late = [(at - due).total_seconds() for at in sent_at]
     worst = max(late, default=0.0)
     report.add(
@@ -1270,6 +1289,11 @@ async def bench_reminders(
         section,
         "history events of one approval: settled / after its reminder",
         f"{events_settled} / {events_after}",
+    )
+    report.add(
+        section,
+        "reminders whose workflow task timed out on the sticky queue (a sample)",
+        f"{timed_out}/{sampled}",
     )
     cache = int(plan.worker_options.get("max_cached_workflows", stack.settings.worker_cache_size))
     report.add(
@@ -1359,6 +1383,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
     log(f"load generator: {plan.tool}; worker options: {plan.worker_options or 'SDK defaults'}")
     log(f"Temporal dev server store: {plan.temporal_store}")
     log(f"worker sandbox: {plan.worker_sandbox}")
+    if plan.sticky_timeout is not None:
+        log(f"worker sticky queue timeout: {plan.sticky_timeout} s")
     if plan.temporal_config:
         log(f"Temporal dynamic config: {', '.join(plan.temporal_config)}")
     workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
@@ -1381,6 +1407,8 @@ async def run(plan: Plan, database_url: str | None, keep: bool, json_out: Path |
                 "PORTICO_COMPANY_NAME": "Acme Builders",
                 "PORTICO_WORKER_SANDBOX": plan.worker_sandbox,
             }
+            if plan.sticky_timeout is not None:
+                values["PORTICO_WORKER_STICKY_TIMEOUT"] = str(plan.sticky_timeout)
             settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_binary(),
@@ -1551,6 +1579,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
         help="the worker's PORTICO_WORKER_SANDBOX (default shared, as docker-compose.yml runs it)",
     )
     parser.add_argument(
+        "--sticky-timeout",
+        type=float,
+        help="the worker's PORTICO_WORKER_STICKY_TIMEOUT in seconds (default Portico's, 3)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles (web under load, worker at reminders)",
@@ -1578,6 +1611,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]
     plan.web_processes = args.web_processes
     plan.temporal_store = args.temporal_store
     plan.worker_sandbox = args.worker_sandbox
+    plan.sticky_timeout = args.sticky_timeout
     return plan, args
 
 

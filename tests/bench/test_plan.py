@@ -40,3 +40,8 @@ def test_passthrough_modules_add_to_what_portico_s_sandbox_passes_through(monkey
     )
     assert worker_options() == {"max_cached_workflows": 9}
     assert "workflows" in worker.workflow_runner().restrictions.passthrough_modules
+
+
+def test_the_worker_keeps_portico_s_sticky_timeout_unless_told_another() -> None:
+    assert parse_args([])[0].sticky_timeout is None
+    assert parse_args(["--sticky-timeout", "30"])[0].sticky_timeout == 30.0
