@@ -916,7 +916,7 @@ def approval_input(
     token: str,
     code: str,
     created_at: datetime,
-    domain: str = OPEN_DOMAIN,
+    domain: str,
 ) -> ApprovalInput:
     """The workflow input exactly as Portico.create_approval builds it."""
     settings, doc = stack.settings, stack.document
@@ -1135,7 +1135,7 @@ async def bench_open_steps(stack: Stack, plan: Plan, report: Report) -> None:
     steps: list[OpenStep] = []
     for number, n in enumerate(plan.open_steps):
         if steps:
-            await terminate_all(stack, steps[-1].workflow_ids)
+            await terminate_all(stack, steps[-1].workflow_ids, plan.start_concurrency)
         section = "4" if len(plan.open_steps) == 1 else f"4@{n}"
         domain = f"step{number}.{OPEN_DOMAIN}"
         steps.append(await bench_reminders(stack, plan, report, n, section, domain))
@@ -1159,7 +1159,7 @@ async def bench_open_steps(stack: Stack, plan: Plan, report: Report) -> None:
     report.data["flatness"] = {"reminders": ratio, "baseline": base}
 
 
-async def terminate_all(stack: Stack, workflow_ids: list[str]) -> None:
+async def terminate_all(stack: Stack, workflow_ids: list[str], concurrency: int) -> None:
     """End a step's approvals (they would otherwise stay open, and cached, into the next)."""
     log(f"  terminating the {len(workflow_ids)} approvals of the last step")
 
@@ -1167,7 +1167,7 @@ async def terminate_all(stack: Stack, workflow_ids: list[str]) -> None:
         with contextlib.suppress(RPCError):  # already ended
             await stack.temporal.get_workflow_handle(workflow_id).terminate("bench step over")
 
-    await limited(32, [partial(end, w) for w in workflow_ids])
+    await limited(concurrency, [partial(end, w) for w in workflow_ids])
     await stack.quiet()
 
 
@@ -1278,6 +1278,7 @@ async def bench_reminders(
     timed_out, sampled = await sticky_timeouts(stack, [f"approval-{r[0]}" for r in rows[:d]])
     late = [(at - due).total_seconds() for at in sent_at]
     worst = max(late, default=0.0)
+    rate = len(late) / max(worst, 0.001) if late else 0.0
     report.add(
         section,
         f"open approvals started and settled (c={plan.start_concurrency})",
@@ -1318,7 +1319,6 @@ async def bench_reminders(
         report.add(
             section, "reminder lateness max", f"{worst:.1f} s", "< 5 s", worst < 5 and before_due
         )
-        rate = len(late) / max(worst, 0.001)
         report.add(
             section,
             "reminder burst: rate, worker CPU",
@@ -1336,7 +1336,6 @@ async def bench_reminders(
             f"{reminder_cpu_ms / max(baseline.cpu_ms, 0.001):.1f}x "
             f"({reminder_cpu_ms:.0f} vs {baseline.cpu_ms:.0f} ms)",
         )
-    rate = len(late) / max(worst, 0.001) if late else 0.0
     report.data.setdefault("reminders", {})[str(n)] = {
         "burst_vs_baseline": rate / max(baseline.rate, 0.001),
         "cpu_vs_baseline": reminder_cpu_ms / max(baseline.cpu_ms, 0.001),
